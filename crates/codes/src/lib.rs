@@ -1,0 +1,1 @@
+//! Quantizer trait and codes (issue 3).

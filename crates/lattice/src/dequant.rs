@@ -1,0 +1,1 @@
+//! Batched parallel dequantizer (§3.3).

@@ -1,0 +1,1 @@
+//! Model loading and inference (issue 4).
