@@ -21,5 +21,5 @@ pub mod shell;
 pub use error::LatticeError;
 pub use index::Ball;
 pub use leech::{Parity, Point, DIM};
-pub use search::{Metric, Searcher};
+pub use search::{Found, Metric, Searcher};
 pub use shell::{Class, MAX_SHELL_LIMIT};
