@@ -98,9 +98,10 @@ fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
         let mut r = rank % base;
         rank /= base;
         // Combinatorial number system: largest q with C(q, i) ≤ r, for i = t down to 1.
+        // The last step (i = 1) is q = r itself, which also covers singleton levels.
         let mut taken: u32 = 0; // bit q set when free[q] is taken by this level
         let mut q = n;
-        for i in (1..=t).rev() {
+        for i in (2..=t).rev() {
             q -= 1;
             while BINOM.get(q, i) > r {
                 q -= 1;
@@ -108,6 +109,7 @@ fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
             r -= BINOM.get(q, i);
             taken |= 1 << q;
         }
+        taken |= 1 << r;
         let v = g.value[j];
         let mut kept = 0;
         for q in 0..n {
@@ -314,9 +316,10 @@ pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
             unrank_group(&class.groups[0], p, &mut abs);
             for i in 0..DIM {
                 let v = abs[i] as i32;
-                // x_i ≡ 1 + 2c_i (mod 4): +v when v already has that residue, else −v.
-                let want = 1 + 2 * (c >> i & 1) as i32;
-                x[i] = if v & 3 == want { v } else { -v };
+                // x_i ≡ 1 + 2c_i (mod 4): keep v when it has that residue, else negate
+                // (branch-free: flip = bit 1 of v differs from c_i).
+                let flip = ((v >> 1) ^ (c >> i) as i32) & 1;
+                x[i] = (v ^ -flip) + flip;
             }
         }
         Parity::Even => {
@@ -326,42 +329,30 @@ pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
             let (mut f1, mut f0) = ([0u8; DIM], [0u8; DIM]);
             unrank_group(&class.groups[0], p % p1, &mut f1);
             unrank_group(&class.groups[1], p / p1, &mut f0);
-            let (mut i1, mut i0) = (0usize, 0usize);
-            let mut bit = 0u32;
-            let mut neg1 = 0u32;
+            // Merge the two sides in coordinate order and apply the sign bits, branch-free:
+            // nonzero F0 entries take bits 0.., F1 entries (but the last) bits nz0...
             let nz0 = class.groups[1].nonzero();
+            let (mut i1, mut i0) = (0usize, 0usize);
+            let (mut bit0, mut bit1) = (0u32, nz0);
+            let mut neg1 = 0u32;
             let mut last1 = 0usize;
             for i in 0..DIM {
-                if c >> i & 1 == 1 {
-                    abs[i] = f1[i1];
-                    i1 += 1;
-                    last1 = i;
-                } else {
-                    abs[i] = f0[i0];
-                    i0 += 1;
-                }
+                let on1 = (c >> i & 1) as usize;
+                let v = if on1 == 1 { f1[i1] } else { f0[i0] } as i32;
+                let bit = if on1 == 1 { bit1 } else { bit0 };
+                let neg = ((s >> bit) & 1) as i32 & (v != 0) as i32;
+                x[i] = (v ^ -neg) + neg;
+                neg1 += neg as u32 & on1 as u32;
+                bit1 += on1 as u32;
+                bit0 += (1 - on1 as u32) & (v != 0) as u32;
+                last1 = if on1 == 1 { i } else { last1 };
+                i1 += on1;
+                i0 += 1 - on1;
             }
-            let mut seen1 = 0u32;
-            for i in 0..DIM {
-                let v = abs[i] as i32;
-                if c >> i & 1 == 1 {
-                    if i == last1 {
-                        // Sign fixed by the sum rule: total F1 negatives ≡ Σ|x|/4 (mod 2).
-                        let neg = (neg1 & 1) != class.f1_negative_parity();
-                        x[i] = if neg { -v } else { v };
-                    } else {
-                        let neg = s >> (nz0 + seen1) & 1 == 1;
-                        neg1 += neg as u32;
-                        seen1 += 1;
-                        x[i] = if neg { -v } else { v };
-                    }
-                } else if v != 0 {
-                    let neg = s >> bit & 1 == 1;
-                    bit += 1;
-                    x[i] = if neg { -v } else { v };
-                } else {
-                    x[i] = 0;
-                }
+            // The last F1 entry read bit nz0 + w − 1, which is past the free bits (zero), so it
+            // is still positive; its sign is fixed by the sum rule: F1 negatives ≡ Σ|x|/4 (mod 2).
+            if class.weight > 0 && neg1 & 1 != class.f1_negative_parity() {
+                x[last1] = -x[last1];
             }
         }
     }
