@@ -229,8 +229,15 @@ impl Ball {
         if index >= self.len() {
             return Err(LatticeError::IndexOutOfRange { index, len: self.len(), max_shell: self.max_shell });
         }
-        let k = self.offsets.partition_point(|&o| o <= index) - 1;
-        Ok((k, index - self.offsets[k]))
+        // Branch-free binary search for the last class offset ≤ index (offsets[0] = 0).
+        let classes = &self.offsets[..self.classes.len()];
+        let (mut base, mut len) = (0usize, classes.len());
+        while len > 1 {
+            let half = len / 2;
+            base = if classes[base + half] <= index { base + half } else { base };
+            len -= half;
+        }
+        Ok((base, index - classes[base]))
     }
 
     /// Index → point (the scalar reference dequantizer, §3.3). Every `u64` either decodes to a
@@ -304,9 +311,13 @@ pub(crate) fn encode_local(class: &Class, x: &Point) -> u64 {
 #[inline]
 pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
     let g = golay();
-    let a = class.golay_count as u64;
-    let r = (local % a) as usize;
-    let rest = local / a;
+    // A takes four values; dividing by each as a constant lets the compiler multiply instead.
+    let (rest, r) = match class.golay_count {
+        4096 => (local >> 12, (local & 4095) as usize),
+        2576 => (local / 2576, (local % 2576) as usize),
+        759 => (local / 759, (local % 759) as usize),
+        _ => (local, 0),
+    };
     let s = rest & ((1u64 << class.sign_bits) - 1);
     let p = rest >> class.sign_bits;
     let mut abs = [0u8; DIM];
