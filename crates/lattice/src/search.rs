@@ -317,18 +317,24 @@ impl Searcher {
             // Walsh value below which a codeword's bound beats `best` (bound = lift − w/2).
             let cut = |lift: f32, best: &Best| 2.0 * (lift - metric.needed(best.score, m) - tol);
             let mut cand = std::mem::take(&mut ctx.cand);
-            below(&ctx.shared[pi], cut(shared_lift, best), &mut cand);
-            let own_lift = if cand.len() > OWN_TRANSFORM_AT {
+            let c_shared = cut(shared_lift, best);
+            let passing = ctx.shared[pi].iter().filter(|&&w| w < c_shared).count();
+            if passing == 0 {
+                ctx.cand = cand;
+                continue;
+            }
+            let own_lift = if passing > OWN_TRANSFORM_AT {
                 let mu = norm / (8.0 * (m as f32).sqrt());
                 let mut own = std::mem::take(&mut ctx.own);
                 let lift = self.codeword_bounds(&ctx.y, mu, RESIDUES[pi], &mut own) + 16.0 * m as f32 * mu;
                 ctx.own = own;
                 ctx.stats.transforms += 1;
-                let c = cut(lift, best);
-                cand.retain(|&u| ctx.own[u as usize] < c);
+                below(&ctx.own, cut(lift, best), &mut cand);
+                cand.retain(|&u| ctx.shared[pi][u as usize] < c_shared);
                 cand.sort_unstable_by(|&a, &b| ctx.own[a as usize].total_cmp(&ctx.own[b as usize]));
                 Some(lift)
             } else {
+                below(&ctx.shared[pi], c_shared, &mut cand);
                 cand.sort_unstable_by(|&a, &b| ctx.shared[pi][a as usize].total_cmp(&ctx.shared[pi][b as usize]));
                 None
             };
