@@ -163,6 +163,12 @@ impl Best {
     }
 }
 
+/// Number of shared multipliers, and the shells they are tangent at (fractions of M). Two
+/// measured best (instruction counts at M = 12): one leaves inner shells loosely bounded,
+/// three costs more transforms than it saves.
+const SHARED: usize = 2;
+const SHARED_AT: [f32; SHARED] = [1.0, 0.6];
+
 /// Survivors of the shared bound above which a (shell, parity) gets its own transform.
 const OWN_TRANSFORM_AT: usize = 32;
 
@@ -247,36 +253,46 @@ impl Searcher {
 
     fn run(&self, ctx: &mut Context, norm: f32, metric: Metric) -> Best {
         let outer = self.ball.max_shell() as f32;
-        // One shared multiplier bounds every shell from two transforms. Euclidean: μ = ½ makes
-        // 2G(c) bound 2⟨x,y⟩ − |x|² on all shells at once (μ grows when y lies outside the
-        // ball). Angular: tangent at the outer shell, where the best direction usually lies.
-        let mu0 = match metric {
-            Metric::Euclidean => (norm / (8.0 * outer.sqrt())).max(0.5),
-            Metric::Angular => norm / (8.0 * outer.sqrt()),
-        };
-        ctx.mu0 = mu0;
-        let mut top = [0usize; 2];
-        for (p, res) in RESIDUES.iter().enumerate() {
-            let mut w = std::mem::take(&mut ctx.shared[p]);
-            ctx.lift0[p] = self.codeword_bounds(&ctx.y, mu0, *res, &mut w);
-            top[p] = argmin(&w);
-            ctx.shared[p] = w;
-            ctx.stats.transforms += 1;
+        // Shared multipliers bound every shell from 2·SHARED transforms: B_m(c) ≤ G_μ(c) + 16mμ
+        // for each μ, so the smallest of those bounds holds. Euclidean: μ = ½ makes 2G(c) bound
+        // 2⟨x,y⟩ − |x|² on all shells at once (μ grows when y lies outside the ball). Angular:
+        // tangents at the outer shell, where the best direction usually lies, and further in.
+        for (k, mu) in ctx.mu0.iter_mut().enumerate() {
+            let m_k = (outer * SHARED_AT[k]).max(2.0);
+            *mu = match metric {
+                Metric::Euclidean => (norm / (8.0 * m_k.sqrt())).max(0.5),
+                Metric::Angular => norm / (8.0 * m_k.sqrt()),
+            };
         }
-        let best_word = [ctx.lift0[0] - 0.5 * ctx.shared[0][top[0]], ctx.lift0[1] - 0.5 * ctx.shared[1][top[1]]];
+        // Equal multipliers (Euclidean inside the ball: all ½) need one transform pair.
+        ctx.nshared = 1 + ctx.mu0[1..].iter().filter(|&&mu| mu != ctx.mu0[0]).count();
+        let mut top = [0usize; 2];
+        let mut best_word = [[0.0f32; 2]; SHARED];
+        for k in 0..ctx.nshared {
+            for (p, res) in RESIDUES.iter().enumerate() {
+                let mut w = std::mem::take(&mut ctx.shared[k][p]);
+                ctx.lift0[k][p] = self.codeword_bounds(&ctx.y, ctx.mu0[k], *res, &mut w);
+                let t = argmin(&w);
+                if k == 0 {
+                    top[p] = t;
+                }
+                best_word[k][p] = ctx.lift0[k][p] - 0.5 * w[t];
+                ctx.shared[k][p] = w;
+                ctx.stats.transforms += 1;
+            }
+        }
         let mut order: Vec<(f32, usize)> = self
             .shells
             .iter()
             .enumerate()
             .map(|(k, s)| {
                 let class_ub = s.even.iter().flatten().chain(&s.odd).map(|p| p.abs.dot(&ctx.abs_prefix)).fold(f32::MIN, f32::max);
-                let lift = 16.0 * s.m as f32 * mu0;
                 let mut word_ub = f32::MIN;
-                if s.even.iter().any(|v| !v.is_empty()) {
-                    word_ub = word_ub.max(best_word[0] + lift);
-                }
-                if !s.odd.is_empty() {
-                    word_ub = word_ub.max(best_word[1] + lift);
+                for (p, present) in [s.even.iter().any(|v| !v.is_empty()), !s.odd.is_empty()].into_iter().enumerate() {
+                    if present {
+                        let ub = (0..ctx.nshared).map(|j| best_word[j][p] + 16.0 * s.m as f32 * ctx.mu0[j]).fold(f32::MAX, f32::min);
+                        word_ub = word_ub.max(ub);
+                    }
                 }
                 (metric.score(class_ub.min(word_ub), s.m), k)
             })
@@ -313,12 +329,20 @@ impl Searcher {
             if !has_classes {
                 continue;
             }
-            let shared_lift = ctx.lift0[pi] + 16.0 * m as f32 * ctx.mu0;
             // Walsh value below which a codeword's bound beats `best` (bound = lift − w/2).
             let cut = |lift: f32, best: &Best| 2.0 * (lift - metric.needed(best.score, m) - tol);
+            let lifts: [f32; SHARED] = std::array::from_fn(|k| ctx.lift0[k][pi] + 16.0 * m as f32 * ctx.mu0[k]);
+            let ns = ctx.nshared;
+            let passes = |ctx: &Context, u: usize, best: &Best| (0..ns).all(|k| ctx.shared[k][pi][u] < cut(lifts[k], best));
             let mut cand = std::mem::take(&mut ctx.cand);
-            let c_shared = cut(shared_lift, best);
-            let passing = ctx.shared[pi].iter().filter(|&&w| w < c_shared).count();
+            let cuts: [f32; SHARED] = std::array::from_fn(|k| cut(lifts[k], best));
+            // Vectorised count of the codewords every shared bound lets through.
+            let passing: u32 = if ns == 1 {
+                ctx.shared[0][pi].iter().map(|&w| (w < cuts[0]) as u32).sum()
+            } else {
+                ctx.shared[0][pi].iter().zip(&ctx.shared[1][pi]).map(|(&a, &b)| ((a < cuts[0]) & (b < cuts[1])) as u32).sum()
+            };
+            let passing = passing as usize;
             if passing == 0 {
                 ctx.cand = cand;
                 continue;
@@ -330,21 +354,22 @@ impl Searcher {
                 ctx.own = own;
                 ctx.stats.transforms += 1;
                 below(&ctx.own, cut(lift, best), &mut cand);
-                cand.retain(|&u| ctx.shared[pi][u as usize] < c_shared);
+                cand.retain(|&u| passes(ctx, u as usize, best));
                 cand.sort_unstable_by(|&a, &b| ctx.own[a as usize].total_cmp(&ctx.own[b as usize]));
                 Some(lift)
             } else {
-                below(&ctx.shared[pi], c_shared, &mut cand);
-                cand.sort_unstable_by(|&a, &b| ctx.shared[pi][a as usize].total_cmp(&ctx.shared[pi][b as usize]));
+                below(&ctx.shared[0][pi], cuts[0], &mut cand);
+                cand.retain(|&u| passes(ctx, u as usize, best));
+                cand.sort_unstable_by(|&a, &b| ctx.shared[0][pi][a as usize].total_cmp(&ctx.shared[0][pi][b as usize]));
                 None
             };
             for &u in &cand {
                 let u = u as usize;
                 // Candidates are sorted by the bound they were selected with, so the first that
-                // fails it ends the list; the other bound only skips.
+                // fails it ends the list; the other bounds only skip.
                 let (key, other) = match own_lift {
-                    Some(l) => (ctx.own[u] < cut(l, best), ctx.shared[pi][u] < cut(shared_lift, best)),
-                    None => (ctx.shared[pi][u] < cut(shared_lift, best), true),
+                    Some(l) => (ctx.own[u] < cut(l, best), passes(ctx, u, best)),
+                    None => (ctx.shared[0][pi][u] < cut(lifts[0], best), passes(ctx, u, best)),
                 };
                 if !key {
                     break;
@@ -479,9 +504,11 @@ struct Context {
     y: [f32; DIM],
     abs_prefix: [f32; DIM + 1],
     /// Walsh values of the shared bound, per parity, and the matching lifts.
-    shared: [Vec<f32>; 2],
-    lift0: [f32; 2],
-    mu0: f32,
+    shared: [[Vec<f32>; 2]; SHARED],
+    lift0: [[f32; 2]; SHARED],
+    mu0: [f32; SHARED],
+    /// Distinct shared multipliers in use.
+    nshared: usize,
     /// Walsh values of a shell's own bound.
     own: Vec<f32>,
     /// Candidate codeword messages.
@@ -497,9 +524,10 @@ impl Context {
         Context {
             y: [0.0; DIM],
             abs_prefix: [0.0; DIM + 1],
-            shared: [vec![0.0; WORDS], vec![0.0; WORDS]],
-            lift0: [0.0; 2],
-            mu0: 0.0,
+            shared: std::array::from_fn(|_| [vec![0.0; WORDS], vec![0.0; WORDS]]),
+            lift0: [[0.0; 2]; SHARED],
+            mu0: [0.0; SHARED],
+            nshared: 1,
             own: vec![0.0; WORDS],
             cand: Vec::with_capacity(WORDS),
             buf: [0.0; DIM],
