@@ -667,20 +667,41 @@ pub fn fwht(a: &mut [f32]) {
 }
 
 /// The butterfly stages of a Walsh-Hadamard transform from half-width `h` (≥ 8) upwards.
+/// Stages go two at a time (radix 4) so each pass loads and stores the data once for two.
 fn fwht_from(a: &mut [f32], mut h: usize) {
+    type V = [f32; 8];
     let n = a.len();
-    while h < n {
+    while 4 * h <= n {
+        for block in a.chunks_exact_mut(4 * h) {
+            let (q01, q23) = block.split_at_mut(2 * h);
+            let (q0, q1) = q01.split_at_mut(h);
+            let (q2, q3) = q23.split_at_mut(h);
+            let it = q0.chunks_exact_mut(8).zip(q1.chunks_exact_mut(8)).zip(q2.chunks_exact_mut(8).zip(q3.chunks_exact_mut(8)));
+            for ((x0, x1), (x2, x3)) in it {
+                let (x0, x1): (&mut V, &mut V) = (x0.try_into().unwrap(), x1.try_into().unwrap());
+                let (x2, x3): (&mut V, &mut V) = (x2.try_into().unwrap(), x3.try_into().unwrap());
+                let a: V = std::array::from_fn(|k| x0[k] + x1[k]);
+                let b: V = std::array::from_fn(|k| x0[k] - x1[k]);
+                let c: V = std::array::from_fn(|k| x2[k] + x3[k]);
+                let d: V = std::array::from_fn(|k| x2[k] - x3[k]);
+                *x0 = std::array::from_fn(|k| a[k] + c[k]);
+                *x1 = std::array::from_fn(|k| b[k] + d[k]);
+                *x2 = std::array::from_fn(|k| a[k] - c[k]);
+                *x3 = std::array::from_fn(|k| b[k] - d[k]);
+            }
+        }
+        h *= 4;
+    }
+    if 2 * h <= n {
         for block in a.chunks_exact_mut(2 * h) {
             let (lo, hi) = block.split_at_mut(h);
             for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
-                let x: &mut [f32; 8] = x.try_into().unwrap();
-                let y: &mut [f32; 8] = y.try_into().unwrap();
-                let (s, d): ([f32; 8], [f32; 8]) = (std::array::from_fn(|k| x[k] + y[k]), std::array::from_fn(|k| x[k] - y[k]));
+                let (x, y): (&mut V, &mut V) = (x.try_into().unwrap(), y.try_into().unwrap());
+                let (s, d): (V, V) = (std::array::from_fn(|k| x[k] + y[k]), std::array::from_fn(|k| x[k] - y[k]));
                 *x = s;
                 *y = d;
             }
         }
-        h *= 2;
     }
 }
 
