@@ -83,14 +83,42 @@ fn rank_group(g: &Group, values: &[u8]) -> u64 {
     rank
 }
 
+/// Scatters the low bits of `bits` onto the set bits of `mask` (x86 `pdep`): the k-th set bit
+/// of `mask` is kept when bit k of `bits` is set. Maps "the q-th free slot" to the slot itself.
+#[inline(always)]
+fn deposit(bits: u32, mask: u32) -> u32 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "bmi2"))]
+    {
+        // SAFETY: the cfg guarantees the BMI2 instruction is available.
+        unsafe { core::arch::x86_64::_pdep_u32(bits, mask) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "bmi2")))]
+    {
+        deposit_plain(bits, mask)
+    }
+}
+
+/// The portable twin of [`deposit`] (and its oracle in tests).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "bmi2"), allow(dead_code))]
+fn deposit_plain(bits: u32, mask: u32) -> u32 {
+    let (mut out, mut m, mut k) = (0u32, mask, 0);
+    while m != 0 {
+        let low = m & m.wrapping_neg();
+        if bits >> k & 1 == 1 {
+            out |= low;
+        }
+        m &= m - 1;
+        k += 1;
+    }
+    out
+}
+
 /// Inverse of [`rank_group`]: writes the absolute value of each slot into `values`.
 #[inline]
 fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
-    let mut free: [u8; DIM] = [0; DIM];
     let mut n = g.slots as usize;
-    for (k, f) in free.iter_mut().enumerate().take(n) {
-        *f = k as u8;
-    }
+    // Slots not yet taken by earlier levels, as a bit mask.
+    let mut free: u32 = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
     let last = (g.levels as usize).saturating_sub(1);
     for j in 0..last {
         let t = g.count[j] as usize;
@@ -99,7 +127,7 @@ fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
         rank /= base;
         // Combinatorial number system: largest q with C(q, i) ≤ r, for i = t down to 1.
         // The last step (i = 1) is q = r itself, which also covers singleton levels.
-        let mut taken: u32 = 0; // bit q set when free[q] is taken by this level
+        let mut taken: u32 = 0; // bit q set when the q-th free slot is taken by this level
         let mut q = n;
         for i in (2..=t).rev() {
             q -= 1;
@@ -110,22 +138,20 @@ fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
             taken |= 1 << q;
         }
         taken |= 1 << r;
+        let mut slots = deposit(taken, free);
+        free &= !slots;
         let v = g.value[j];
-        let mut kept = 0;
-        for q in 0..n {
-            if taken >> q & 1 == 1 {
-                values[free[q] as usize] = v;
-            } else {
-                free[kept] = free[q];
-                kept += 1;
-            }
+        while slots != 0 {
+            values[slots.trailing_zeros() as usize] = v;
+            slots &= slots - 1;
         }
-        n = kept;
+        n -= t;
     }
     if g.levels > 0 {
         let v = g.value[last];
-        for &slot in &free[..n] {
-            values[slot as usize] = v;
+        while free != 0 {
+            values[free.trailing_zeros() as usize] = v;
+            free &= free - 1;
         }
     }
 }
@@ -385,6 +411,18 @@ mod tests {
             unrank_group(&g, r, &mut v);
             assert_eq!(rank_group(&g, &v), r);
             assert!(seen.insert(v));
+        }
+    }
+
+    #[test]
+    fn deposit_matches_plain_twin() {
+        let mut x = 0x1234_5678u64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (bits, mask) = (x as u32, (x >> 32) as u32 & 0xff_ffff);
+            assert_eq!(deposit(bits, mask), deposit_plain(bits, mask));
         }
     }
 
