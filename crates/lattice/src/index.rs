@@ -113,12 +113,16 @@ fn deposit_plain(bits: u32, mask: u32) -> u32 {
     out
 }
 
-/// Inverse of [`rank_group`]: writes the absolute value of each slot into `values`.
+/// Inverse of [`rank_group`]: the group's slots are the set bits of `slots` (coordinates, in
+/// increasing order); writes the absolute value of each into `values[coordinate]` and returns
+/// the mask of coordinates that received a nonzero value.
 #[inline]
-fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
+fn unrank_group(g: &Group, mut rank: u64, slots_mask: u32, values: &mut [u8; DIM]) -> u32 {
+    debug_assert_eq!(slots_mask.count_ones(), g.slots as u32);
     let mut n = g.slots as usize;
     // Slots not yet taken by earlier levels, as a bit mask.
-    let mut free: u32 = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+    let mut free: u32 = slots_mask;
+    let mut nonzero = 0u32;
     let last = (g.levels as usize).saturating_sub(1);
     for j in 0..last {
         let t = g.count[j] as usize;
@@ -141,6 +145,7 @@ fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
         let mut slots = deposit(taken, free);
         free &= !slots;
         let v = g.value[j];
+        nonzero |= if v != 0 { slots } else { 0 };
         while slots != 0 {
             values[slots.trailing_zeros() as usize] = v;
             slots &= slots - 1;
@@ -149,11 +154,13 @@ fn unrank_group(g: &Group, mut rank: u64, values: &mut [u8]) {
     }
     if g.levels > 0 {
         let v = g.value[last];
+        nonzero |= if v != 0 { free } else { 0 };
         while free != 0 {
             values[free.trailing_zeros() as usize] = v;
             free &= free - 1;
         }
     }
+    nonzero
 }
 
 /// Λ24(M): the union of shells 2..=M, with its index (§3.2) and reference decoder (§3.3).
@@ -347,10 +354,11 @@ pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
     let s = rest & ((1u64 << class.sign_bits) - 1);
     let p = rest >> class.sign_bits;
     let mut abs = [0u8; DIM];
+    const ALL: u32 = (1 << DIM) - 1;
     match class.parity {
         Parity::Odd => {
             let c = g.word(r);
-            unrank_group(&class.groups[0], p, &mut abs);
+            unrank_group(&class.groups[0], p, ALL, &mut abs);
             for i in 0..DIM {
                 let v = abs[i] as i32;
                 // x_i ≡ 1 + 2c_i (mod 4): keep v when it has that residue, else negate
@@ -363,33 +371,21 @@ pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
             let slot = weight_slot(class.weight).expect("even class weight is a Golay weight");
             let c = g.word_of_weight(slot, r);
             let p1 = class.groups[0].perms;
-            let (mut f1, mut f0) = ([0u8; DIM], [0u8; DIM]);
-            unrank_group(&class.groups[0], p % p1, &mut f1);
-            unrank_group(&class.groups[1], p / p1, &mut f0);
-            // Merge the two sides in coordinate order and apply the sign bits, branch-free:
-            // nonzero F0 entries take bits 0.., F1 entries (but the last) bits nz0...
-            let nz0 = class.groups[1].nonzero();
-            let (mut i1, mut i0) = (0usize, 0usize);
-            let (mut bit0, mut bit1) = (0u32, nz0);
-            let mut neg1 = 0u32;
-            let mut last1 = 0usize;
-            for i in 0..DIM {
-                let on1 = (c >> i & 1) as usize;
-                let v = if on1 == 1 { f1[i1] } else { f0[i0] } as i32;
-                let bit = if on1 == 1 { bit1 } else { bit0 };
-                let neg = ((s >> bit) & 1) as i32 & (v != 0) as i32;
-                x[i] = (v ^ -neg) + neg;
-                neg1 += neg as u32 & on1 as u32;
-                bit1 += on1 as u32;
-                bit0 += (1 - on1 as u32) & (v != 0) as u32;
-                last1 = if on1 == 1 { i } else { last1 };
-                i1 += on1;
-                i0 += 1 - on1;
+            // Each side unranks straight onto its coordinates: F1(c) = bits of c, F0 = the rest.
+            unrank_group(&class.groups[0], p % p1, c, &mut abs);
+            let nz0 = unrank_group(&class.groups[1], p / p1, !c & ALL, &mut abs);
+            // Sign bits: nonzero F0 entries take bits 0.., F1 entries bits nz0.. in coordinate
+            // order. The last F1 entry lands on bit B, past the free bits (so zero); the sum
+            // rule then fixes it: F1 negatives ≡ Σ|x|/4 (mod 2).
+            let k0 = nz0.count_ones();
+            let mut neg = deposit(s as u32 & ((1u32 << k0) - 1), nz0) | deposit((s >> k0) as u32, c);
+            if c != 0 && (neg & c).count_ones() & 1 != class.f1_negative_parity() {
+                neg ^= 1 << (31 - c.leading_zeros());
             }
-            // The last F1 entry read bit nz0 + w − 1, which is past the free bits (zero), so it
-            // is still positive; its sign is fixed by the sum rule: F1 negatives ≡ Σ|x|/4 (mod 2).
-            if class.weight > 0 && neg1 & 1 != class.f1_negative_parity() {
-                x[last1] = -x[last1];
+            for i in 0..DIM {
+                let v = abs[i] as i32;
+                let n = (neg >> i & 1) as i32;
+                x[i] = (v ^ -n) + n;
             }
         }
     }
@@ -407,9 +403,9 @@ mod tests {
         assert_eq!(g.perms, 105);
         let mut seen = std::collections::HashSet::new();
         for r in 0..g.perms {
-            let mut v = [0u8; 7];
-            unrank_group(&g, r, &mut v);
-            assert_eq!(rank_group(&g, &v), r);
+            let mut v = [0u8; DIM];
+            unrank_group(&g, r, 0x7f, &mut v);
+            assert_eq!(rank_group(&g, &v[..7]), r);
             assert!(seen.insert(v));
         }
     }
