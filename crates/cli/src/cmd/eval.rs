@@ -1,0 +1,191 @@
+//! `llvq eval`: perplexity and inference speed of a model.
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use llvq_model::eval::{perplexity, tokenize_text, PplParams};
+use llvq_model::generate::{generate, GenParams};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where `llvq fetch-defaults` puts the default model.
+pub const DEFAULT_MODEL: &str = "data/SmolLM2-135M-Instruct.Q4_1.gguf";
+const WIKITEXT: &str = "shared/data/wikitext-2-raw/wiki.test.raw";
+
+#[derive(Subcommand)]
+pub enum EvalCmd {
+    /// Perplexity over non-overlapping windows of a text.
+    Ppl(PplArgs),
+    /// Benchmark: prefill tokens/s at a context length and generation tokens/s.
+    Speed(SpeedArgs),
+}
+
+#[derive(Args)]
+pub struct PplArgs {
+    /// A .gguf file, or a Hugging Face directory.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Text file to score; defaults to WikiText-2 test from ../shared when present.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// Window length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Score only the first N windows (quick checks).
+    #[arg(long)]
+    pub max_windows: Option<usize>,
+    /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SpeedArgs {
+    /// A .gguf file, or a Hugging Face directory.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Prefill length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Tokens to generate for the decode measurement.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    pub gen: usize,
+    /// Prefill repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Worker threads (sets RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Set the thread count before candle/rayon start their pools.
+pub fn set_threads(n: Option<usize>) {
+    if let Some(n) = n {
+        // SAFETY: called at start-up before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string()) };
+    }
+}
+
+/// WikiText-2 test from `../shared` (relative to the working directory or the repository).
+pub fn default_text() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    [Path::new("..").join(WIKITEXT), repo.join(WIKITEXT)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+pub fn load_model(path: &Path) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
+    if !path.exists() && path == Path::new(DEFAULT_MODEL) {
+        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
+    }
+    // The library's errors already name the file or tensor.
+    Ok(llvq_model::load(path)?)
+}
+
+pub fn run(cmd: EvalCmd) -> Result<()> {
+    match cmd {
+        EvalCmd::Ppl(a) => ppl(a),
+        EvalCmd::Speed(a) => speed(a),
+    }
+}
+
+fn ppl(a: PplArgs) -> Result<()> {
+    set_threads(a.threads);
+    let text_path = match a.text.clone().or_else(default_text) {
+        Some(p) => p,
+        None => bail!("no --text given and ../shared/data/wikitext-2-raw/wiki.test.raw not found"),
+    };
+    let text = std::fs::read_to_string(&text_path)
+        .with_context(|| format!("reading {}", text_path.display()))?;
+    let t0 = Instant::now();
+    let (model, tok) = load_model(&a.model)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let ids = tokenize_text(&tok, &text).with_context(|| format!("tokenizing {}", text_path.display()))?;
+    let params = PplParams {
+        ctx: a.ctx,
+        max_windows: a.max_windows,
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} windows  {elapsed_precise} eta {eta}")
+            .expect("valid template"),
+    );
+    let t1 = Instant::now();
+    let r = perplexity(&model, &ids, &params, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let eval_s = t1.elapsed().as_secs_f64();
+    let tok_s = (r.windows * r.ctx) as f64 / eval_s;
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["model"] = a.model.display().to_string().into();
+        v["text"] = text_path.display().to_string().into();
+        v["load_s"] = load_s.into();
+        v["eval_s"] = eval_s.into();
+        v["tokens_per_s"] = tok_s.into();
+        println!("{v}");
+    } else {
+        println!("model        {}", a.model.display());
+        println!("text         {} ({} tokens)", text_path.display(), r.text_tokens);
+        println!("ctx          {}", r.ctx);
+        println!("windows      {}", r.windows);
+        println!("tokens       {}", r.tokens_scored);
+        println!("mean NLL     {:.6}", r.mean_nll);
+        println!("perplexity   {:.4}", r.ppl);
+        println!("fingerprint  {}", r.fingerprint);
+        println!("time         {eval_s:.1} s ({tok_s:.0} tokens/s, load {load_s:.1} s)");
+    }
+    Ok(())
+}
+
+fn speed(a: SpeedArgs) -> Result<()> {
+    set_threads(Some(a.threads));
+    let (model, tok) = load_model(&a.model)?;
+    let vocab = model.config().vocab_size as u32;
+    // A fixed pseudo-random token sequence: the cost does not depend on the content.
+    let ids: Vec<u32> = (0..a.ctx as u64)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % vocab as u64) as u32)
+        .collect();
+    model.logits(&ids[..a.ctx.min(16)])?; // warm-up
+    let mut times = Vec::new();
+    for _ in 0..a.reps.max(1) {
+        let t = Instant::now();
+        model.logits(&ids)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let prefill_s = times[times.len() / 2];
+    let prefill = a.ctx as f64 / prefill_s;
+    let g = generate(
+        &model,
+        &tok,
+        "The history of mathematics",
+        &GenParams {
+            max_new: a.gen,
+            temperature: 0.0,
+            seed: 0,
+            stop_at_eos: false,
+        },
+        &mut |_| {},
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": a.model.display().to_string(), "threads": a.threads, "ctx": a.ctx,
+                "prefill_s": prefill_s, "prefill_tok_s": prefill,
+                "generated": g.generated, "decode_tok_s": g.decode_tok_s,
+            })
+        );
+    } else {
+        println!("threads      {}", a.threads);
+        println!("prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, prefill_s, prefill, times.len());
+        println!("generation   {} tokens at {:.1} tokens/s (KV cache)", g.generated, g.decode_tok_s);
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `llvq generate`: sample text from a model with a KV cache.
+use anyhow::Result;
+use clap::Args;
+use llvq_model::generate::{generate, GenParams};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// A .gguf file, or a Hugging Face directory.
+    #[arg(long, default_value = super::eval::DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Prompt text (used as is; no chat template).
+    #[arg(long)]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    pub n: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads (sets RAYON_NUM_THREADS).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object (text and timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: GenerateArgs) -> Result<()> {
+    super::eval::set_threads(a.threads);
+    let (model, tok) = super::eval::load_model(&a.model)?;
+    let params = GenParams {
+        max_new: a.n,
+        temperature: a.temperature,
+        seed: a.seed,
+        stop_at_eos: true,
+    };
+    let mut text = String::new();
+    let json = a.json;
+    if !json {
+        print!("{}", a.prompt);
+    }
+    let stats = generate(&model, &tok, &a.prompt, &params, &mut |piece| {
+        text.push_str(piece);
+        if !json {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+        }
+    })?;
+    if json {
+        let mut v = serde_json::to_value(&stats)?;
+        v["prompt"] = a.prompt.into();
+        v["text"] = text.into();
+        println!("{v}");
+    } else {
+        println!();
+        eprintln!(
+            "prompt {} tokens ({:.0} tokens/s), generated {} tokens ({:.1} tokens/s)",
+            stats.prompt_tokens, stats.prefill_tok_s, stats.generated, stats.decode_tok_s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! One error type for the crate. Every variant names the file or tensor it is about, so a
+//! message read without the backtrace still says what to fix.
+use std::path::PathBuf;
+
+/// Errors from loading, running and evaluating models.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    // The cause is shown in the message and not exposed as `source()`, so error chains
+    // (anyhow's `{:#}`) do not print it twice.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path}: not a valid {format} file: {reason}")]
+    Format {
+        path: PathBuf,
+        format: &'static str,
+        reason: String,
+    },
+    #[error("{path}: missing metadata key `{key}`")]
+    MissingKey { path: PathBuf, key: String },
+    #[error("unsupported architecture `{arch}` (supported: {supported})")]
+    UnsupportedArch { arch: String, supported: &'static str },
+    #[error("missing tensor `{name}`")]
+    MissingTensor { name: String },
+    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    Shape {
+        name: String,
+        got: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("tensor `{name}` has a non-finite value at flat index {index}")]
+    NonFinite { name: String, index: usize },
+    #[error("tensor `{name}`: {err}")]
+    Tensor { name: String, err: candle_core::Error },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Input(String),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Attach a tensor (or operation) name to a candle error.
+pub(crate) trait TensorContext<T> {
+    fn ctx(self, name: &str) -> Result<T>;
+}
+
+impl<T> TensorContext<T> for candle_core::Result<T> {
+    fn ctx(self, name: &str) -> Result<T> {
+        self.map_err(|err| ModelError::Tensor {
+            name: name.to_string(),
+            err,
+        })
+    }
+}
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            err: source,
+        }
+    }
+}

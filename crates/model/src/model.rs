@@ -1,0 +1,514 @@
+//! The decoder-only transformer forward pass (Llama / Qwen2 / Qwen3), f32 on the CPU.
+//!
+//! The model is a stack of [`Layer`]s built one at a time from a [`Weights`] map. Unlike
+//! candle-transformers' models, the forward pass returns logits for every position
+//! (perplexity needs them) and calls a [`LinearHook`] with the input of every linear layer,
+//! which is what calibration for quantization needs. Linear weights can be replaced in
+//! place (`[out, in]` f32), which is how a quantized model is evaluated.
+//!
+//! Shapes: a single sequence, no batch dimension; activations are `[tokens, hidden]`.
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::config::Config;
+use crate::error::{ModelError, Result, TensorContext};
+use crate::weights::{check_tensor, Weights};
+
+/// The seven linear layers of a decoder layer, by their role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinearName {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl LinearName {
+    pub const ALL: [LinearName; 7] = [
+        LinearName::Q,
+        LinearName::K,
+        LinearName::V,
+        LinearName::O,
+        LinearName::Gate,
+        LinearName::Up,
+        LinearName::Down,
+    ];
+
+    /// HF module path inside a layer, e.g. `self_attn.q_proj`.
+    pub fn module(self) -> &'static str {
+        match self {
+            LinearName::Q => "self_attn.q_proj",
+            LinearName::K => "self_attn.k_proj",
+            LinearName::V => "self_attn.v_proj",
+            LinearName::O => "self_attn.o_proj",
+            LinearName::Gate => "mlp.gate_proj",
+            LinearName::Up => "mlp.up_proj",
+            LinearName::Down => "mlp.down_proj",
+        }
+    }
+
+    /// Full HF weight name, e.g. `model.layers.3.self_attn.q_proj.weight`.
+    pub fn weight_name(self, layer: usize) -> String {
+        format!("model.layers.{layer}.{}.weight", self.module())
+    }
+
+    /// Which shared input this linear layer reads.
+    pub fn input(self) -> LinearInput {
+        match self {
+            LinearName::Q | LinearName::K | LinearName::V => LinearInput::Qkv,
+            LinearName::O => LinearInput::O,
+            LinearName::Gate | LinearName::Up => LinearInput::GateUp,
+            LinearName::Down => LinearInput::Down,
+        }
+    }
+}
+
+/// The four distinct linear-layer inputs of a decoder layer (q/k/v share one, gate/up one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinearInput {
+    /// Normed hidden state read by q, k and v.
+    Qkv,
+    /// Attention output read by o.
+    O,
+    /// Normed hidden state read by gate and up.
+    GateUp,
+    /// `silu(gate) * up`, read by down.
+    Down,
+}
+
+impl LinearInput {
+    pub fn linears(self) -> &'static [LinearName] {
+        match self {
+            LinearInput::Qkv => &[LinearName::Q, LinearName::K, LinearName::V],
+            LinearInput::O => &[LinearName::O],
+            LinearInput::GateUp => &[LinearName::Gate, LinearName::Up],
+            LinearInput::Down => &[LinearName::Down],
+        }
+    }
+}
+
+/// Observes linear-layer inputs during a forward pass (e.g. to accumulate `XᵀX`).
+pub trait LinearHook {
+    /// `x` is `[tokens, in_features]`, the input of every linear in `input.linears()`.
+    fn observe(&mut self, layer: usize, input: LinearInput, x: &Tensor) -> Result<()>;
+}
+
+/// A hook that does nothing.
+pub struct NoHook;
+
+impl LinearHook for NoHook {
+    fn observe(&mut self, _: usize, _: LinearInput, _: &Tensor) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `y = x Wᵀ + b` with `W` stored `[out, in]` as in HF checkpoints.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// One decoder layer: attention and SwiGLU MLP, each pre-normed with a residual.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    index: usize,
+    input_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    post_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// Cached keys and values of one layer, `[kv_heads, positions, head_dim]`.
+pub type LayerCache = Option<(Tensor, Tensor)>;
+
+/// Keys and values of all layers for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> KvCache {
+        KvCache {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
+    }
+
+    /// Number of positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// RoPE cosines and sines for a run of positions, `[tokens, head_dim / 2]`.
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Layer {
+    fn from_weights(cfg: &Config, w: &mut Weights, index: usize) -> Result<Layer> {
+        let p = format!("model.layers.{index}");
+        let mut lin = |name: LinearName, bias: bool| -> Result<Linear> {
+            let weight = w.take(&name.weight_name(index))?;
+            let bias = if bias {
+                Some(w.take(&format!("{p}.{}.bias", name.module()))?)
+            } else {
+                None
+            };
+            Ok(Linear { weight, bias })
+        };
+        let q = lin(LinearName::Q, cfg.qkv_bias)?;
+        let k = lin(LinearName::K, cfg.qkv_bias)?;
+        let v = lin(LinearName::V, cfg.qkv_bias)?;
+        let o = lin(LinearName::O, false)?;
+        let gate = lin(LinearName::Gate, false)?;
+        let up = lin(LinearName::Up, false)?;
+        let down = lin(LinearName::Down, false)?;
+        let (q_norm, k_norm) = if cfg.qk_norm {
+            (
+                Some(w.take(&format!("{p}.self_attn.q_norm.weight"))?),
+                Some(w.take(&format!("{p}.self_attn.k_norm.weight"))?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Layer {
+            index,
+            input_norm: w.take(&format!("{p}.input_layernorm.weight"))?,
+            q,
+            k,
+            v,
+            o,
+            q_norm,
+            k_norm,
+            post_norm: w.take(&format!("{p}.post_attention_layernorm.weight"))?,
+            gate,
+            up,
+            down,
+        })
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn linear(&self, name: LinearName) -> &Linear {
+        match name {
+            LinearName::Q => &self.q,
+            LinearName::K => &self.k,
+            LinearName::V => &self.v,
+            LinearName::O => &self.o,
+            LinearName::Gate => &self.gate,
+            LinearName::Up => &self.up,
+            LinearName::Down => &self.down,
+        }
+    }
+
+    fn linear_mut(&mut self, name: LinearName) -> &mut Linear {
+        match name {
+            LinearName::Q => &mut self.q,
+            LinearName::K => &mut self.k,
+            LinearName::V => &mut self.v,
+            LinearName::O => &mut self.o,
+            LinearName::Gate => &mut self.gate,
+            LinearName::Up => &mut self.up,
+            LinearName::Down => &mut self.down,
+        }
+    }
+
+    /// Replace a linear layer's weight (`[out, in]` f32, same shape, finite values).
+    pub fn set_weight(&mut self, name: LinearName, weight: Tensor) -> Result<()> {
+        let tname = name.weight_name(self.index);
+        let lin = self.linear_mut(name);
+        let expected = lin.weight.dims().to_vec();
+        let weight = weight.to_dtype(DType::F32).ctx(&tname)?.contiguous().ctx(&tname)?;
+        check_tensor(&tname, &weight, &expected)?;
+        lin.weight = weight;
+        Ok(())
+    }
+
+    /// Run the layer on `x` (`[tokens, hidden]`) at positions `pos..pos+tokens`.
+    ///
+    /// With a cache the new keys/values are appended and attention covers all cached
+    /// positions; the hook sees each linear layer's input before it is applied.
+    pub fn forward(
+        &self,
+        cfg: &Config,
+        x: &Tensor,
+        rope: &Rope,
+        cache: Option<&mut LayerCache>,
+        hook: &mut dyn LinearHook,
+    ) -> Result<Tensor> {
+        let name = format!("model.layers.{}", self.index);
+        let eps = cfg.rms_eps as f32;
+        let (t, _) = x.dims2().ctx(&name)?;
+        let (nh, nkv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let rep = nh / nkv;
+
+        let h = candle_nn::ops::rms_norm(x, &self.input_norm, eps).ctx(&name)?;
+        hook.observe(self.index, LinearInput::Qkv, &h)?;
+        let attn = (|| -> candle_core::Result<Tensor> {
+            let heads = |y: Tensor, n: usize| y.reshape((t, n, d))?.transpose(0, 1)?.contiguous();
+            let mut q = heads(self.q.forward(&h)?, nh)?;
+            let mut k = heads(self.k.forward(&h)?, nkv)?;
+            let v = heads(self.v.forward(&h)?, nkv)?;
+            if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+                q = candle_nn::ops::rms_norm(&q, qn, eps)?;
+                k = candle_nn::ops::rms_norm(&k, kn, eps)?;
+            }
+            let q = candle_nn::rotary_emb::rope(&q.unsqueeze(0)?, &rope.cos, &rope.sin)?.squeeze(0)?;
+            let k = candle_nn::rotary_emb::rope(&k.unsqueeze(0)?, &rope.cos, &rope.sin)?.squeeze(0)?;
+            let (k, v) = match cache {
+                Some(slot) => {
+                    let kv = match slot.take() {
+                        Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+                        None => (k, v),
+                    };
+                    *slot = Some(kv.clone());
+                    kv
+                }
+                None => (k, v),
+            };
+            let s = k.dim(1)?;
+            // Grouped-query attention without copying K/V: the `rep` query heads that share
+            // a KV head are stacked along the token axis.
+            let q = q.reshape((nkv, rep * t, d))?;
+            let scale = 1.0 / (d as f64).sqrt();
+            let att = (q.matmul(&k.t()?)? * scale)?;
+            let att = if t > 1 {
+                let past = s - t;
+                let mask: Vec<f32> = (0..t)
+                    .flat_map(|i| {
+                        (0..s).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+                    })
+                    .collect();
+                let mask = Tensor::from_vec(mask, (t, s), att.device())?;
+                att.reshape((nkv, rep, t, s))?
+                    .broadcast_add(&mask)?
+                    .reshape((nkv, rep * t, s))?
+            } else {
+                att
+            };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let out = att.matmul(&v.contiguous()?)?; // [nkv, rep*t, d]
+            out.reshape((nh, t, d))?.transpose(0, 1)?.reshape((t, nh * d))
+        })()
+        .ctx(&format!("{name}.self_attn"))?;
+        hook.observe(self.index, LinearInput::O, &attn)?;
+        let x = (x + self.o.forward(&attn).ctx(&name)?).ctx(&name)?;
+
+        let h = candle_nn::ops::rms_norm(&x, &self.post_norm, eps).ctx(&name)?;
+        hook.observe(self.index, LinearInput::GateUp, &h)?;
+        let a = (|| -> candle_core::Result<Tensor> {
+            let g = self.gate.forward(&h)?;
+            let u = self.up.forward(&h)?;
+            candle_nn::ops::silu(&g)? * u
+        })()
+        .ctx(&format!("{name}.mlp"))?;
+        hook.observe(self.index, LinearInput::Down, &a)?;
+        let y = self.down.forward(&a).ctx(&name)?;
+        (x + y).ctx(&name)
+    }
+
+    fn push_weights(&self, cfg: &Config, w: &mut Weights) {
+        let p = format!("model.layers.{}", self.index);
+        w.insert(format!("{p}.input_layernorm.weight"), self.input_norm.clone());
+        w.insert(format!("{p}.post_attention_layernorm.weight"), self.post_norm.clone());
+        for name in LinearName::ALL {
+            let lin = self.linear(name);
+            w.insert(name.weight_name(self.index), lin.weight.clone());
+            if let Some(b) = &lin.bias {
+                w.insert(format!("{p}.{}.bias", name.module()), b.clone());
+            }
+        }
+        if cfg.qk_norm {
+            if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+                w.insert(format!("{p}.self_attn.q_norm.weight"), qn.clone());
+                w.insert(format!("{p}.self_attn.k_norm.weight"), kn.clone());
+            }
+        }
+    }
+}
+
+/// A loaded model: embeddings, decoder layers, final norm and LM head.
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: Config,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    inv_freq: Vec<f64>,
+}
+
+impl Model {
+    /// Build the model one decoder layer at a time, moving tensors out of `w`.
+    ///
+    /// `w` is validated first (names, shapes, finite values) so errors name the tensor.
+    pub fn from_weights(cfg: Config, mut w: Weights) -> Result<Model> {
+        cfg.validate()?;
+        w.validate(&cfg)?;
+        let embed = w.take("model.embed_tokens.weight")?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            layers.push(Layer::from_weights(&cfg, &mut w, l)?);
+        }
+        let norm = w.take("model.norm.weight")?;
+        let lm_head = if cfg.tie_embeddings {
+            embed.clone()
+        } else {
+            w.take("lm_head.weight")?
+        };
+        let inv_freq = cfg.inv_freq();
+        Ok(Model {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Mutable access to layers, e.g. to [`Layer::set_weight`] after quantizing it.
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
+    /// The weights back as an HF-named map (shares storage with the model).
+    pub fn to_weights(&self) -> Weights {
+        let mut w = Weights::default();
+        w.insert("model.embed_tokens.weight", self.embed.clone());
+        for l in &self.layers {
+            l.push_weights(&self.cfg, &mut w);
+        }
+        w.insert("model.norm.weight", self.norm.clone());
+        if !self.cfg.tie_embeddings {
+            w.insert("lm_head.weight", self.lm_head.clone());
+        }
+        w
+    }
+
+    /// Token embeddings `[tokens, hidden]`; ids out of range are an error, not a panic.
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(ModelError::Input("no tokens to run".into()));
+        }
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary ({} tokens)",
+                self.cfg.vocab_size
+            )));
+        }
+        let idx = Tensor::new(ids, &Device::Cpu).ctx("token ids")?;
+        self.embed.embedding(&idx).ctx("model.embed_tokens.weight")
+    }
+
+    /// RoPE table for positions `pos..pos+len`.
+    pub fn rope(&self, pos: usize, len: usize) -> Result<Rope> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in pos..pos + len {
+            for &f in &self.inv_freq {
+                // f32 angle like HF, so long contexts round the same way.
+                let a = (p as f32) * (f as f32);
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (len, half), &Device::Cpu).ctx("rope")?;
+        let sin = Tensor::from_vec(sin, (len, half), &Device::Cpu).ctx("rope")?;
+        Ok(Rope { cos, sin })
+    }
+
+    /// Final norm and LM head: `[tokens, hidden]` → logits `[tokens, vocab]`.
+    pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(x, &self.norm, self.cfg.rms_eps as f32)
+            .ctx("model.norm.weight")?;
+        h.matmul(&self.lm_head.t().ctx("lm_head")?).ctx("lm_head.weight")
+    }
+
+    /// Logits `[tokens, vocab]` for every position of `ids`.
+    ///
+    /// With a cache, `ids` continue the cached sequence; the hook sees every linear input.
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        mut cache: Option<&mut KvCache>,
+        hook: &mut dyn LinearHook,
+    ) -> Result<Tensor> {
+        let pos = cache.as_ref().map_or(0, |c| c.len);
+        let mut x = self.embed(ids)?;
+        let rope = self.rope(pos, ids.len())?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let slot = match cache.as_deref_mut() {
+                Some(c) => {
+                    if c.layers.len() != self.layers.len() {
+                        c.layers.resize(self.layers.len(), None);
+                    }
+                    Some(&mut c.layers[l])
+                }
+                None => None,
+            };
+            x = layer.forward(&self.cfg, &x, &rope, slot, hook)?;
+        }
+        if let Some(c) = cache {
+            c.len += ids.len();
+        }
+        self.head(&x)
+    }
+
+    /// Logits for every position, no cache, no hook.
+    pub fn logits(&self, ids: &[u32]) -> Result<Tensor> {
+        self.forward(ids, None, &mut NoHook)
+    }
+
+    /// Log-probabilities `[tokens, vocab]` (for tests and scoring).
+    pub fn log_probs(&self, ids: &[u32]) -> Result<Tensor> {
+        candle_nn::ops::log_softmax(&self.logits(ids)?, D::Minus1).ctx("log_softmax")
+    }
+}
