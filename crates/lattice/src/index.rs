@@ -49,6 +49,26 @@ impl Binomials {
 
 pub(crate) static BINOM: Binomials = Binomials::new();
 
+/// `CNS_i[r]` = the largest q with C(q, i) ≤ r, for r < C(24, i): one step of combinatorial
+/// number system unranking as a table lookup instead of a downward scan (i = 2, 3, 4 cover the
+/// rare levels that are unranked explicitly; 13 KB in all).
+const fn cns_table<const N: usize>(i: usize) -> [u8; N] {
+    let b = Binomials::new();
+    let mut t = [0u8; N];
+    let (mut q, mut r) = (i - 1, 0);
+    while r < N {
+        while q < DIM && b.0[q + 1][i] as usize <= r {
+            q += 1;
+        }
+        t[r] = q as u8;
+        r += 1;
+    }
+    t
+}
+static CNS2: [u8; 276] = cns_table(2);
+static CNS3: [u8; 2024] = cns_table(3);
+static CNS4: [u8; 10626] = cns_table(4);
+
 /// Rank of an arrangement of a group's values over its slots. `values[j]` is the absolute value
 /// on slot j.
 fn rank_group(g: &Group, values: &[u8]) -> u64 {
@@ -125,16 +145,28 @@ fn divmod(a: u64, b: u64) -> (u64, u64) {
     }
 }
 
+/// Bit-planes of the absolute values: bit i of `planes[k]` is bit k of |x_i|. Every coordinate of
+/// Λ24(M ≤ 33) in L_int has |x_i| ≤ √(16·33) < 32, so five planes hold it. Writing a level is
+/// then five masked ORs instead of one store per slot, and the final assembly vectorises.
+pub(crate) type Planes = [u32; PLANES];
+pub(crate) const PLANES: usize = 5;
+
+/// ORs the slots `mask` with value `v` into the planes.
+#[inline(always)]
+fn add_level(planes: &mut Planes, mask: u32, v: u8) {
+    for (k, p) in planes.iter_mut().enumerate() {
+        *p |= mask & 0u32.wrapping_sub((v as u32 >> k) & 1);
+    }
+}
+
 /// Inverse of [`rank_group`]: the group's slots are the set bits of `slots` (coordinates, in
-/// increasing order); writes the absolute value of each into `values[coordinate]` and returns
-/// the mask of coordinates that received a nonzero value.
+/// increasing order); ORs the absolute value of each into the bit-planes.
 #[inline]
-fn unrank_group(g: &Group, mut rank: u64, slots_mask: u32, values: &mut [u8; DIM]) -> u32 {
+fn unrank_group(g: &Group, mut rank: u64, slots_mask: u32, planes: &mut Planes) {
     debug_assert_eq!(slots_mask.count_ones(), g.slots as u32);
     let mut n = g.slots as usize;
     // Slots not yet taken by earlier levels, as a bit mask.
     let mut free: u32 = slots_mask;
-    let mut nonzero = 0u32;
     let last = (g.levels as usize).saturating_sub(1);
     for j in 0..last {
         let t = g.count[j] as usize;
@@ -145,33 +177,45 @@ fn unrank_group(g: &Group, mut rank: u64, slots_mask: u32, values: &mut [u8; DIM
         let mut taken: u32 = 0; // bit q set when the q-th free slot is taken by this level
         let mut q = n;
         for i in (2..=t).rev() {
-            q -= 1;
-            while BINOM.get(q, i) > r {
-                q -= 1;
-            }
+            q = match i {
+                2 => CNS2[r as usize] as usize,
+                3 => CNS3[r as usize] as usize,
+                4 => CNS4[r as usize] as usize,
+                _ => {
+                    q -= 1;
+                    while BINOM.get(q, i) > r {
+                        q -= 1;
+                    }
+                    q
+                }
+            };
             r -= BINOM.get(q, i);
             taken |= 1 << q;
         }
         taken |= 1 << r;
-        let mut slots = deposit(taken, free);
+        let slots = deposit(taken, free);
         free &= !slots;
-        let v = g.value[j];
-        nonzero |= if v != 0 { slots } else { 0 };
-        while slots != 0 {
-            values[slots.trailing_zeros() as usize] = v;
-            slots &= slots - 1;
-        }
+        add_level(planes, slots, g.value[j]);
         n -= t;
     }
     if g.levels > 0 {
-        let v = g.value[last];
-        nonzero |= if v != 0 { free } else { 0 };
-        while free != 0 {
-            values[free.trailing_zeros() as usize] = v;
-            free &= free - 1;
-        }
+        add_level(planes, free, g.value[last]);
     }
-    nonzero
+}
+
+/// x_i = ±|x_i| from the bit-planes and the mask of negative coordinates (vectorised by the
+/// compiler: 24 lanes, no data-dependent branch).
+#[inline(always)]
+fn assemble(planes: &Planes, neg: u32, x: &mut Point) {
+    for (i, xi) in x.iter_mut().enumerate() {
+        let bit = 1u32 << i;
+        let mut a = 0i32;
+        for (k, &p) in planes.iter().enumerate() {
+            a |= (((p & bit) != 0) as i32) << k;
+        }
+        let n = ((neg & bit) != 0) as i32;
+        *xi = (a ^ -n) + n;
+    }
 }
 
 /// Λ24(M): the union of shells 2..=M, with its index (§3.2) and reference decoder (§3.3).
@@ -364,27 +408,24 @@ pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
     };
     let s = rest & ((1u64 << class.sign_bits) - 1);
     let p = rest >> class.sign_bits;
-    let mut abs = [0u8; DIM];
+    let mut planes: Planes = [0; PLANES];
     const ALL: u32 = (1 << DIM) - 1;
-    match class.parity {
+    let neg = match class.parity {
         Parity::Odd => {
             let c = g.word(r);
-            unrank_group(&class.groups[0], p, ALL, &mut abs);
-            for i in 0..DIM {
-                let v = abs[i] as i32;
-                // x_i ≡ 1 + 2c_i (mod 4): keep v when it has that residue, else negate
-                // (branch-free: flip = bit 1 of v differs from c_i).
-                let flip = ((v >> 1) ^ (c >> i) as i32) & 1;
-                x[i] = (v ^ -flip) + flip;
-            }
+            unrank_group(&class.groups[0], p, ALL, &mut planes);
+            // x_i ≡ 1 + 2c_i (mod 4): keep v when it has that residue, else negate, i.e. negate
+            // where bit 1 of v differs from c_i.
+            planes[1] ^ c
         }
         Parity::Even => {
             let slot = weight_slot(class.weight).expect("even class weight is a Golay weight");
             let c = g.word_of_weight(slot, r);
             let p1 = class.groups[0].perms;
             // Each side unranks straight onto its coordinates: F1(c) = bits of c, F0 = the rest.
-            unrank_group(&class.groups[0], p % p1, c, &mut abs);
-            let nz0 = unrank_group(&class.groups[1], p / p1, !c & ALL, &mut abs);
+            unrank_group(&class.groups[0], p % p1, c, &mut planes);
+            unrank_group(&class.groups[1], p / p1, !c & ALL, &mut planes);
+            let nz0 = planes.iter().fold(0, |a, &q| a | q) & !c & ALL;
             // Sign bits: nonzero F0 entries take bits 0.., F1 entries bits nz0.. in coordinate
             // order. The last F1 entry lands on bit B, past the free bits (so zero); the sum
             // rule then fixes it: F1 negatives ≡ Σ|x|/4 (mod 2).
@@ -393,13 +434,10 @@ pub(crate) fn decode_local(class: &Class, local: u64, x: &mut Point) {
             if c != 0 && (neg & c).count_ones() & 1 != class.f1_negative_parity() {
                 neg ^= 1 << (31 - c.leading_zeros());
             }
-            for i in 0..DIM {
-                let v = abs[i] as i32;
-                let n = (neg >> i & 1) as i32;
-                x[i] = (v ^ -n) + n;
-            }
+            neg
         }
-    }
+    };
+    assemble(&planes, neg, x);
 }
 
 #[cfg(test)]
@@ -414,10 +452,22 @@ mod tests {
         assert_eq!(g.perms, 105);
         let mut seen = std::collections::HashSet::new();
         for r in 0..g.perms {
-            let mut v = [0u8; DIM];
-            unrank_group(&g, r, 0x7f, &mut v);
-            assert_eq!(rank_group(&g, &v[..7]), r);
+            let mut planes: Planes = [0; PLANES];
+            unrank_group(&g, r, 0x7f, &mut planes);
+            let v: Vec<u8> = (0..7).map(|i| (0..PLANES).map(|k| ((planes[k] >> i & 1) << k) as u8).sum()).collect();
+            assert_eq!(rank_group(&g, &v), r);
             assert!(seen.insert(v));
+        }
+    }
+
+    #[test]
+    fn cns_tables_match_the_scan() {
+        for (i, table) in [(2, &CNS2[..]), (3, &CNS3[..]), (4, &CNS4[..])] {
+            assert_eq!(table.len() as u64, BINOM.get(DIM, i));
+            for (r, &q) in table.iter().enumerate() {
+                let scan = (0..DIM).rev().find(|&q| BINOM.get(q, i) <= r as u64).unwrap();
+                assert_eq!(q as usize, scan, "i = {i}, r = {r}");
+            }
         }
     }
 
