@@ -34,6 +34,10 @@ enum Command {
     FetchDefaults(cmd::fetch::FetchArgs),
     /// Rate-distortion lab on a Gaussian source: Table 4, Table 7, Figure 1, App. E.
     Rd(cmd::rd::RdArgs),
+    /// Quantize a model (calibration, rotations, block LDLQ) into one compressed file.
+    Quantize(cmd::quantize::QuantizeArgs),
+    /// Show the layout and all-in bits/weight of a compressed model file.
+    Inspect(cmd::inspect::InspectArgs),
     /// Quantize raw little-endian f32 vectors from stdin with a code SPEC (stdout: reconstructions).
     Vq(cmd::vq::VqArgs),
 }
@@ -50,6 +54,8 @@ fn main() -> std::process::ExitCode {
         Command::FetchDefaults(a) => cmd::fetch::run(a),
         Command::Rd(a) => cmd::rd::run(a),
         Command::Vq(a) => cmd::vq::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -185,7 +185,7 @@ mod tests {
         for m in [0usize, 1, 77, 1234, 4095] {
             let w = g.word(m);
             for i in 0..24 {
-                let bit = ((m as u16 & g.column(i)).count_ones() & 1) as u32;
+                let bit = (m as u16 & g.column(i)).count_ones() & 1;
                 assert_eq!(w >> i & 1, bit);
             }
         }

@@ -77,7 +77,7 @@ pub fn is_point(x: &Point) -> bool {
 /// multiple of 16 (never the case for lattice points).
 pub fn shell_of(x: &Point) -> Option<u32> {
     let n = norm2(x);
-    (n % 16 == 0 && n > 0).then(|| (n / 16) as u32)
+    (n % 16 == 0 && n > 0).then_some((n / 16) as u32)
 }
 
 #[cfg(test)]

@@ -270,6 +270,7 @@ impl Searcher {
         ctx.nshared = 1 + ctx.mu0[1..].iter().filter(|&&mu| mu != ctx.mu0[0]).count();
         let mut top = [0usize; 2];
         let mut best_word = [[0.0f32; 2]; SHARED];
+        #[allow(clippy::needless_range_loop)] // k indexes four parallel arrays of ctx
         for k in 0..ctx.nshared {
             for (p, res) in RESIDUES.iter().enumerate() {
                 let mut w = std::mem::take(&mut ctx.shared[k][p]);
@@ -543,8 +544,8 @@ impl Context {
         self.y = *y;
         let mut a: [f32; DIM] = y.map(f32::abs);
         a.sort_unstable_by(|p, q| q.total_cmp(p));
-        for i in 0..DIM {
-            self.abs_prefix[i + 1] = self.abs_prefix[i] + a[i];
+        for (i, &ai) in a.iter().enumerate() {
+            self.abs_prefix[i + 1] = self.abs_prefix[i] + ai;
         }
         self.stats = SearchStats::default();
     }
@@ -587,11 +588,11 @@ impl Context {
         let (f1, f0) = self.buf.split_at_mut(n1);
         f1.sort_unstable_by(|p, q| q.total_cmp(p));
         f0.sort_unstable_by(|p, q| q.total_cmp(p));
-        for i in 0..n1 {
-            self.prefix_a[i + 1] = self.prefix_a[i] + f1[i];
+        for (i, &v) in f1.iter().enumerate() {
+            self.prefix_a[i + 1] = self.prefix_a[i] + v;
         }
-        for i in 0..f0.len() {
-            self.prefix_b[i + 1] = self.prefix_b[i] + f0[i];
+        for (i, &v) in f0.iter().enumerate() {
+            self.prefix_b[i + 1] = self.prefix_b[i] + v;
         }
         let min1 = if n1 > 0 { f1[n1 - 1] } else { 0.0 };
         for p in classes {

@@ -104,7 +104,8 @@ impl Config {
         if self.head_dim == 0 || self.head_dim % 2 != 0 {
             return bad(format!("head_dim {} must be even and positive", self.head_dim));
         }
-        if !(self.rope_theta > 0.0) || !(self.rms_eps > 0.0) {
+        // Written to catch NaN as well as non-positive values.
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 || self.rms_eps.is_nan() || self.rms_eps <= 0.0 {
             return bad("rope_theta and rms_norm_eps must be positive".into());
         }
         Ok(())

@@ -21,7 +21,7 @@ pub enum EvalCmd {
 
 #[derive(Args)]
 pub struct PplArgs {
-    /// A .gguf file, or a Hugging Face directory.
+    /// A .gguf file, a Hugging Face directory or a file written by `llvq quantize`.
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Text file to score; defaults to WikiText-2 test from ../shared when present.
@@ -43,7 +43,7 @@ pub struct PplArgs {
 
 #[derive(Args)]
 pub struct SpeedArgs {
-    /// A .gguf file, or a Hugging Face directory.
+    /// A .gguf file, a Hugging Face directory or a file written by `llvq quantize`.
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Prefill length in tokens.
@@ -83,7 +83,7 @@ pub fn load_model(path: &Path) -> Result<(llvq_model::Model, llvq_model::Tokeniz
         bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
     }
     // The library's errors already name the file or tensor.
-    Ok(llvq_model::load(path)?)
+    Ok(llvq_quant::load_any(path)?)
 }
 
 pub fn run(cmd: EvalCmd) -> Result<()> {

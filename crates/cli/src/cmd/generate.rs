@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// A .gguf file, or a Hugging Face directory.
+    /// A .gguf file, a Hugging Face directory or a file written by `llvq quantize`.
     #[arg(long, default_value = super::eval::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Prompt text (used as is; no chat template).

@@ -6,5 +6,7 @@ pub mod eval;
 pub mod export;
 pub mod fetch;
 pub mod generate;
+pub mod inspect;
+pub mod quantize;
 pub mod rd;
 pub mod vq;

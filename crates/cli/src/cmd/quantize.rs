@@ -1,0 +1,140 @@
+//! `llvq quantize`: the post-training pipeline on a model, writing one compressed file.
+use anyhow::{bail, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use llvq_quant::calib::CalibParams;
+use llvq_quant::ldlq::LdlqParams;
+use llvq_quant::pipeline::Event;
+use llvq_quant::{quantize_model, CalibMode, QuantizeParams, Rotate};
+use std::path::{Path, PathBuf};
+
+/// Where `llvq fetch-defaults` puts the calibration text.
+pub const DEFAULT_CALIB: &str = "data/calib.txt";
+
+#[derive(Args)]
+pub struct QuantizeArgs {
+    /// A .gguf file or a Hugging Face directory.
+    #[arg(long, default_value = super::eval::DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Method SPEC: a code of the lab (`llvq-sg:m=12,gain=1`, `llvq-ss:m=13`, `e8p12`,
+    /// `lloyd:bits=2`, ...) or `rtn[:bits=2]` / `gptq[:bits=2]`; pipeline keys `ldlq=0|1` and
+    /// `group=G` (columns per scale) may be added to any.
+    #[arg(long, default_value = "llvq-sg:m=12,gain=1")]
+    pub method: String,
+    /// Calibration text.
+    #[arg(long, default_value = DEFAULT_CALIB)]
+    pub calib: PathBuf,
+    /// Calibration sequences.
+    #[arg(long, default_value_t = CalibParams::default().seqs)]
+    pub calib_seqs: usize,
+    /// Tokens per calibration sequence.
+    #[arg(long, default_value_t = CalibParams::default().ctx)]
+    pub calib_ctx: usize,
+    /// Randomized Hadamard transforms: none, input, output or both sides of every weight.
+    #[arg(long, default_value = "both")]
+    pub rotate: Rotate,
+    /// Where each layer's Hessians come from: `sequential` (outputs of the quantized layers
+    /// before it) or `full` (the full-precision model).
+    #[arg(long, default_value = "sequential")]
+    pub mode: CalibMode,
+    /// Diagonal damping of the Hessians, relative to their mean diagonal.
+    #[arg(long, default_value_t = LdlqParams::default().damp)]
+    pub damp: f64,
+    /// Seed of the rotations.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep the token embeddings (and an untied LM head) in f32 instead of f16.
+    #[arg(long)]
+    pub embed_f32: bool,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue an interrupted run from the finished layers in OUT.parts/.
+    #[arg(long)]
+    pub resume: bool,
+    /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: QuantizeArgs) -> Result<()> {
+    super::eval::set_threads(a.threads);
+    if !a.model.exists() && a.model == Path::new(super::eval::DEFAULT_MODEL) {
+        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", a.model.display());
+    }
+    let params = QuantizeParams {
+        method: a.method.clone(),
+        rotate: a.rotate,
+        seed: a.seed,
+        calib_text: a.calib.clone(),
+        calib: CalibParams { seqs: a.calib_seqs, ctx: a.calib_ctx },
+        mode: a.mode,
+        ldlq: LdlqParams { damp: a.damp, ..Default::default() },
+        embed_f16: !a.embed_f32,
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{prefix:>12} {bar:30} {pos}/{len} layers {msg:24} {elapsed_precise} eta {eta}")
+            .expect("valid template"),
+    );
+    bar.set_prefix("quantize");
+    let mut on_event = |e: Event<'_>| {
+        match e {
+        Event::Phase(p) => bar.set_message(p.to_string()),
+        Event::Layer { layer, layers, step } => {
+            bar.set_length(layers as u64);
+            bar.set_message(format!("layer {layer}: {step}"));
+        }
+        Event::LayerDone { layer, layers, resumed } => {
+            bar.set_length(layers as u64);
+            bar.set_position(layer as u64 + 1);
+            if resumed {
+                bar.set_message(format!("layer {layer}: resumed"));
+            }
+        }
+        }
+        std::ops::ControlFlow::Continue(())
+    };
+    let r = quantize_model(&a.model, &a.out, &params, a.resume, &mut on_event)?;
+    bar.finish_and_clear();
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["bpw"] = r.bpw().into();
+        v["file_bpw"] = r.file_bpw().into();
+        println!("{v}");
+        return Ok(());
+    }
+    let t = &r.timings;
+    println!("wrote        {} ({:.1} MB)", r.out.display(), r.file_bytes as f64 / 1e6);
+    println!("method       {} (code {})", r.method, r.code);
+    println!("rotate       {}   calibration {} ({} tokens)", r.rotate.name(), serde_json::to_value(r.mode)?.as_str().unwrap_or(""), r.calib_tokens);
+    let b = &r.linears;
+    println!(
+        "linears      {} weights, {:.4} bits/weight all-in (code {:.4}, scales {:.4}, seeds {:.5})",
+        b.weights,
+        r.bpw(),
+        b.code as f64 / b.weights as f64,
+        b.scale as f64 / b.weights as f64,
+        b.seed as f64 / b.weights as f64
+    );
+    println!("file         {:.3} bits per model parameter ({} parameters)", r.file_bpw(), r.params);
+    let mean_proxy = r.stats.iter().map(|s| s.proxy_rel).sum::<f64>() / r.stats.len().max(1) as f64;
+    println!("proxy loss   mean relative tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) = {mean_proxy:.5}");
+    println!(
+        "time         {:.1} s: load {:.1}, tokenize {:.1}, calibration {:.1}, quantization {:.1}, propagation {:.1}, write {:.1}{}",
+        t.total,
+        t.load,
+        t.tokenize,
+        t.calibration,
+        t.quantization,
+        t.propagation,
+        t.write,
+        if r.layers_resumed > 0 { format!(" ({} layers resumed)", r.layers_resumed) } else { String::new() }
+    );
+    if let Some(m) = r.peak_rss {
+        println!("peak RSS     {:.0} MB", m as f64 / 1e6);
+    }
+    Ok(())
+}

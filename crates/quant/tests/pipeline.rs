@@ -1,0 +1,308 @@
+//! One integration-test binary for the pipeline: tiny synthetic models written as Hugging Face
+//! directories, quantized end to end, loaded back and checked against independent
+//! recomputations.
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use llvq_codes::from_spec;
+use llvq_model::config::{Arch, Config};
+use llvq_model::testing::{random_weights, tiny_tokenizer, tmpdir};
+use llvq_model::{LinearName, Model};
+use llvq_quant::calib::CalibParams;
+use llvq_quant::format::{self, LinearMeta};
+use llvq_quant::hadamard::Rotation;
+use llvq_quant::ldlq::LdlqParams;
+use llvq_quant::pipeline::{parts_dir, quantize_linear, Event};
+use llvq_quant::{load_llvq, quantize_model, CalibMode, QuantError, QuantizeParams, Rotate};
+
+/// A Llama-style model 48 wide with an MLP of 40 (not a multiple of 24: exercises the tail).
+fn config() -> Config {
+    Config {
+        hidden_size: 48,
+        intermediate_size: 40,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 12,
+        ..llvq_model::testing::tiny_config(Arch::Llama)
+    }
+}
+
+/// Writes the model as an HF directory and a calibration text; returns (model dir, text).
+fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = tmpdir(name);
+    let cfg = config();
+    let model = dir.join("model");
+    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &model).unwrap();
+    let words = ["the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape"];
+    let mut x = 12345u64;
+    let text: Vec<&str> = (0..600)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            words[(x >> 60) as usize % words.len()]
+        })
+        .collect();
+    let calib = dir.join("calib.txt");
+    std::fs::write(&calib, text.join(" ")).unwrap();
+    (dir, model, calib)
+}
+
+fn params(method: &str, calib: &Path, rotate: Rotate) -> QuantizeParams {
+    QuantizeParams {
+        method: method.into(),
+        rotate,
+        seed: 5,
+        calib_text: calib.to_path_buf(),
+        calib: CalibParams { seqs: 4, ctx: 64 },
+        mode: CalibMode::Sequential,
+        ldlq: LdlqParams::default(),
+        embed_f16: true,
+    }
+}
+
+fn go(_: Event<'_>) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
+fn weight(m: &Model, layer: usize, lin: LinearName) -> Vec<f32> {
+    m.layers()[layer].linear(lin).weight().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// Naive dense product a (n×k) · b (k×m).
+fn matmul(a: &[f64], b: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
+    let mut c = vec![0.0; n * m];
+    for i in 0..n {
+        for t in 0..k {
+            for j in 0..m {
+                c[i * m + j] += a[i * k + t] * b[t * m + j];
+            }
+        }
+    }
+    c
+}
+
+fn transpose(a: &[f64], n: usize, m: usize) -> Vec<f64> {
+    (0..m * n).map(|i| a[(i % n) * m + i / n]).collect()
+}
+
+#[test]
+fn restored_weights_are_the_decoded_codes_rotated_back() {
+    // Every linear of the loaded model equals R_outᵀ · (s · decode(code)) · R_in computed here
+    // from the stored codes with the per-block reference decoder and dense rotation matrices.
+    let (dir, model_dir, calib) = setup("restore");
+    for method in ["llvq-sg:m=12,gain=1", "e8p12", "gptq"] {
+        let out = dir.join("m.llvq");
+        quantize_model(&model_dir, &out, &params(method, &calib, Rotate::Both), false, &mut go).unwrap();
+        let (model, _, _) = load_llvq(&out).unwrap();
+        let c = format::read(&out).unwrap();
+        assert_eq!(c.linears.len(), 7 * 2);
+        for ql in &c.linears {
+            let m = &ql.meta;
+            let code = from_spec(&m.code).unwrap();
+            let codes = llvq_lattice::pack::unpack(&ql.codes, m.bits, m.blocks()).unwrap();
+            let pc = m.padded_cols();
+            let mut wq = vec![0f64; m.rows * m.cols];
+            let mut blk = vec![0f32; m.block];
+            for r in 0..m.rows {
+                for k in 0..pc / m.block {
+                    code.decode_block(codes[r * pc / m.block + k], &mut blk).unwrap();
+                    let s = f16::from_bits(ql.scales[r * m.groups() + k * m.block / m.group]).to_f32();
+                    for (j, &b) in blk.iter().enumerate() {
+                        let col = k * m.block + j;
+                        if col < m.cols {
+                            wq[r * m.cols + col] = (b * s) as f64;
+                        }
+                    }
+                }
+            }
+            let rin = Rotation::new(m.cols, m.rot_in.unwrap()).to_dense();
+            let rout = Rotation::new(m.rows, m.rot_out.unwrap()).to_dense();
+            let w = matmul(&matmul(&transpose(&rout, m.rows, m.rows), &wq, m.rows, m.rows, m.cols), &rin, m.rows, m.cols, m.cols);
+            let (layer, lin) = (ql.name.split('.').nth(2).unwrap().parse::<usize>().unwrap(), ql.name.as_str());
+            let lin = LinearName::ALL.into_iter().find(|n| n.weight_name(layer) == lin).unwrap();
+            let got = weight(&model, layer, lin);
+            let err = got.iter().zip(&w).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            assert!(err < 1e-5, "{method} {}: max |Δ| = {err}", ql.name);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn quantized_model_is_close_and_bits_are_counted() {
+    let (dir, model_dir, calib) = setup("close");
+    let (fp, tok) = llvq_model::load(&model_dir).unwrap();
+    let ids = tok.encode("the leech lattice in the golay code").unwrap();
+    let ref_logits = fp.logits(&ids).unwrap();
+    let out = dir.join("sg.llvq");
+    let r = quantize_model(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both), false, &mut go).unwrap();
+    // Bits: each linear's code stream, f16 scales per row and two 64-bit seeds, from the shapes.
+    let cfg = config();
+    let shapes: [(usize, usize); 7] = [(48, 48), (24, 48), (24, 48), (48, 48), (40, 48), (40, 48), (48, 40)];
+    let (mut weights, mut bits) = (0u64, 0u64);
+    for (rows, cols) in shapes {
+        weights += (rows * cols) as u64;
+        bits += (rows * cols.div_ceil(24)) as u64 * 48 + rows as u64 * 16 + 128;
+    }
+    assert_eq!(r.linears.weights, weights * cfg.num_layers as u64);
+    assert_eq!(r.linears.total(), bits * cfg.num_layers as u64);
+    assert!(!parts_dir(&out).exists(), "parts are removed after the final write");
+    // The quantized model runs and stays near the original (2 bits on random weights: a loose
+    // bound, but a broken decode or rotation gives logits unrelated to the reference).
+    let (q, _, _) = load_llvq(&out).unwrap();
+    let ql = q.logits(&ids).unwrap();
+    let d = (&ql - &ref_logits).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    let v = ref_logits.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d.is_finite() && d < 0.5 * v, "logit error {d} vs logit power {v}");
+    // And every statistic is sane: relative proxy loss well below 1.
+    for s in &r.stats {
+        assert!(s.proxy_rel > 0.0 && s.proxy_rel < 0.5, "{}: {}", s.name, s.proxy_rel);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn interrupted_run_resumes_to_the_same_bytes() {
+    let (dir, model_dir, calib) = setup("resume");
+    for mode in [CalibMode::Sequential, CalibMode::Full] {
+        let p = QuantizeParams { mode, ..params("e8p12", &calib, Rotate::Input) };
+        let whole = dir.join(format!("whole-{mode:?}.llvq"));
+        quantize_model(&model_dir, &whole, &p, false, &mut go).unwrap();
+        let again = dir.join(format!("again-{mode:?}.llvq"));
+        quantize_model(&model_dir, &again, &p, false, &mut go).unwrap();
+        assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&again).unwrap(), "same seed, same bytes");
+
+        let cut = dir.join(format!("cut-{mode:?}.llvq"));
+        let mut stop = |e: Event<'_>| match e {
+            Event::LayerDone { layer: 0, .. } => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        };
+        let e = quantize_model(&model_dir, &cut, &p, false, &mut stop).unwrap_err();
+        assert!(matches!(e, QuantError::Interrupted { layer: 0 }), "{e}");
+        assert!(!cut.exists() && parts_dir(&cut).join("layer-0000.safetensors").exists());
+        // Without --resume the leftover parts are refused; with other parameters too.
+        let e = quantize_model(&model_dir, &cut, &p, false, &mut go).unwrap_err().to_string();
+        assert!(e.contains("--resume"), "{e}");
+        let other = QuantizeParams { seed: 6, ..p.clone() };
+        let e = quantize_model(&model_dir, &cut, &other, true, &mut go).unwrap_err().to_string();
+        assert!(e.contains("seed"), "{e}");
+        let r = quantize_model(&model_dir, &cut, &p, true, &mut go).unwrap();
+        assert_eq!(r.layers_resumed, 1);
+        assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&cut).unwrap(), "{mode:?}: resumed run differs");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn rotation_sides_and_rtn() {
+    let (dir, model_dir, calib) = setup("sides");
+    for (rotate, method) in [(Rotate::None, "rtn"), (Rotate::Output, "llvq-ss:m=13"), (Rotate::Input, "lloyd:bits=2,group=24")] {
+        let out = dir.join("x.llvq");
+        let r = quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
+        let c = format::read(&out).unwrap();
+        for l in &c.linears {
+            assert_eq!(l.meta.rot_in.is_some(), rotate.input());
+            assert_eq!(l.meta.rot_out.is_some(), rotate.output());
+        }
+        assert_eq!(r.linears.seed, 64 * (rotate.input() as u64 + rotate.output() as u64) * 14);
+        if method == "rtn" {
+            assert!(r.stats.iter().all(|s| s.damp == 0.0), "rtn uses no Hessian");
+        }
+        let (m, _, _) = load_llvq(&out).unwrap();
+        assert!(m.logits(&[1, 2, 3]).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().is_finite());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn width_4096_tail_and_overhead() {
+    // 4096 = 170·24 + 16: the last block of each row is zero-padded. Overhead of a 4096×4096
+    // layer with one f16 scale per row and two seeds, from the stored layout.
+    let meta = |rows, cols| LinearMeta {
+        rows,
+        cols,
+        code: "llvq-sg:m=12,gain=1".into(),
+        method_id: 7,
+        block: 24,
+        bits: 48,
+        group: 4104,
+        rot_in: Some(1),
+        rot_out: Some(2),
+    };
+    let big = meta(4096, 4096).bits_stored();
+    assert_eq!(big.code, 4096 * 171 * 48);
+    assert!(big.bpw() - 2.0 <= 0.01, "overhead {}", big.bpw() - 2.0);
+    // A real 6×4096 quantization round trip through the padded tail.
+    let code = from_spec("llvq-sg:m=12,gain=1").unwrap();
+    let m = LinearMeta { code: code.spec(), ..meta(6, 4096) };
+    let mut x = 99u64;
+    let w: Vec<f32> = (0..6 * 4096)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+        })
+        .collect();
+    let ql = quantize_linear("synthetic.weight", &w, m, None, code.as_ref(), &LdlqParams::default()).unwrap();
+    assert_eq!(ql.codes.len(), 6 * 171 * 6);
+    let back = ql.decode(code.as_ref()).unwrap();
+    let (e, p) = back.iter().zip(&w).fold((0.0, 0.0), |(e, p), (a, b)| (e + (a - *b as f64).powi(2), p + (*b as f64).powi(2)));
+    assert!(e / p < 0.12, "relative error {}", e / p);
+    // The tail's 16 real columns are as well reconstructed as the rest.
+    let tail: f64 = (0..6).map(|r| (4080..4096).map(|c| (back[r * 4096 + c] - w[r * 4096 + c] as f64).powi(2)).sum::<f64>()).sum();
+    let tail_p: f64 = (0..6).map(|r| (4080..4096).map(|c| (w[r * 4096 + c] as f64).powi(2)).sum::<f64>()).sum();
+    assert!(tail / tail_p < 0.2, "tail relative error {}", tail / tail_p);
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_the_culprit() {
+    let (dir, model_dir, calib) = setup("bad");
+    let out = dir.join("o.llvq");
+    let e = quantize_model(&model_dir, &out, &params("nope:m=1", &calib, Rotate::Both), false, &mut go).unwrap_err().to_string();
+    assert!(e.contains("unknown method"), "{e}");
+    let missing = dir.join("missing.txt");
+    let e = quantize_model(&model_dir, &out, &params("e8p12", &missing, Rotate::Both), false, &mut go).unwrap_err().to_string();
+    assert!(e.contains("missing.txt"), "{e}");
+    std::fs::remove_dir_all(parts_dir(&out)).ok();
+    let short = dir.join("short.txt");
+    std::fs::write(&short, "the lattice").unwrap();
+    let e = quantize_model(&model_dir, &out, &params("e8p12", &short, Rotate::Both), false, &mut go).unwrap_err().to_string();
+    assert!(e.contains("fewer than"), "{e}");
+    std::fs::remove_dir_all(parts_dir(&out)).ok();
+    // A corrupted file: truncated, or a code stream cut short.
+    quantize_model(&model_dir, &out, &params("e8p12", &calib, Rotate::None), false, &mut go).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let cut = dir.join("cut.llvq");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_llvq(&cut).err().unwrap().to_string();
+    assert!(e.contains("cut.llvq"), "{e}");
+    // A NaN scale is refused by name.
+    let mut c = format::read(&out).unwrap();
+    c.linears[3].scales[0] = f16::NAN.to_bits();
+    let name = c.linears[3].name.clone();
+    let nan = dir.join("nan.llvq");
+    format::write(&nan, &c).unwrap();
+    let e = load_llvq(&nan).err().unwrap().to_string();
+    assert!(e.contains(&name) && e.contains("scale"), "{e}");
+    // Input that is not a model at all.
+    let e = llvq_quant::load_any(&calib).err().unwrap().to_string();
+    assert!(e.contains("calib.txt"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn f32_embeddings_round_trip_exactly() {
+    let (dir, model_dir, calib) = setup("embed");
+    let out = dir.join("e.llvq");
+    let p = QuantizeParams { embed_f16: false, ..params("e8p12", &calib, Rotate::Both) };
+    quantize_model(&model_dir, &out, &p, false, &mut go).unwrap();
+    let (fp, _) = llvq_model::load(&model_dir).unwrap();
+    let (q, _, _) = load_llvq(&out).unwrap();
+    let a = fp.to_weights();
+    let b = q.to_weights();
+    for name in ["model.embed_tokens.weight", "model.norm.weight", "model.layers.1.input_layernorm.weight"] {
+        let x: Vec<f32> = a.get(name).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let y: Vec<f32> = b.get(name).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(x, y, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

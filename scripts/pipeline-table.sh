@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Regenerates the README's pipeline table: quantizes the default model with every method and
+# rotation of the table, then evaluates each file on WikiText-2 test (ctx 512, all windows).
+# Writes docs/pipeline/<name>.quant.json (the `llvq quantize --json` report) and
+# <name>.ppl.json (`llvq eval ppl --json`); a run whose ppl file exists is skipped.
+# Takes several hours on 2 cores (each evaluation is ~11 minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+llvq=target/release/llvq
+cargo build --release -q -p llvq
+$llvq fetch-defaults > /dev/null
+out=docs/pipeline
+mkdir -p "$out" data/table
+run() { # name method rotate [extra quantize flags...]
+  local name=$1 method=$2 rotate=$3; shift 3
+  [ -f "$out/$name.ppl.json" ] && return
+  local file=data/table/$name.llvq
+  if [ ! -f "$out/$name.quant.json" ]; then
+    resume=(); [ -d "$file.parts" ] && resume=(--resume)
+    $llvq quantize --method "$method" --rotate "$rotate" --out "$file" --json "${resume[@]}" "$@" > "$out/$name.quant.json.tmp"
+    mv "$out/$name.quant.json.tmp" "$out/$name.quant.json"
+  fi
+  $llvq eval ppl --model "$file" --json > "$out/$name.ppl.json.tmp"
+  mv "$out/$name.ppl.json.tmp" "$out/$name.ppl.json"
+}
+[ -f "$out/f32.ppl.json" ] || { $llvq eval ppl --json > "$out/f32.ppl.json.tmp" && mv "$out/f32.ppl.json.tmp" "$out/f32.ppl.json"; }
+run sg1-both      llvq-sg:m=12,gain=1 both
+run e8p12-both    e8p12               both
+run rtn           rtn                 none
+run gptq          gptq                none
+run gptq-input    gptq                input
+run ss-both       llvq-ss:m=13        both
+run sg2-both      llvq-sg:m=11,gain=2 both
+run sg1-none      llvq-sg:m=12,gain=1 none
+run sg1-input     llvq-sg:m=12,gain=1 input
+run sg1-output    llvq-sg:m=12,gain=1 output
+run e8p12-none    e8p12               none
+run e8p12-input   e8p12               input
+run e8p12-output  e8p12               output
+run sg1-both-full llvq-sg:m=12,gain=1 both --mode full
+run gptq-both     gptq                both
