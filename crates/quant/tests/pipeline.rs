@@ -254,6 +254,43 @@ fn width_4096_tail_and_overhead() {
 }
 
 #[test]
+fn wide_model_of_width_4096() {
+    // A one-layer model 4096 wide: q/k/v/gate/up read 4096 = 170·24 + 16 columns (a padded tail
+    // block per row), o/down write 4096 rows (a Sylvester rotation of order 4096).
+    let dir = tmpdir("wide");
+    let cfg = Config {
+        hidden_size: 4096,
+        intermediate_size: 24,
+        num_layers: 1,
+        num_heads: 2,
+        num_kv_heads: 1,
+        head_dim: 16,
+        ..llvq_model::testing::tiny_config(Arch::Llama)
+    };
+    let model_dir = dir.join("model");
+    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 4), &model_dir).unwrap();
+    let (_, _, calib) = setup("wide-text");
+    let out = dir.join("w.llvq");
+    let r = quantize_model(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both), false, &mut go).unwrap();
+    let c = format::read(&out).unwrap();
+    for l in &c.linears {
+        let b = l.meta.bits_stored();
+        if l.meta.cols == 4096 {
+            assert_eq!(l.meta.padded_cols(), 4104);
+            assert_eq!(b.code, l.meta.rows as u64 * 171 * 48);
+            assert!(b.bpw() - 2.0 <= 0.01, "{}: {} bits/weight", l.name, b.bpw());
+        }
+    }
+    let (m, _, _) = load_llvq(&out).unwrap();
+    for s in &r.stats {
+        assert!(s.mse_rel < 0.2, "{}: relative error {}", s.name, s.mse_rel);
+    }
+    assert_eq!(m.layers()[0].linear(LinearName::Q).weight().dims(), &[32, 4096]);
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(calib.parent().unwrap()).ok();
+}
+
+#[test]
 fn bad_inputs_are_errors_naming_the_culprit() {
     let (dir, model_dir, calib) = setup("bad");
     let out = dir.join("o.llvq");
