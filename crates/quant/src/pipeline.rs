@@ -279,6 +279,114 @@ pub fn parts_dir(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Creates the parts directory with its manifest, or checks the manifest of an interrupted run
+/// (before any heavy work, so a mismatch fails fast).
+fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> {
+    let man_path = parts.join("manifest.json");
+    if !parts.exists() {
+        std::fs::create_dir_all(parts).map_err(|e| QuantError::io(parts, e))?;
+        return write_json_atomic(&man_path, man);
+    }
+    if !resume {
+        return Err(QuantError::Resume(format!(
+            "{} exists (an interrupted run): pass --resume to continue it, or remove it",
+            parts.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&man_path).map_err(|e| QuantError::io(&man_path, e))?;
+    let old: Value = serde_json::from_str(&text).map_err(|e| QuantError::format(&man_path, e.to_string()))?;
+    if &old != man {
+        let keys: Vec<String> = man
+            .as_object()
+            .expect("the manifest is an object")
+            .iter()
+            .filter(|(k, v)| old.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k}: was {}, now {v}", old.get(k.as_str()).unwrap_or(&Value::Null)))
+            .collect();
+        return Err(QuantError::Resume(format!("{} was made with other parameters ({})", man_path.display(), keys.join("; "))));
+    }
+    Ok(())
+}
+
+/// The tensors stored as they are: everything but the decoder's linear weights, plus the
+/// tokenizer. Embeddings (and an untied LM head) in f16 when `embed_f16`, the rest in f32.
+fn plain_tensors(cfg: &Config, tok: &Tokenizer, w: &llvq_model::Weights, embed_f16: bool) -> Result<Vec<Plain>> {
+    let linear_names: std::collections::BTreeSet<String> =
+        (0..cfg.num_layers).flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l))).collect();
+    let mut plain = Vec::new();
+    for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
+        let big = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+        plain.push(Plain::from_f32(name, t.dims(), &tensor_f32(t, name)?, big && embed_f16));
+    }
+    let json = tok.json().as_bytes().to_vec();
+    plain.push(Plain { name: format::TOKENIZER_TENSOR.into(), dtype: safetensors::Dtype::U8, shape: vec![json.len()], data: json });
+    Ok(plain)
+}
+
+/// Quantizes the seven linears of layer `l` with the Hessians in `hook` (steps 2-4 of the
+/// module doc) and puts their restored weights into `model`.
+fn quantize_layer(
+    model: &mut Model,
+    l: usize,
+    hook: &LayerHessians,
+    method: &Method,
+    p: &QuantizeParams,
+    progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
+) -> Result<(Vec<QuantLinear>, Vec<LinearStats>)> {
+    let (code, layers) = (method.code.as_ref(), model.config().num_layers);
+    let mut qls = Vec::new();
+    let mut stats = Vec::new();
+    for input in [LinearInput::Qkv, LinearInput::O, LinearInput::GateUp, LinearInput::Down] {
+        let h = hook
+            .get(input)
+            .ok_or_else(|| QuantError::Calibration(format!("layer {l}: input {input:?} was never observed")))?
+            .mean();
+        let n = (h.len() as f64).sqrt() as usize;
+        // One input rotation and one factorisation serve every linear reading this input.
+        let rot_in = p.rotate.input().then(|| derive_seed(p.seed, &format!("{l}.in.{input:?}")));
+        let mut hr = h.clone();
+        if let Some(s) = rot_in {
+            Rotation::new(n, s).conjugate(&mut hr);
+        }
+        let b = code.dim();
+        let np = n.div_ceil(b) * b;
+        let factor = if method.ldlq {
+            progress(Event::Layer { layer: l, layers, step: "factorising" })?;
+            Some(Factor::new(&pad_hessian(&hr, n, np), np, b, &p.ldlq, &format!("model.layers.{l} input {input:?}"))?)
+        } else {
+            None
+        };
+        for &lin in input.linears() {
+            let name = lin.weight_name(l);
+            progress(Event::Layer { layer: l, layers, step: lin.module() })?;
+            let wt = model.layers()[l].linear(lin).weight().clone();
+            let (rows, cols) = wt.dims2().ctx(&name)?;
+            let w = tensor_f32(&wt, &name)?;
+            let meta = LinearMeta {
+                rows,
+                cols,
+                code: code.spec(),
+                method_id: code.method().id(),
+                block: b,
+                bits: code.bits(),
+                group: method.group.unwrap_or(np).min(np),
+                rot_in,
+                rot_out: p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
+            };
+            let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
+            let restored = ql.decode(code)?;
+            stats.push(linear_stats(&name, &w, &restored, rows, cols, &h, factor.as_ref().map_or(0.0, |f| f.damp)));
+            set_weight(model, l, &name, &restored, &ql.meta)?;
+            qls.push(ql);
+        }
+    }
+    Ok((qls, stats))
+}
+
+fn part_path(parts: &Path, l: usize) -> PathBuf {
+    parts.join(format!("layer-{l:04}.safetensors"))
+}
+
 /// Runs the whole pipeline on `model_path` and writes `out`.
 pub fn quantize_model(
     model_path: &Path,
@@ -302,55 +410,15 @@ pub fn quantize_model(
     let t_start = Instant::now();
     let mut tm = Timings::default();
     let method = Method::parse(&p.method)?;
-    let code = method.code.as_ref();
-
-    // Parts directory and manifest (before any heavy work, so a mismatch fails fast).
     let parts = parts_dir(out);
-    let man = manifest(model_path, p, &method)?;
-    let man_path = parts.join("manifest.json");
-    if parts.exists() {
-        if !resume {
-            return Err(QuantError::Resume(format!(
-                "{} exists (an interrupted run): pass --resume to continue it, or remove it",
-                parts.display()
-            )));
-        }
-        let text = std::fs::read_to_string(&man_path).map_err(|e| QuantError::io(&man_path, e))?;
-        let old: Value = serde_json::from_str(&text).map_err(|e| QuantError::format(&man_path, e.to_string()))?;
-        if old != man {
-            let keys: Vec<String> = man
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(k, v)| old.get(k.as_str()) != Some(v))
-                .map(|(k, v)| format!("{k}: was {}, now {v}", old.get(k.as_str()).unwrap_or(&Value::Null)))
-                .collect();
-            return Err(QuantError::Resume(format!("{} was made with other parameters ({})", man_path.display(), keys.join("; "))));
-        }
-    } else {
-        std::fs::create_dir_all(&parts).map_err(|e| QuantError::io(&parts, e))?;
-        write_json_atomic(&man_path, &man)?;
-    }
+    open_parts(&parts, &manifest(model_path, p, &method)?, resume)?;
 
     progress(Event::Phase("loading model"))?;
     let t = Instant::now();
-    let (cfg, tok, mut weights) = llvq_model::load_parts(model_path)?;
+    let (cfg, tok, weights) = llvq_model::load_parts(model_path)?;
     let params_total: u64 = weights.tensors.values().map(|t| t.elem_count() as u64).sum();
-    // Untouched tensors are everything but the decoder's linear weights.
-    let linear_names: std::collections::BTreeSet<String> =
-        (0..cfg.num_layers).flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l))).collect();
-    let mut plain = Vec::new();
-    for (name, t) in &weights.tensors {
-        if linear_names.contains(name) {
-            continue;
-        }
-        let v = tensor_f32(t, name)?;
-        let big = name == "model.embed_tokens.weight" || name == "lm_head.weight";
-        plain.push(Plain::from_f32(name, t.dims(), &v, big && p.embed_f16));
-    }
-    plain.push(Plain { name: format::TOKENIZER_TENSOR.into(), dtype: safetensors::Dtype::U8, shape: vec![tok.json().len()], data: tok.json().as_bytes().to_vec() });
-    let model = Model::from_weights(cfg.clone(), std::mem::take(&mut weights))?;
-    let mut model = model;
+    let plain = plain_tensors(&cfg, &tok, &weights, p.embed_f16)?;
+    let mut model = Model::from_weights(cfg.clone(), weights)?;
     tm.load = t.elapsed().as_secs_f64();
 
     progress(Event::Phase("tokenizing calibration text"))?;
@@ -359,6 +427,7 @@ pub fn quantize_model(
     let wins = windows(&tok, &text, &p.calib)?;
     drop(text);
     let rope = model.rope(0, p.calib.ctx)?;
+    // The calibration windows' hidden states at the input of the current layer.
     let mut xs: Vec<Tensor> = wins.iter().map(|w| model.embed(w)).collect::<std::result::Result<_, _>>()?;
     tm.tokenize = t.elapsed().as_secs_f64();
 
@@ -366,19 +435,18 @@ pub fn quantize_model(
     let mut resumed = 0;
     let mut codes = CodeCache::default();
     for l in 0..layers {
-        let part = parts.join(format!("layer-{l:04}.safetensors"));
+        let part = part_path(&parts, l);
         let run_layer = |model: &Model, xs: &[Tensor], hook: &mut dyn llvq_model::LinearHook| -> Result<Vec<Tensor>> {
             xs.iter().map(|x| Ok(model.layers()[l].forward(&cfg, x, &rope, None, hook)?)).collect()
         };
         if part.exists() {
-            // Resumed layer: its stored weights replace the full-precision ones.
+            // A finished layer: its stored weights replace the full-precision ones.
             progress(Event::Layer { layer: l, layers, step: "resuming" })?;
             let t = Instant::now();
-            let c = format::read(&part)?;
             if p.mode == CalibMode::Full {
                 xs = run_layer(&model, &xs, &mut NoHook)?;
             }
-            for ql in &c.linears {
+            for ql in &format::read(&part)?.linears {
                 let w = ql.decode(codes.get(&ql.meta.code)?)?;
                 set_weight(&mut model, l, &ql.name, &w, &ql.meta)?;
             }
@@ -398,53 +466,8 @@ pub fn quantize_model(
         tm.calibration += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let mut qls = Vec::new();
-        let mut stats = Vec::new();
-        for input in [LinearInput::Qkv, LinearInput::O, LinearInput::GateUp, LinearInput::Down] {
-            let h = hook
-                .get(input)
-                .ok_or_else(|| QuantError::Calibration(format!("layer {l}: input {input:?} was never observed")))?
-                .mean();
-            let n = (h.len() as f64).sqrt() as usize;
-            let rot_in = p.rotate.input().then(|| derive_seed(p.seed, &format!("{l}.in.{input:?}")));
-            let mut hr = h.clone();
-            if let Some(s) = rot_in {
-                Rotation::new(n, s).conjugate(&mut hr);
-            }
-            let b = code.dim();
-            let np = n.div_ceil(b) * b;
-            let factor = if method.ldlq {
-                progress(Event::Layer { layer: l, layers, step: "factorising" })?;
-                Some(Factor::new(&pad_hessian(&hr, n, np), np, b, &p.ldlq, &format!("model.layers.{l} input {input:?}"))?)
-            } else {
-                None
-            };
-            for &lin in input.linears() {
-                let name = lin.weight_name(l);
-                progress(Event::Layer { layer: l, layers, step: lin.module() })?;
-                let wt = model.layers()[l].linear(lin).weight().clone();
-                let (rows, cols) = wt.dims2().ctx(&name)?;
-                let w = tensor_f32(&wt, &name)?;
-                let meta = LinearMeta {
-                    rows,
-                    cols,
-                    code: code.spec(),
-                    method_id: code.method().id(),
-                    block: b,
-                    bits: code.bits(),
-                    group: method.group.unwrap_or(np).min(np),
-                    rot_in,
-                    rot_out: p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
-                };
-                let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
-                let restored = ql.decode(code)?;
-                stats.push(linear_stats(&name, &w, &restored, rows, cols, &h, factor.as_ref().map_or(0.0, |f| f.damp)));
-                set_weight(&mut model, l, &name, &restored, &ql.meta)?;
-                qls.push(ql);
-            }
-        }
-        let contents = FileContents { meta: json!({ "layer": l, "stats": stats }), linears: qls, plain: vec![] };
-        format::write(&part, &contents)?;
+        let (linears, stats) = quantize_layer(&mut model, l, &hook, &method, p, &mut progress)?;
+        format::write(&part, &FileContents { meta: json!({ "layer": l, "stats": stats }), linears, plain: vec![] })?;
         tm.quantization += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
@@ -462,12 +485,13 @@ pub fn quantize_model(
     drop(xs);
     drop(model);
 
+    // Assemble the file from the parts on disk, so a resumed run writes the same bytes.
     progress(Event::Phase("writing"))?;
     let t = Instant::now();
     let mut linears = Vec::new();
     let mut stats = Vec::new();
     for l in 0..layers {
-        let part = parts.join(format!("layer-{l:04}.safetensors"));
+        let part = part_path(&parts, l);
         let c = format::read(&part)?;
         let mut s: Vec<LinearStats> = serde_json::from_value(c.meta["stats"].clone())
             .map_err(|e| QuantError::format(&part, format!("stats: {e}")))?;
@@ -478,6 +502,7 @@ pub fn quantize_model(
     for ql in &linears {
         bits.add(&ql.meta.bits_stored());
     }
+    let code = method.code.as_ref();
     let meta = json!({
         "config": cfg.to_hf_json(),
         "method": method.name,
