@@ -326,7 +326,9 @@ pub fn write(path: &Path, c: &FileContents) -> Result<()> {
         views.push((p.name.clone(), tv(&p.name, p.dtype, p.shape.clone(), &p.data)?));
     }
     let info = std::collections::HashMap::from([(FORMAT.to_string(), meta.to_string())]);
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| QuantError::io(dir, e))?;
     }

@@ -566,8 +566,18 @@ pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Value)> {
         w.insert(pl.name.clone(), Tensor::from_vec(v, pl.shape.as_slice(), &Device::Cpu).ctx(&pl.name)?);
     }
     let tok = tok.ok_or_else(|| QuantError::format(path, format!("no `{}` tensor", format::TOKENIZER_TENSOR)))?;
+    // Shapes are checked against the config before anything is decoded (or allocated).
+    let expected: std::collections::BTreeMap<String, Vec<usize>> = llvq_model::weights::expected_tensors(&cfg).into_iter().collect();
     let mut codes = CodeCache::default();
     for ql in &c.linears {
+        let (rows, cols) = (ql.meta.rows, ql.meta.cols);
+        match expected.get(&ql.name) {
+            Some(shape) if shape == &[rows, cols] => {}
+            Some(shape) => {
+                return Err(QuantError::format(path, format!("linear `{}` is {rows}×{cols}, the config says {shape:?}", ql.name)))
+            }
+            None => return Err(QuantError::format(path, format!("linear `{}` is not a tensor of this model", ql.name))),
+        }
         let restored = ql.decode(codes.get(&ql.meta.code)?)?;
         let v: Vec<f32> = restored.iter().map(|&x| x as f32).collect();
         w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);

@@ -320,6 +320,16 @@ fn bad_inputs_are_errors_naming_the_culprit() {
     format::write(&nan, &c).unwrap();
     let e = load_llvq(&nan).err().unwrap().to_string();
     assert!(e.contains(&name) && e.contains("scale"), "{e}");
+    // A linear whose stored shape disagrees with the config is refused before decoding.
+    // (q_proj stored under k_proj's name: a consistent file, a 48×48 tensor where 24×48 belongs.)
+    let mut c = format::read(&out).unwrap();
+    let k = "model.layers.0.self_attn.k_proj.weight";
+    c.linears.retain(|l| l.name != k);
+    c.linears.iter_mut().find(|l| l.name.ends_with("0.self_attn.q_proj.weight")).unwrap().name = k.into();
+    let swapped = dir.join("swapped.llvq");
+    format::write(&swapped, &c).unwrap();
+    let e = load_llvq(&swapped).err().unwrap().to_string();
+    assert!(e.contains(k) && e.contains("the config says"), "{e}");
     // Input that is not a model at all.
     let e = llvq_quant::load_any(&calib).err().unwrap().to_string();
     assert!(e.contains("calib.txt"), "{e}");
