@@ -3,7 +3,7 @@
 # rotation of the table, then evaluates each file on WikiText-2 test (ctx 512, all windows).
 # Writes docs/pipeline/<name>.quant.json (the `llvq quantize --json` report) and
 # <name>.ppl.json (`llvq eval ppl --json`); a run whose ppl file exists is skipped.
-# Takes several hours on 2 cores (each evaluation is ~11 minutes).
+# Takes about five hours on 2 cores (each evaluation of the 589 windows is 13-18 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llvq=target/release/llvq
@@ -32,10 +32,9 @@ run gptq-input    gptq                input
 run ss-both       llvq-ss:m=13        both
 run sg2-both      llvq-sg:m=11,gain=2 both
 run sg1-none      llvq-sg:m=12,gain=1 none
+run sg1-both-full llvq-sg:m=12,gain=1 both --mode full
 run sg1-input     llvq-sg:m=12,gain=1 input
 run sg1-output    llvq-sg:m=12,gain=1 output
 run e8p12-none    e8p12               none
 run e8p12-input   e8p12               input
 run e8p12-output  e8p12               output
-run sg1-both-full llvq-sg:m=12,gain=1 both --mode full
-run gptq-both     gptq                both

@@ -12,13 +12,16 @@ MAIN = [
     ("rtn", "RTN (uniform 2-bit grid, per-row scale)"),
     ("gptq", "GPTQ (same grid, LDLQ)"),
     ("gptq-input", "GPTQ + input rotation (QuaRot-like)"),
-    ("gptq-both", "GPTQ + input and output rotations"),
     ("e8p12-both", "E8P12 (QuIP#)"),
     ("ss-both", "LLVQ spherical shaping Λ24(13)"),
     ("sg1-both", "LLVQ shape-gain Λ24(12) + 1 gain bit"),
     ("sg2-both", "LLVQ shape-gain Λ24(11) + 2 gain bits"),
 ]
 ABLATION = ["none", "input", "output", "both"]
+
+
+def fmt_ppl(ppl):
+    return f"{ppl:,.0f}" if ppl >= 1000 else f"{ppl:.2f}"
 
 
 def load(name, kind):
@@ -49,8 +52,19 @@ def main():
             continue
         q, p = r
         out.write(
-            f"| {label} | `{q['method']}` | {q['rotate']} | {q['bpw']:.4f} | {p['ppl']:.2f} | "
+            f"| {label} | `{q['method']}` | {q['rotate']} | {q['bpw']:.4f} | {fmt_ppl(p['ppl'])} | "
             f"{q['timings']['total'] / 60:.1f} min | {q['peak_rss'] / 1e9:.2f} GB |\n"
+        )
+    out.write("\n| Phase timings (s) | load + tokenize | calibration | propagation | quantization | write | total |\n")
+    out.write("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    for name, label in MAIN:
+        r = row(name)
+        if r is None:
+            continue
+        t = r[0]["timings"]
+        out.write(
+            f"| {label} | {t['load'] + t['tokenize']:.1f} | {t['calibration']:.0f} | {t['propagation']:.0f} | "
+            f"{t['quantization']:.0f} | {t['write']:.1f} | {t['total']:.0f} |\n"
         )
     out.write("\n| Rotation | " + " | ".join(["E8P12 ppl", "LLVQ shape-gain ppl"]) + " |\n")
     out.write("| --- | ---: | ---: |\n")
@@ -58,7 +72,7 @@ def main():
         cells = []
         for base in ("e8p12", "sg1"):
             r = row(f"{base}-{rot}")
-            cells.append(f"{r[1]['ppl']:.2f}" if r else "-")
+            cells.append(fmt_ppl(r[1]['ppl']) if r else "-")
         out.write(f"| {rot} | " + " | ".join(cells) + " |\n")
     out.write("\n| Calibration mode (LLVQ shape-gain, both) | ppl | calibration + propagation | total |\n")
     out.write("| --- | ---: | ---: | ---: |\n")
@@ -67,7 +81,7 @@ def main():
         if r:
             t = r[0]["timings"]
             out.write(
-                f"| {label} | {r[1]['ppl']:.2f} | {(t['calibration'] + t['propagation']) / 60:.1f} min | "
+                f"| {label} | {fmt_ppl(r[1]['ppl'])} | {(t['calibration'] + t['propagation']) / 60:.1f} min | "
                 f"{t['total'] / 60:.1f} min |\n"
             )
     fps = {}
