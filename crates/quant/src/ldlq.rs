@@ -239,7 +239,11 @@ pub fn proxy_loss(d: &[f64], rows: usize, n: usize, h: &[f64]) -> f64 {
     let hv = MatRef::from_row_major_slice(h, n, n);
     let mut dh = Mat::<f64>::zeros(rows, n);
     matmul(dh.as_mut(), Accum::Replace, dv, hv, 1.0, Par::rayon(0));
-    (0..rows).into_par_iter().map(|r| (0..n).map(|j| dh[(r, j)] * d[r * n + j]).sum::<f64>()).sum()
+    // Per-row sums in parallel, then one sequential sum: rayon's `sum` reduces in an order that
+    // depends on work stealing, and the result is stored in the file (same seed → same bytes).
+    let per_row: Vec<f64> =
+        (0..rows).into_par_iter().map(|r| (0..n).map(|j| dh[(r, j)] * d[r * n + j]).sum::<f64>()).collect();
+    per_row.iter().sum()
 }
 
 #[cfg(test)]
