@@ -326,14 +326,20 @@ pub fn write(path: &Path, c: &FileContents) -> Result<()> {
         views.push((p.name.clone(), tv(&p.name, p.dtype, p.shape.clone(), &p.data)?));
     }
     let info = std::collections::HashMap::from([(FORMAT.to_string(), meta.to_string())]);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
+    let tmp = with_suffix(path, ".tmp");
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| QuantError::io(dir, e))?;
     }
     safetensors::serialize_to_file(views, Some(info), &tmp).map_err(|e| QuantError::format(&tmp, e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| QuantError::io(path, e))
+}
+
+/// `path` with `suffix` appended to its file name (`model.llvq` → `model.llvq.tmp`): temporary
+/// and part-file names that keep the user's whole name, whatever its extension.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
 }
 
 fn tv<'a>(name: &str, d: Dtype, s: Vec<usize>, b: &'a [u8]) -> Result<TensorView<'a>> {

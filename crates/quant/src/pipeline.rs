@@ -267,16 +267,14 @@ fn manifest(model: &Path, p: &QuantizeParams, method: &Method) -> Result<Value> 
 }
 
 fn write_json_atomic(path: &Path, v: &Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
+    let tmp = format::with_suffix(path, ".tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(v).expect("json")).map_err(|e| QuantError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| QuantError::io(path, e))
 }
 
 /// The part-file directory of an output file.
 pub fn parts_dir(out: &Path) -> PathBuf {
-    let mut s = out.as_os_str().to_owned();
-    s.push(".parts");
-    PathBuf::from(s)
+    format::with_suffix(out, ".parts")
 }
 
 /// Creates the parts directory with its manifest, or checks the manifest of an interrupted run
@@ -580,7 +578,7 @@ pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Value)> {
         }
         let restored = ql.decode(codes.get(&ql.meta.code)?)?;
         let v: Vec<f32> = restored.iter().map(|&x| x as f32).collect();
-        w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
+        w.insert(ql.name.clone(), Tensor::from_vec(v, (rows, cols), &Device::Cpu).ctx(&ql.name)?);
     }
     let model = Model::from_weights(cfg, w)?;
     Ok((model, tok, c.meta))
