@@ -31,6 +31,10 @@ pub enum ModelError {
     NonFinite { name: String, index: usize },
     #[error("tensor `{name}`: {err}")]
     Tensor { name: String, err: candle_core::Error },
+    #[error("tensor `{name}`: {reason}")]
+    BadTensor { name: String, reason: String },
+    #[error("tensor `{name}`: {err}")]
+    Code { name: String, err: Box<llvq_codes::CodeError> },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("invalid config: {0}")]
@@ -56,6 +60,16 @@ impl<T> TensorContext<T> for candle_core::Result<T> {
 }
 
 impl ModelError {
+    /// A tensor whose stored data is inconsistent (sizes, scales, dtype).
+    pub fn bad_tensor(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        ModelError::BadTensor { name: name.into(), reason: reason.into() }
+    }
+
+    /// A file that is not a valid llvq file.
+    pub fn llvq_format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        ModelError::Format { path: path.into(), format: "llvq", reason: reason.into() }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),

@@ -31,13 +31,14 @@
 //! let ids = tok.encode("The Leech lattice")?;
 //! let mut hook = Count(0);
 //! let logits = model.forward(&ids, None, &mut hook)?; // [tokens, vocab]
-//! let w = model.layers()[0].linear(LinearName::Q).weight().clone();
+//! let w = model.layers()[0].linear(LinearName::Q).weight()?;
 //! model.layers_mut()[0].set_weight(LinearName::Q, (w * 0.5)?)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Errors are a typed [`ModelError`] naming the file or tensor at fault.
 
+pub mod compressed;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -45,7 +46,9 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod gguf;
+pub mod hadamard;
 pub mod hf;
+pub mod linear;
 pub mod model;
 pub mod testing;
 pub mod tokenizer;
@@ -54,7 +57,8 @@ pub mod weights;
 pub use candle_core;
 pub use config::{Arch, Config};
 pub use error::{ModelError, Result};
-pub use model::{KvCache, Layer, Linear, LinearHook, LinearInput, LinearName, Model, NoHook};
+pub use linear::Linear;
+pub use model::{KvCache, Layer, LinearHook, LinearInput, LinearName, Model, NoHook};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;
 

@@ -11,7 +11,9 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::config::Config;
 use crate::error::{ModelError, Result, TensorContext};
-use crate::weights::{check_tensor, Weights};
+use crate::linear::{forward_shared, Linear, Weight};
+use crate::weights::{check_tensor, expected_tensors, Weights};
+use std::collections::BTreeMap;
 
 /// The seven linear layers of a decoder layer, by their role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,31 +106,6 @@ impl LinearHook for NoHook {
     }
 }
 
-/// `y = x Wᵀ + b` with `W` stored `[out, in]` as in HF checkpoints.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
-    }
-
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
-        }
-    }
-}
-
 /// One decoder layer: attention and SwiGLU MLP, each pre-normed with a residual.
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -181,16 +158,20 @@ pub struct Rope {
 }
 
 impl Layer {
-    fn from_weights(cfg: &Config, w: &mut Weights, index: usize) -> Result<Layer> {
+    fn from_weights(cfg: &Config, w: &mut Weights, given: &mut BTreeMap<String, Weight>, index: usize) -> Result<Layer> {
         let p = format!("model.layers.{index}");
         let mut lin = |name: LinearName, bias: bool| -> Result<Linear> {
-            let weight = w.take(&name.weight_name(index))?;
+            let wname = name.weight_name(index);
+            let weight = match given.remove(&wname) {
+                Some(g) => g,
+                None => Weight::Dense(w.take(&wname)?),
+            };
             let bias = if bias {
                 Some(w.take(&format!("{p}.{}.bias", name.module()))?)
             } else {
                 None
             };
-            Ok(Linear { weight, bias })
+            Ok(Linear::new(weight, bias))
         };
         let q = lin(LinearName::Q, cfg.qkv_bias)?;
         let k = lin(LinearName::K, cfg.qkv_bias)?;
@@ -255,10 +236,22 @@ impl Layer {
     pub fn set_weight(&mut self, name: LinearName, weight: Tensor) -> Result<()> {
         let tname = name.weight_name(self.index);
         let lin = self.linear_mut(name);
-        let expected = lin.weight.dims().to_vec();
+        let (rows, cols) = lin.dims()?;
         let weight = weight.to_dtype(DType::F32).ctx(&tname)?.contiguous().ctx(&tname)?;
-        check_tensor(&tname, &weight, &expected)?;
-        lin.weight = weight;
+        check_tensor(&tname, &weight, &[rows, cols])?;
+        lin.weight = Weight::Dense(weight);
+        Ok(())
+    }
+
+    /// Replace a linear layer by another of the same shape (e.g. a compressed one).
+    pub fn set_linear(&mut self, name: LinearName, new: Linear) -> Result<()> {
+        let tname = name.weight_name(self.index);
+        let lin = self.linear_mut(name);
+        let (old, got) = (lin.dims()?, new.dims()?);
+        if old != got {
+            return Err(ModelError::Shape { name: tname, got: vec![got.0, got.1], expected: vec![old.0, old.1] });
+        }
+        *lin = new;
         Ok(())
     }
 
@@ -284,9 +277,11 @@ impl Layer {
         hook.observe(self.index, LinearInput::Qkv, &h)?;
         let attn = (|| -> candle_core::Result<Tensor> {
             let heads = |y: Tensor, n: usize| y.reshape((t, n, d))?.transpose(0, 1)?.contiguous();
-            let mut q = heads(self.q.forward(&h)?, nh)?;
-            let mut k = heads(self.k.forward(&h)?, nkv)?;
-            let v = heads(self.v.forward(&h)?, nkv)?;
+            let mut qkv = forward_shared(&[&self.q, &self.k, &self.v], &h)?.into_iter();
+            let (q, k, v) = (qkv.next().expect("q"), qkv.next().expect("k"), qkv.next().expect("v"));
+            let mut q = heads(q, nh)?;
+            let mut k = heads(k, nkv)?;
+            let v = heads(v, nkv)?;
             if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
                 q = candle_nn::ops::rms_norm(&q, qn, eps)?;
                 k = candle_nn::ops::rms_norm(&k, kn, eps)?;
@@ -335,8 +330,8 @@ impl Layer {
         let h = candle_nn::ops::rms_norm(&x, &self.post_norm, eps).ctx(&name)?;
         hook.observe(self.index, LinearInput::GateUp, &h)?;
         let a = (|| -> candle_core::Result<Tensor> {
-            let g = self.gate.forward(&h)?;
-            let u = self.up.forward(&h)?;
+            let mut gu = forward_shared(&[&self.gate, &self.up], &h)?.into_iter();
+            let (g, u) = (gu.next().expect("gate"), gu.next().expect("up"));
             candle_nn::ops::silu(&g)? * u
         })()
         .ctx(&format!("{name}.mlp"))?;
@@ -345,13 +340,13 @@ impl Layer {
         (x + y).ctx(&name)
     }
 
-    fn push_weights(&self, cfg: &Config, w: &mut Weights) {
+    fn push_weights(&self, cfg: &Config, w: &mut Weights) -> Result<()> {
         let p = format!("model.layers.{}", self.index);
         w.insert(format!("{p}.input_layernorm.weight"), self.input_norm.clone());
         w.insert(format!("{p}.post_attention_layernorm.weight"), self.post_norm.clone());
         for name in LinearName::ALL {
             let lin = self.linear(name);
-            w.insert(name.weight_name(self.index), lin.weight.clone());
+            w.insert(name.weight_name(self.index), lin.weight()?);
             if let Some(b) = &lin.bias {
                 w.insert(format!("{p}.{}.bias", name.module()), b.clone());
             }
@@ -362,17 +357,25 @@ impl Layer {
                 w.insert(format!("{p}.self_attn.k_norm.weight"), kn.clone());
             }
         }
+        Ok(())
     }
 }
 
 /// A loaded model: embeddings, decoder layers, final norm and LM head.
+///
+/// The embedding table may be f16 (a compressed file run compressed keeps it as stored); rows
+/// are converted to f32 as they are looked up. The LM head is a [`Linear`] like the others; with
+/// tied embeddings a compressed model keeps one table and looks embeddings up in the head's rows.
 #[derive(Debug, Clone)]
 pub struct Model {
     cfg: Config,
-    embed: Tensor,
+    /// `None`: the rows of the LM head (tied, one copy).
+    embed: Option<Tensor>,
+    /// The dense head is the embedding tensor itself (counted once).
+    head_shares_embed: bool,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
     inv_freq: Vec<f64>,
 }
 
@@ -380,29 +383,104 @@ impl Model {
     /// Build the model one decoder layer at a time, moving tensors out of `w`.
     ///
     /// `w` is validated first (names, shapes, finite values) so errors name the tensor.
-    pub fn from_weights(cfg: Config, mut w: Weights) -> Result<Model> {
+    pub fn from_weights(cfg: Config, w: Weights) -> Result<Model> {
+        Model::assemble(cfg, w, BTreeMap::new(), None)
+    }
+
+    /// [`Model::from_weights`] with some weights given already built: `linears` (HF weight
+    /// name → weight, e.g. compressed layers) replace those tensors of `w`, and `head` the LM
+    /// head. With tied embeddings and no `model.embed_tokens.weight` in `w`, embeddings are
+    /// looked up in the head's rows ([`Linear::rows_f32`]). Shapes are checked against the
+    /// config before anything is built; a given weight the model has no place for is an error.
+    pub fn assemble(
+        cfg: Config,
+        mut w: Weights,
+        mut linears: BTreeMap<String, Weight>,
+        head: Option<Linear>,
+    ) -> Result<Model> {
         cfg.validate()?;
-        w.validate(&cfg)?;
-        let embed = w.take("model.embed_tokens.weight")?;
+        let embed_name = "model.embed_tokens.weight";
+        let head_rows = cfg.tie_embeddings && head.is_some() && !w.tensors.contains_key(embed_name);
+        for (name, shape) in expected_tensors(&cfg) {
+            if let Some(g) = linears.get(&name) {
+                let got = Linear::new(g.clone(), None).dims()?;
+                if [got.0, got.1] != shape[..] {
+                    return Err(ModelError::Shape { name, got: vec![got.0, got.1], expected: shape });
+                }
+            } else if !(head_rows && name == embed_name) && !(name == "lm_head.weight" && head.is_some()) {
+                check_tensor(&name, w.get(&name)?, &shape)?;
+            }
+        }
+        let embed = if head_rows { None } else { Some(w.take(embed_name)?) };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
-            layers.push(Layer::from_weights(&cfg, &mut w, l)?);
+            layers.push(Layer::from_weights(&cfg, &mut w, &mut linears, l)?);
+        }
+        if let Some(name) = linears.keys().next() {
+            return Err(ModelError::bad_tensor(name.clone(), "not a linear of this model"));
         }
         let norm = w.take("model.norm.weight")?;
-        let lm_head = if cfg.tie_embeddings {
-            embed.clone()
-        } else {
-            w.take("lm_head.weight")?
+        let (lm_head, head_shares_embed) = match (head, &embed) {
+            (Some(h), _) => (h, false),
+            (None, Some(e)) if cfg.tie_embeddings => (Linear::new(Weight::Dense(e.clone()), None), true),
+            (None, _) => (Linear::new(Weight::Dense(w.take("lm_head.weight")?), None), false),
         };
+        let (want, got) = ((cfg.vocab_size, cfg.hidden_size), lm_head.dims()?);
+        if got != want {
+            return Err(ModelError::Shape { name: "lm_head.weight".into(), got: vec![got.0, got.1], expected: vec![want.0, want.1] });
+        }
+        if embed.is_none() && lm_head.rows_f32(&[0]).is_none() {
+            return Err(ModelError::Input("the LM head cannot serve as the embedding table".into()));
+        }
         let inv_freq = cfg.inv_freq();
         Ok(Model {
             cfg,
             embed,
+            head_shares_embed,
             layers,
             norm,
             lm_head,
             inv_freq,
         })
+    }
+
+    /// Weights of the decoder's linear layers and the bytes they hold in memory.
+    pub fn linear_footprint(&self) -> (usize, usize) {
+        let mut weights = 0;
+        let mut bytes = 0;
+        for l in &self.layers {
+            for name in LinearName::ALL {
+                let lin = l.linear(name);
+                let (r, c) = lin.dims().unwrap_or((0, 0));
+                weights += r * c;
+                bytes += lin.resident_bytes();
+            }
+        }
+        (weights, bytes)
+    }
+
+    /// The LM head.
+    pub fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+
+    /// Bytes of weights resident in memory: every linear and the LM head as they are held,
+    /// the embedding table (unless the head shares it), norms and biases.
+    pub fn resident_weight_bytes(&self) -> usize {
+        let t = |x: &Tensor| x.elem_count() * x.dtype().size_in_bytes();
+        let mut n = self.embed.as_ref().map_or(0, t) + t(&self.norm);
+        if !self.head_shares_embed {
+            n += self.lm_head.resident_bytes();
+        }
+        for l in &self.layers {
+            n += t(&l.input_norm) + t(&l.post_norm);
+            n += l.q_norm.as_ref().map_or(0, t) + l.k_norm.as_ref().map_or(0, t);
+            for name in LinearName::ALL {
+                let lin = l.linear(name);
+                n += lin.resident_bytes() + lin.bias().map_or(0, t);
+            }
+        }
+        n
     }
 
     pub fn config(&self) -> &Config {
@@ -418,18 +496,24 @@ impl Model {
         &mut self.layers
     }
 
-    /// The weights back as an HF-named map (shares storage with the model).
-    pub fn to_weights(&self) -> Weights {
+    /// The weights back as an HF-named f32 map (dense weights share storage with the model;
+    /// compressed ones are expanded).
+    pub fn to_weights(&self) -> Result<Weights> {
         let mut w = Weights::default();
-        w.insert("model.embed_tokens.weight", self.embed.clone());
+        let f32 = |x: &Tensor, name: &str| x.to_dtype(DType::F32).ctx(name);
+        let embed = match &self.embed {
+            Some(e) => f32(e, "model.embed_tokens.weight")?,
+            None => self.lm_head.weight()?,
+        };
+        w.insert("model.embed_tokens.weight", embed);
         for l in &self.layers {
-            l.push_weights(&self.cfg, &mut w);
+            l.push_weights(&self.cfg, &mut w)?;
         }
         w.insert("model.norm.weight", self.norm.clone());
         if !self.cfg.tie_embeddings {
-            w.insert("lm_head.weight", self.lm_head.clone());
+            w.insert("lm_head.weight", self.lm_head.weight()?);
         }
-        w
+        Ok(w)
     }
 
     /// Token embeddings `[tokens, hidden]`; ids out of range are an error, not a panic.
@@ -443,8 +527,17 @@ impl Model {
                 self.cfg.vocab_size
             )));
         }
-        let idx = Tensor::new(ids, &Device::Cpu).ctx("token ids")?;
-        self.embed.embedding(&idx).ctx("model.embed_tokens.weight")
+        let name = "model.embed_tokens.weight";
+        match &self.embed {
+            Some(e) => {
+                let idx = Tensor::new(ids, &Device::Cpu).ctx("token ids")?;
+                e.embedding(&idx).ctx(name)?.to_dtype(DType::F32).ctx(name)
+            }
+            None => {
+                let v = self.lm_head.rows_f32(ids).ok_or_else(|| ModelError::Input("no embedding table".into()))?;
+                Tensor::from_vec(v, (ids.len(), self.cfg.hidden_size), &Device::Cpu).ctx(name)
+            }
+        }
     }
 
     /// RoPE table for positions `pos..pos+len`.
@@ -469,7 +562,7 @@ impl Model {
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
         let h = candle_nn::ops::rms_norm(x, &self.norm, self.cfg.rms_eps as f32)
             .ctx("model.norm.weight")?;
-        h.matmul(&self.lm_head.t().ctx("lm_head")?).ctx("lm_head.weight")
+        self.lm_head.forward(&h).ctx("lm_head.weight")
     }
 
     /// Logits `[tokens, vocab]` for every position of `ids`.

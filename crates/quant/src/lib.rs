@@ -2,22 +2,23 @@
 //!
 //! Calibration → rotation → block LDLQ → pack → write, one module each:
 //! - [`calib`]: calibration windows and the per-input Hessians H = E[xxᵀ] (Eq. 25);
-//! - [`hadamard`]: randomized Hadamard transforms of any order (incoherence processing, §5.3);
+//! - [`hadamard`]: randomized Hadamard transforms of any order (incoherence processing, §5.3),
+//!   re-exported from `llvq-model`, whose runtime applies them to activations;
 //! - [`ldlq`]: Hessian-corrected quantization of column blocks (App. D.2);
 //! - [`method`]: pipeline methods, named by the SPEC strings of the lab (`llvq-sg:m=12,gain=1`,
 //!   `e8p12`, `rtn`, `gptq`, ...);
-//! - [`format`]: the compressed model file (safetensors container) and its bit accounting;
-//! - [`pipeline`]: the layer-by-layer driver with resumable part files, and model loading.
+//! - [`format`]: writing the compressed model file (its read side is `llvq_model::compressed`);
+//! - [`pipeline`]: the layer-by-layer driver with resumable part files.
 
 pub mod calib;
 pub mod error;
 pub mod format;
-pub mod hadamard;
 pub mod ldlq;
 pub mod method;
 pub mod pipeline;
 
 pub use error::{QuantError, Result};
+pub use llvq_model::hadamard;
 pub use format::{Bits, Rotate};
 pub use method::Method;
 pub use pipeline::{load_any, load_llvq, quantize_model, CalibMode, QuantizeParams, Report};

@@ -27,14 +27,15 @@ use std::time::Instant;
 
 use half::f16;
 use llvq_model::candle_core::{Device, Tensor};
+use llvq_model::compressed::LoadOptions;
 use llvq_model::{Config, LinearInput, LinearName, Model, NoHook, Tokenizer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::calib::{windows, CalibParams, LayerHessians};
 use crate::error::{CandleContext, QuantError, Result};
-use crate::format::{self, Bits, CodeCache, FileContents, LinearMeta, Plain, QuantLinear, Rotate};
-use crate::hadamard::Rotation;
+use crate::format::{self, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain, QuantLinear, Rotate};
+use llvq_model::hadamard::Rotation;
 use crate::ldlq::{self, Factor, LdlqParams};
 use crate::method::Method;
 
@@ -46,6 +47,15 @@ pub enum CalibMode {
     Sequential,
     /// Inputs from the full-precision model.
     Full,
+}
+
+impl CalibMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            CalibMode::Sequential => "sequential",
+            CalibMode::Full => "full",
+        }
+    }
 }
 
 impl std::str::FromStr for CalibMode {
@@ -73,20 +83,6 @@ pub struct QuantizeParams {
     pub ldlq: LdlqParams,
     /// Store embeddings (and an untied LM head) as f16 instead of f32.
     pub embed_f16: bool,
-}
-
-/// One linear's quantization statistics (stored in the file; deterministic).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinearStats {
-    pub name: String,
-    pub rows: usize,
-    pub cols: usize,
-    /// tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) with the calibration Hessian (Eq. 24-25), original domain.
-    pub proxy_rel: f64,
-    /// |ΔW|² / |W|².
-    pub mse_rel: f64,
-    /// Relative damping the Cholesky needed.
-    pub damp: f64,
 }
 
 /// Progress of a run, for a progress bar. The callback returns [`ControlFlow::Break`] to stop the
@@ -357,7 +353,7 @@ fn quantize_layer(
         for &lin in input.linears() {
             let name = lin.weight_name(l);
             progress(Event::Layer { layer: l, layers, step: lin.module() })?;
-            let wt = model.layers()[l].linear(lin).weight().clone();
+            let wt = model.layers()[l].linear(lin).weight()?;
             let (rows, cols) = wt.dims2().ctx(&name)?;
             let w = tensor_f32(&wt, &name)?;
             let meta = LinearMeta {
@@ -465,7 +461,8 @@ pub fn quantize_model(
 
         let t = Instant::now();
         let (linears, stats) = quantize_layer(&mut model, l, &hook, &method, p, &mut progress)?;
-        format::write(&part, &FileContents { meta: json!({ "layer": l, "stats": stats }), linears, plain: vec![] })?;
+        let header = Header { layer: Some(l), stats: Some(stats), ..Header::default() };
+        format::write(&part, &FileContents { header, linears, plain: vec![] })?;
         tm.quantization += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
@@ -491,8 +488,7 @@ pub fn quantize_model(
     for l in 0..layers {
         let part = part_path(&parts, l);
         let c = format::read(&part)?;
-        let mut s: Vec<LinearStats> = serde_json::from_value(c.meta["stats"].clone())
-            .map_err(|e| QuantError::format(&part, format!("stats: {e}")))?;
+        let mut s = c.header.stats.ok_or_else(|| QuantError::format(&part, "no `stats`"))?;
         stats.append(&mut s);
         linears.extend(c.linears);
     }
@@ -501,21 +497,22 @@ pub fn quantize_model(
         bits.add(&ql.meta.bits_stored());
     }
     let code = method.code.as_ref();
-    let meta = json!({
-        "config": cfg.to_hf_json(),
-        "method": method.name,
-        "code": code.spec(),
-        "ldlq": method.ldlq,
-        "rotate": p.rotate,
-        "seed": p.seed,
-        "mode": p.mode,
-        "calib": p.calib,
-        "damp": p.ldlq.damp,
-        "bits": bits,
-        "bpw": bits.bpw(),
-        "stats": stats,
-    });
-    format::write(out, &FileContents { meta, linears, plain })?;
+    let header = Header {
+        config: Some(cfg.to_hf_json()),
+        method: Some(method.name.clone()),
+        code: Some(code.spec()),
+        ldlq: Some(method.ldlq),
+        rotate: Some(p.rotate),
+        seed: Some(p.seed),
+        mode: Some(p.mode.name().into()),
+        calib: Some(serde_json::to_value(&p.calib).expect("plain struct")),
+        damp: Some(p.ldlq.damp),
+        bits: Some(bits),
+        bpw: Some(bits.bpw()),
+        stats: Some(stats.clone()),
+        ..Header::default()
+    };
+    format::write(out, &FileContents { header, linears, plain })?;
     std::fs::remove_dir_all(&parts).map_err(|e| QuantError::io(&parts, e))?;
     tm.write = t.elapsed().as_secs_f64();
     tm.total = t_start.elapsed().as_secs_f64();
@@ -548,48 +545,13 @@ fn set_weight(model: &mut Model, layer: usize, name: &str, w: &[f64], meta: &Lin
     Ok(model.layers_mut()[layer].set_weight(lin, t)?)
 }
 
-/// Loads a model from an llvq file: untouched tensors as stored, linears decoded to f32.
-pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Value)> {
-    let c = format::read(path)?;
-    let cfg = Config::from_hf_value(&c.meta["config"], path)?;
-    let mut w = llvq_model::Weights::default();
-    let mut tok = None;
-    for pl in &c.plain {
-        if pl.name == format::TOKENIZER_TENSOR {
-            let s = String::from_utf8(pl.data.clone()).map_err(|e| QuantError::format(path, format!("tokenizer: {e}")))?;
-            tok = Some(Tokenizer::from_json_str(s)?);
-            continue;
-        }
-        let v = pl.to_f32()?;
-        w.insert(pl.name.clone(), Tensor::from_vec(v, pl.shape.as_slice(), &Device::Cpu).ctx(&pl.name)?);
-    }
-    let tok = tok.ok_or_else(|| QuantError::format(path, format!("no `{}` tensor", format::TOKENIZER_TENSOR)))?;
-    // Shapes are checked against the config before anything is decoded (or allocated).
-    let expected: std::collections::BTreeMap<String, Vec<usize>> = llvq_model::weights::expected_tensors(&cfg).into_iter().collect();
-    let mut codes = CodeCache::default();
-    for ql in &c.linears {
-        let (rows, cols) = (ql.meta.rows, ql.meta.cols);
-        match expected.get(&ql.name) {
-            Some(shape) if shape == &[rows, cols] => {}
-            Some(shape) => {
-                return Err(QuantError::format(path, format!("linear `{}` is {rows}×{cols}, the config says {shape:?}", ql.name)))
-            }
-            None => return Err(QuantError::format(path, format!("linear `{}` is not a tensor of this model", ql.name))),
-        }
-        let restored = ql.decode(codes.get(&ql.meta.code)?)?;
-        let v: Vec<f32> = restored.iter().map(|&x| x as f32).collect();
-        w.insert(ql.name.clone(), Tensor::from_vec(v, (rows, cols), &Device::Cpu).ctx(&ql.name)?);
-    }
-    let model = Model::from_weights(cfg, w)?;
-    Ok((model, tok, c.meta))
+/// Loads an llvq file with every linear decoded to f32 (the reference path; the runtime's
+/// compressed loader is `llvq_model::compressed::load`).
+pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Header)> {
+    Ok(llvq_model::compressed::load(path, &LoadOptions { dense: true, ..LoadOptions::default() })?)
 }
 
-/// Loads any model: an llvq file, a `.gguf` file or a Hugging Face directory.
+/// Loads any model (an llvq file decoded to f32, a `.gguf` file or a Hugging Face directory).
 pub fn load_any(path: &Path) -> Result<(Model, Tokenizer)> {
-    if path.is_file() && format::is_llvq_file(path) {
-        let (m, t, _) = load_llvq(path)?;
-        Ok((m, t))
-    } else {
-        Ok(llvq_model::load(path)?)
-    }
+    Ok(llvq_model::compressed::load_any(path, &LoadOptions { dense: true, ..LoadOptions::default() })?)
 }

@@ -65,7 +65,7 @@ fn go(_: Event<'_>) -> ControlFlow<()> {
 }
 
 fn weight(m: &Model, layer: usize, lin: LinearName) -> Vec<f32> {
-    m.layers()[layer].linear(lin).weight().flatten_all().unwrap().to_vec1().unwrap()
+    m.layers()[layer].linear(lin).weight().unwrap().flatten_all().unwrap().to_vec1().unwrap()
 }
 
 /// Naive dense product a (n×k) · b (k×m).
@@ -285,7 +285,7 @@ fn wide_model_of_width_4096() {
     for s in &r.stats {
         assert!(s.mse_rel < 0.2, "{}: relative error {}", s.name, s.mse_rel);
     }
-    assert_eq!(m.layers()[0].linear(LinearName::Q).weight().dims(), &[32, 4096]);
+    assert_eq!(m.layers()[0].linear(LinearName::Q).dims().unwrap(), (32, 4096));
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(calib.parent().unwrap()).ok();
 }
@@ -344,12 +344,132 @@ fn f32_embeddings_round_trip_exactly() {
     quantize_model(&model_dir, &out, &p, false, &mut go).unwrap();
     let (fp, _) = llvq_model::load(&model_dir).unwrap();
     let (q, _, _) = load_llvq(&out).unwrap();
-    let a = fp.to_weights();
-    let b = q.to_weights();
+    let a = fp.to_weights().unwrap();
+    let b = q.to_weights().unwrap();
     for name in ["model.embed_tokens.weight", "model.norm.weight", "model.layers.1.input_layernorm.weight"] {
         let x: Vec<f32> = a.get(name).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let y: Vec<f32> = b.get(name).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(x, y, "{name}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compressed runtime (issue 9): a file run without expanding it gives the dense path's logits.
+// ---------------------------------------------------------------------------------------------
+
+use llvq_model::compressed::{self, HeadFormat, LoadOptions};
+use llvq_model::{KvCache, NoHook};
+
+const COMPRESSED: LoadOptions = LoadOptions { dense: false, head: HeadFormat::Stored };
+const DENSE: LoadOptions = LoadOptions { dense: true, head: HeadFormat::Stored };
+
+fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
+    m.logits(ids).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// Largest |a − b| relative to the largest |b|.
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+#[test]
+fn compressed_runtime_matches_the_dense_path() {
+    let (dir, model_dir, calib) = setup("runtime");
+    let ids: Vec<u32> = (0..23).map(|i| (i * 7 + 3) % 40).collect();
+    for method in ["llvq-sg:m=12,gain=1", "llvq-ss:m=13", "e8p12", "gptq", "lloyd:bits=2"] {
+        for rotate in [Rotate::Both, Rotate::None, Rotate::Input] {
+            let out = dir.join("r.llvq");
+            quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
+            let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
+            let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
+            let (ld, lc) = (logits(&d, &ids), logits(&c, &ids));
+            assert!(rel_diff(&lc, &ld) < 1e-4, "{method} {rotate:?}: {}", rel_diff(&lc, &ld));
+            // Token by token through the KV cache (the generation path: one-row products).
+            let mut cache = KvCache::new(c.config().num_layers);
+            let mut steps = Vec::new();
+            for &t in &ids {
+                let l = c.forward(&[t], Some(&mut cache), &mut NoHook).unwrap();
+                steps.extend(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            }
+            assert!(rel_diff(&steps, &ld) < 1e-4, "{method} {rotate:?} cached: {}", rel_diff(&steps, &ld));
+            // Every expanded compressed linear is the dense path's weight.
+            for l in 0..2 {
+                for lin in LinearName::ALL {
+                    let (a, b) = (weight(&c, l, lin), weight(&d, l, lin));
+                    let a: Vec<f32> = a.iter().copied().collect();
+                    assert!(rel_diff(&a, &b) < 1e-5, "{method} {rotate:?} layer {l} {lin:?}");
+                }
+            }
+            // Compressed linears hold fewer bytes than f32 ones.
+            assert!(c.linear_footprint().1 < d.linear_footprint().1, "{method}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn q8_head_is_close_and_smaller() {
+    let (dir, model_dir, calib) = setup("q8head");
+    let out = dir.join("h.llvq");
+    quantize_model(&model_dir, &out, &params("e8p12", &calib, Rotate::Both), false, &mut go).unwrap();
+    let ids: Vec<u32> = (0..9).collect();
+    let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
+    let (q, _, _) = compressed::load(&out, &LoadOptions { head: HeadFormat::Q8, ..COMPRESSED }).unwrap();
+    // Each head weight moves by at most half a step (amax/127/2 per row): logits stay close.
+    assert!(rel_diff(&logits(&q, &ids), &logits(&c, &ids)) < 0.05);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn compressed_load_rejects_bad_files_by_name() {
+    let (dir, model_dir, calib) = setup("runtime-bad");
+    let out = dir.join("o.llvq");
+    quantize_model(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both), false, &mut go).unwrap();
+    let load = |p: &Path| compressed::load(p, &COMPRESSED).err().expect("an error").to_string();
+    let bytes = std::fs::read(&out).unwrap();
+    // Truncated.
+    let cut = dir.join("cut.llvq");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load(&cut);
+    assert!(e.contains("cut.llvq"), "{e}");
+    // Empty file with an llvq name: an llvq error, not a GGUF one.
+    let empty = dir.join("empty.llvq");
+    std::fs::write(&empty, b"").unwrap();
+    let e = compressed::load_any(&empty, &COMPRESSED).err().unwrap().to_string();
+    assert!(e.contains("empty.llvq") && e.contains("llvq"), "{e}");
+    let c = format::read(&out).unwrap();
+    let name = c.linears[5].name.clone();
+    let rewrite = |f: &dyn Fn(&mut format::FileContents), file: &str| {
+        let mut c = c.clone();
+        f(&mut c);
+        let p = dir.join(file);
+        format::write(&p, &c).unwrap();
+        p
+    };
+    // A code stream of the wrong length.
+    let e = load(&rewrite(&|c| drop(c.linears[5].codes.pop()), "short.llvq"));
+    assert!(e.contains(&name) && e.contains("code bytes"), "{e}");
+    // A NaN scale.
+    let e = load(&rewrite(&|c| c.linears[5].scales[1] = f16::NAN.to_bits(), "nan.llvq"));
+    assert!(e.contains(&name) && e.contains("scale"), "{e}");
+    // An unknown method id (the SPEC's code has another id).
+    let e = load(&rewrite(&|c| c.linears[5].meta.method_id = 999, "id.llvq"));
+    assert!(e.contains(&name) && e.contains("id 999"), "{e}");
+    // An unknown code SPEC.
+    let e = load(&rewrite(&|c| c.linears[5].meta.code = "nope:m=3".into(), "spec.llvq"));
+    assert!(e.contains("nope"), "{e}");
+    // A newer format version: the same bytes with the version digit changed (same length, so the
+    // container stays valid).
+    let pat = br#"\"format_version\":1"#;
+    let at = bytes.windows(pat.len()).position(|w| w == pat).expect("version in the header");
+    let mut newer = bytes.clone();
+    newer[at + pat.len() - 1] = b'7';
+    let p = dir.join("newer.llvq");
+    std::fs::write(&p, &newer).unwrap();
+    let e = load(&p);
+    assert!(e.contains("newer.llvq") && e.contains("version 7") && e.contains("newer llvq"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,6 +2,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use llvq_model::compressed::{HeadFormat, LoadOptions};
 use llvq_model::eval::{perplexity, tokenize_text, PplParams};
 use llvq_model::generate::{generate, GenParams};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct PplArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Args)]
@@ -60,6 +63,12 @@ pub struct SpeedArgs {
     pub threads: usize,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Also measure the dense (decoded to f32) path of the same file in the same process, and
+    /// report it under `dense` with the ratios.
+    #[arg(long)]
+    pub compare: bool,
 }
 
 /// Set the thread count before candle/rayon start their pools.
@@ -78,12 +87,31 @@ pub fn default_text() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub fn load_model(path: &Path) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
+/// How a compressed (`.llvq`) model is held in memory; shared by every command that runs one.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct RuntimeArgs {
+    /// Decode every compressed linear to a dense f32 matrix (the reference path) instead of
+    /// running it compressed.
+    #[arg(long)]
+    pub dense: bool,
+    /// LM head of a compressed model: `f16` as stored, or `q8` (8 bits per weight, one scale
+    /// per row; smaller and faster, see the README for its effect on perplexity).
+    #[arg(long, default_value = "f16")]
+    pub head: HeadFormat,
+}
+
+impl RuntimeArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions { dense: self.dense, head: self.head }
+    }
+}
+
+pub fn load_model(path: &Path, rt: &RuntimeArgs) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
     if !path.exists() && path == Path::new(DEFAULT_MODEL) {
         bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
     }
     // The library's errors already name the file or tensor.
-    Ok(llvq_quant::load_any(path)?)
+    Ok(llvq_model::compressed::load_any(path, &rt.options())?)
 }
 
 pub fn run(cmd: EvalCmd) -> Result<()> {
@@ -102,7 +130,7 @@ fn ppl(a: PplArgs) -> Result<()> {
     let text = std::fs::read_to_string(&text_path)
         .with_context(|| format!("reading {}", text_path.display()))?;
     let t0 = Instant::now();
-    let (model, tok) = load_model(&a.model)?;
+    let (model, tok) = load_model(&a.model, &a.runtime)?;
     let load_s = t0.elapsed().as_secs_f64();
     let ids = tokenize_text(&tok, &text).with_context(|| format!("tokenizing {}", text_path.display()))?;
     let params = PplParams {
@@ -143,9 +171,24 @@ fn ppl(a: PplArgs) -> Result<()> {
     Ok(())
 }
 
-fn speed(a: SpeedArgs) -> Result<()> {
-    set_threads(Some(a.threads));
-    let (model, tok) = load_model(&a.model)?;
+/// What `llvq eval speed` measures for one way of holding the model.
+#[derive(serde::Serialize)]
+struct Speed {
+    prefill_s: f64,
+    prefill_tokens_per_s: f64,
+    generated: usize,
+    gen_tokens_per_s: f64,
+    /// Bytes of weights resident in memory (all weights: linears as held, embeddings, norms).
+    weight_bytes: usize,
+    /// Resident bits per weight of the decoder's linear layers.
+    resident_bits_per_weight: f64,
+    load_s: f64,
+}
+
+fn measure(a: &SpeedArgs, rt: &RuntimeArgs) -> Result<Speed> {
+    let t0 = Instant::now();
+    let (model, tok) = load_model(&a.model, rt)?;
+    let load_s = t0.elapsed().as_secs_f64();
     let vocab = model.config().vocab_size as u32;
     // A fixed pseudo-random token sequence: the cost does not depend on the content.
     let ids: Vec<u32> = (0..a.ctx as u64)
@@ -160,32 +203,66 @@ fn speed(a: SpeedArgs) -> Result<()> {
     }
     times.sort_by(f64::total_cmp);
     let prefill_s = times[times.len() / 2];
-    let prefill = a.ctx as f64 / prefill_s;
     let g = generate(
         &model,
         &tok,
         "The history of mathematics",
-        &GenParams {
-            max_new: a.gen,
-            temperature: 0.0,
-            seed: 0,
-            stop_at_eos: false,
-        },
+        &GenParams { max_new: a.gen, temperature: 0.0, seed: 0, stop_at_eos: false },
         &mut |_| {},
     )?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": a.model.display().to_string(), "threads": a.threads, "ctx": a.ctx,
-                "prefill_s": prefill_s, "prefill_tok_s": prefill,
-                "generated": g.generated, "decode_tok_s": g.decode_tok_s,
-            })
-        );
+    let (weights, bytes) = model.linear_footprint();
+    Ok(Speed {
+        prefill_s,
+        prefill_tokens_per_s: a.ctx as f64 / prefill_s,
+        generated: g.generated,
+        gen_tokens_per_s: g.decode_tok_s,
+        weight_bytes: model.resident_weight_bytes(),
+        resident_bits_per_weight: bytes as f64 * 8.0 / weights.max(1) as f64,
+        load_s,
+    })
+}
+
+fn speed(a: SpeedArgs) -> Result<()> {
+    set_threads(Some(a.threads));
+    let s = measure(&a, &a.runtime)?;
+    let dense = if a.compare && !a.runtime.dense {
+        Some(measure(&a, &RuntimeArgs { dense: true, ..a.runtime })?)
     } else {
-        println!("threads      {}", a.threads);
-        println!("prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, prefill_s, prefill, times.len());
-        println!("generation   {} tokens at {:.1} tokens/s (KV cache)", g.generated, g.decode_tok_s);
+        None
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["model"] = a.model.display().to_string().into();
+        v["threads"] = a.threads.into();
+        v["ctx"] = a.ctx.into();
+        v["compressed"] = (!a.runtime.dense).into();
+        if let Some(d) = &dense {
+            v["dense"] = serde_json::to_value(d)?;
+            v["ratios"] = serde_json::json!({
+                "prefill": s.prefill_tokens_per_s / d.prefill_tokens_per_s,
+                "gen": s.gen_tokens_per_s / d.gen_tokens_per_s,
+                "weight_bytes": s.weight_bytes as f64 / d.weight_bytes as f64,
+            });
+        }
+        println!("{v}");
+    } else {
+        let show = |label: &str, s: &Speed| {
+            println!("{label}");
+            println!("  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, s.prefill_s, s.prefill_tokens_per_s, a.reps.max(1));
+            println!("  generation   {} tokens at {:.1} tokens/s (KV cache)", s.generated, s.gen_tokens_per_s);
+            println!("  weights      {:.1} MB resident, linears at {:.2} bits/weight", s.weight_bytes as f64 / 1e6, s.resident_bits_per_weight);
+        };
+        println!("threads        {}", a.threads);
+        show(if a.runtime.dense { "dense (decoded to f32)" } else { "as loaded" }, &s);
+        if let Some(d) = &dense {
+            show("dense (decoded to f32)", d);
+            println!(
+                "ratios         prefill {:.2}x  generation {:.2}x  weight bytes {:.3}",
+                s.prefill_tokens_per_s / d.prefill_tokens_per_s,
+                s.gen_tokens_per_s / d.gen_tokens_per_s,
+                s.weight_bytes as f64 / d.weight_bytes as f64
+            );
+        }
     }
     Ok(())
 }

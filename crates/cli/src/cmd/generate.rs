@@ -27,11 +27,13 @@ pub struct GenerateArgs {
     /// Print one JSON object (text and timings) instead of streaming.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub runtime: super::eval::RuntimeArgs,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
     super::eval::set_threads(a.threads);
-    let (model, tok) = super::eval::load_model(&a.model)?;
+    let (model, tok) = super::eval::load_model(&a.model, &a.runtime)?;
     let params = GenParams {
         max_new: a.n,
         temperature: a.temperature,

@@ -30,7 +30,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
         .map(|p| p.shape.iter().product::<usize>() as u64)
         .sum();
     let params = bits.weights + plain_params;
-    let m = &c.meta;
+    let h = &c.header;
+    let cfg = |k: &str| h.config.as_ref().and_then(|c| c.get(k)).cloned();
     let linears: Vec<_> = c
         .linears
         .iter()
@@ -48,10 +49,10 @@ pub fn run(a: InspectArgs) -> Result<()> {
         .collect();
     let summary = json!({
         "file": a.file.display().to_string(),
-        "format_version": m["format_version"], "codec_version": m["codec_version"],
-        "method": m["method"], "code": m["code"], "ldlq": m["ldlq"], "rotate": m["rotate"], "seed": m["seed"],
-        "mode": m["mode"], "calib": m["calib"],
-        "architecture": m["config"]["model_type"], "layers": m["config"]["num_hidden_layers"],
+        "format_version": h.format_version, "codec_version": h.codec_version,
+        "method": h.method, "code": h.code, "ldlq": h.ldlq, "rotate": h.rotate, "seed": h.seed,
+        "mode": h.mode, "calib": h.calib,
+        "architecture": cfg("model_type"), "layers": cfg("num_hidden_layers"),
         "quantized_linears": c.linears.len(), "quantized_weights": bits.weights,
         "bits": bits, "bpw": bits.bpw(),
         "plain_tensors": c.plain.len(), "plain_params": plain_params,

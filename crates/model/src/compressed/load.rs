@@ -1,0 +1,245 @@
+//! Building a runnable model from a compressed file.
+//!
+//! Compressed (default): each quantized linear is decoded once, at load, into an execution
+//! layout (see [`exec_for`]) and wrapped in a [`Compressed`] linear whose rotations are applied
+//! to activations; the file's f16 embedding table stays f16 (with tied embeddings the LM head
+//! and the embedding lookups share one copy), or the head is re-quantized to 8 bits per weight
+//! with one scale per row ([`HeadFormat::Q8`]). Dense (`dense: true`): every linear is decoded to
+//! f32, W = R_outᵀ Ŵ' R_in, exactly as before the compressed runtime existed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use half::f16;
+use llvq_codes::Quantizer;
+use safetensors::tensor::Dtype;
+
+use super::file::{self, CodeCache, Plain, QuantLinear, TOKENIZER_TENSOR};
+use super::header::Header;
+use crate::config::Config;
+use crate::error::{ModelError, Result, TensorContext};
+use crate::hadamard::Rotation;
+use crate::linear::{Compressed, Exec, F32Rows, Linear, Weight};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{expected_tensors, Weights};
+
+/// Storage of the LM head when a file is run compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadFormat {
+    /// As stored in the file (f16 by default).
+    #[default]
+    Stored,
+    /// 8 bits per weight, one f32 scale per row (symmetric).
+    Q8,
+}
+
+impl std::str::FromStr for HeadFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<HeadFormat, String> {
+        match s {
+            "f16" | "stored" => Ok(HeadFormat::Stored),
+            "q8" => Ok(HeadFormat::Q8),
+            _ => Err(format!("head format {s:?} must be f16 or q8")),
+        }
+    }
+}
+
+/// How to hold a compressed file in memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Decode every linear to a dense f32 matrix (the reference path).
+    pub dense: bool,
+    pub head: HeadFormat,
+}
+
+/// Loads any model: an llvq file (by its header, or by a `.llvq` name so a broken file gets an
+/// llvq error), a `.gguf` file or a Hugging Face directory.
+pub fn load_any(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
+    let llvq_name = path.extension().is_some_and(|e| e == "llvq");
+    if path.is_file() && (llvq_name || file::is_llvq_file(path)) {
+        let (m, t, _) = load(path, opts)?;
+        Ok((m, t))
+    } else {
+        crate::load(path)
+    }
+}
+
+/// Loads a compressed file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header)> {
+    let c = file::read(path)?;
+    let bad = |r: String| ModelError::llvq_format(path, r);
+    let cfg_value = c.header.config.as_ref().ok_or_else(|| bad("no model config (a part file of an unfinished run?)".into()))?;
+    let cfg = Config::from_hf_value(cfg_value, path)?;
+    cfg.validate()?;
+    // Shapes are checked against the config before anything is decoded (or allocated).
+    let expected: BTreeMap<String, Vec<usize>> = expected_tensors(&cfg).into_iter().collect();
+    for ql in &c.linears {
+        let (rows, cols) = (ql.meta.rows, ql.meta.cols);
+        match expected.get(&ql.name) {
+            Some(shape) if shape == &[rows, cols] => {}
+            Some(shape) => return Err(bad(format!("linear `{}` is {rows}×{cols}, the config says {shape:?}", ql.name))),
+            None => return Err(bad(format!("linear `{}` is not a tensor of this model", ql.name))),
+        }
+    }
+    let mut tok = None;
+    let mut w = Weights::default();
+    let mut big: BTreeMap<String, Plain> = BTreeMap::new();
+    for pl in c.plain {
+        if pl.name == TOKENIZER_TENSOR {
+            let s = String::from_utf8(pl.data).map_err(|e| bad(format!("tokenizer: {e}")))?;
+            tok = Some(Tokenizer::from_json_str(s)?);
+        } else if !opts.dense && (pl.name == "model.embed_tokens.weight" || pl.name == "lm_head.weight") {
+            big.insert(pl.name.clone(), pl);
+        } else {
+            let v = pl.to_f32()?;
+            w.insert(pl.name.clone(), Tensor::from_vec(v, pl.shape.as_slice(), &Device::Cpu).ctx(&pl.name)?);
+        }
+    }
+    let tok = tok.ok_or_else(|| bad(format!("no `{TOKENIZER_TENSOR}` tensor")))?;
+    let mut codes = CodeCache::default();
+    let mut given = BTreeMap::new();
+    let mut rotations: BTreeMap<(usize, u64), Arc<Rotation>> = BTreeMap::new();
+    let mut rotation = |n: usize, seed: Option<u64>| {
+        seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(Rotation::new(n, s))).clone())
+    };
+    for ql in &c.linears {
+        let code = codes.get(&ql.meta.code)?;
+        if opts.dense {
+            let v: Vec<f32> = ql.decode(code)?.into_iter().map(|x| x as f32).collect();
+            w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
+        } else {
+            let exec = exec_for(ql, code)?;
+            let compressed = Compressed {
+                rows: ql.meta.rows,
+                cols: ql.meta.cols,
+                exec,
+                rot_in: rotation(ql.meta.cols, ql.meta.rot_in),
+                rot_out: rotation(ql.meta.rows, ql.meta.rot_out),
+            };
+            given.insert(ql.name.clone(), Weight::Compressed(compressed));
+        }
+    }
+    drop(c.linears);
+    let head = if opts.dense { None } else { Some(head_linear(&cfg, &mut big, &mut w, opts.head)?) };
+    let model = Model::assemble(cfg, w, given, head)?;
+    Ok((model, tok, c.header))
+}
+
+/// The execution layout of one quantized linear: Ŵ' (rotated domain, scales applied,
+/// `rows × padded_cols`), decoded once.
+pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer) -> Result<Arc<dyn Exec>> {
+    let m = &ql.meta;
+    Ok(Arc::new(F32Rows::new(m.rows, m.padded_cols(), ql.decode_rotated(code)?)))
+}
+
+/// The LM head of a compressed run, and where embeddings come from: with tied embeddings and
+/// the stored head, one table serves both (the embedding tensor is not kept separately).
+fn head_linear(cfg: &Config, big: &mut BTreeMap<String, Plain>, w: &mut Weights, fmt: HeadFormat) -> Result<Linear> {
+    let embed = big.remove("model.embed_tokens.weight").ok_or_else(|| ModelError::MissingTensor { name: "model.embed_tokens.weight".into() })?;
+    let head = if cfg.tie_embeddings {
+        None
+    } else {
+        Some(big.remove("lm_head.weight").ok_or_else(|| ModelError::MissingTensor { name: "lm_head.weight".into() })?)
+    };
+    let shared = head.is_none() && fmt == HeadFormat::Stored;
+    if !shared {
+        w.insert(embed.name.clone(), stored_tensor(&embed)?);
+    }
+    let src = head.as_ref().unwrap_or(&embed);
+    let exec: Arc<dyn Exec> = match fmt {
+        HeadFormat::Stored => match src.dtype {
+            Dtype::F16 => Arc::new(F16Rows::from_plain(src)?),
+            _ => Arc::new(F32Rows::new(src.shape[0], src.shape[1], src.to_f32()?)),
+        },
+        HeadFormat::Q8 => Arc::new(q8_rows(src)?),
+    };
+    let (rows, cols) = (exec.rows(), exec.cols());
+    Ok(Linear::new(Weight::Compressed(Compressed { rows, cols, exec, rot_in: None, rot_out: None }), None))
+}
+
+/// A plain tensor as a candle tensor in its stored dtype (f16 stays f16).
+fn stored_tensor(p: &Plain) -> Result<Tensor> {
+    match p.dtype {
+        Dtype::F16 => {
+            let v: Vec<f16> = p.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+            Tensor::from_vec(v, p.shape.as_slice(), &Device::Cpu).ctx(&p.name)
+        }
+        _ => Tensor::from_vec(p.to_f32()?, p.shape.as_slice(), &Device::Cpu).ctx(&p.name),
+    }
+}
+
+fn check_2d(p: &Plain) -> Result<(usize, usize)> {
+    match p.shape[..] {
+        [r, c] if r * c * p.dtype.bitsize() == p.data.len() * 8 => Ok((r, c)),
+        _ => Err(ModelError::bad_tensor(&p.name, format!("shape {:?} does not match {} bytes", p.shape, p.data.len()))),
+    }
+}
+
+/// f16 rows (the stored embedding / LM head).
+#[derive(Debug)]
+pub struct F16Rows {
+    rows: usize,
+    cols: usize,
+    w: Vec<f16>,
+}
+
+impl F16Rows {
+    fn from_plain(p: &Plain) -> Result<F16Rows> {
+        let (rows, cols) = check_2d(p)?;
+        let w: Vec<f16> = p.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite { name: p.name.clone(), index: i });
+        }
+        Ok(F16Rows { rows, cols, w })
+    }
+}
+
+impl Exec for F16Rows {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn matmul(&self, x: &[f32], t: usize, y: &mut [f32]) {
+        use rayon::prelude::*;
+        let k = self.cols;
+        y.par_chunks_mut(self.rows).zip(x.par_chunks(k)).take(t).for_each(|(yr, xr)| {
+            for (o, wr) in yr.iter_mut().zip(self.w.chunks_exact(k)) {
+                *o = wr.iter().zip(xr).map(|(a, b)| a.to_f32() * b).sum();
+            }
+        });
+    }
+    fn resident_bytes(&self) -> usize {
+        self.w.len() * 2
+    }
+    fn to_f32(&self) -> Vec<f32> {
+        self.w.iter().map(|v| v.to_f32()).collect()
+    }
+    fn rows_f32(&self, ids: &[u32]) -> Option<Vec<f32>> {
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &i in ids {
+            let r = self.w.get(i as usize * self.cols..(i as usize + 1) * self.cols)?;
+            out.extend(r.iter().map(|v| v.to_f32()));
+        }
+        Some(out)
+    }
+}
+
+/// 8-bit symmetric row-scaled copy of a stored matrix (the optional LM head).
+fn q8_rows(p: &Plain) -> Result<F32Rows> {
+    let (rows, cols) = check_2d(p)?;
+    let v = p.to_f32()?;
+    let mut out = vec![0f32; v.len()];
+    for (o, r) in out.chunks_exact_mut(cols).zip(v.chunks_exact(cols)) {
+        let amax = r.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
+        for (a, &b) in o.iter_mut().zip(r) {
+            *a = (b / s).round().clamp(-127.0, 127.0) * s;
+        }
+    }
+    Ok(F32Rows::new(rows, cols, out))
+}
