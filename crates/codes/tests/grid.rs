@@ -104,7 +104,7 @@ fn lattice_level_ranges_hold_for_every_class_of_every_m() {
         for c in ball.classes() {
             let p = (c.parity == Parity::Odd) as i32;
             let a = c.leader[0] as i32;
-            assert_eq!(c.leader.iter().all(|&v| v as i32 % 2 == p), true, "M={m}: mixed parity leader");
+            assert!(c.leader.iter().all(|&v| v as i32 % 2 == p), "M={m}: mixed parity leader");
             for x in [-a, a] {
                 let n = x + bias - p;
                 assert!(n % 2 == 0 && (0..=2 * top).contains(&n), "M={m}: x={x} outside the {bias} grid");

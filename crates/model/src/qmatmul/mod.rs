@@ -73,6 +73,10 @@ pub trait MatVec: Sync {
     }
 }
 
+/// Below this many bytes of levels a matrix-vector product runs on the calling thread: waking
+/// rayon workers costs more than the product (measured on the 192 × 576 k/v projections).
+pub(crate) const INLINE_BYTES: usize = 64 * 1024;
+
 /// Rows per rayon task: enough work per task to amortise the scheduling (≥ ~32 KiB of weights),
 /// and enough tasks (≥ 4 per thread) to balance.
 pub(crate) fn rows_per_task(rows: usize, row_bytes: usize) -> usize {

@@ -307,6 +307,11 @@ impl PackedWeight {
         scratch.sums.extend(scratch.x.chunks_exact(c).map(|ch| ch.iter().sum::<f32>()));
         let (xp, sums) = (&scratch.x[..], &scratch.sums[..]);
         let layout = self.layout();
+        if self.levels.len() < super::INLINE_BYTES {
+            let (lv, m, o) = (&self.levels[..], &self.mult[..], &self.offset[..]);
+            kernels::rows_dot(isa, layout, lv, rb, &self.lut, m, o, c, xp, sums, y);
+            return;
+        }
         let per = rows_per_task(self.rows, rb);
         y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
             let r0 = t * per;

@@ -22,6 +22,13 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+impl Out {
+    /// A method, so closures capture the whole `Out` (Send + Sync), not its raw field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `Y = X·Wᵀ`: `x` is `t × cols`, `y` is `t × rows`; `expand(r0, buf)` writes rows
 /// `r0..r0 + buf.len()/k` of W as f32, `k ≥ cols` values per row.
 pub(crate) fn matmul_tiles(
@@ -44,7 +51,6 @@ pub(crate) fn matmul_tiles(
             }
             let tile = &mut buf[..n * k];
             expand(r0, tile);
-            let out = out;
             // SAFETY: dst covers y[0..t, r0..r0+n] (row stride `rows`), inside y and written by
             // this task only; lhs is x (t × cols, row stride cols); rhs(kk, j) = tile[j·k + kk]
             // (cols × n), inside the tile. gemm computes dst = 1·(lhs·rhs) with read_dst false.
@@ -53,7 +59,7 @@ pub(crate) fn matmul_tiles(
                     t,
                     n,
                     cols,
-                    out.0.add(r0),
+                    out.ptr().add(r0),
                     1,
                     rows as isize,
                     false,
