@@ -214,3 +214,22 @@ fn bad_input_is_a_typed_error() {
     assert!(matches!(PackedWeight::q8_rows(1, 2, &[1.0, f32::INFINITY], 8), Err(PackError::BadValue { index: 1, .. })));
     assert!(matches!(F16Matrix::from_f32(1, 1, &[1e6]), Err(PackError::BadValue { .. })));
 }
+
+/// Timing probe (not a check): `cargo test --test qmatmul -- --ignored --nocapture probe`
+/// under `/usr/bin/time` separates CPU time from wall time on a loaded machine.
+#[test]
+#[ignore]
+fn probe_single_thread_matvec() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let q = from_spec("llvq-ss:m=2,scale=1.3").unwrap();
+    let w = packed(q.as_ref(), 192, 576, &mut rng);
+    let x = gauss(&mut rng, 576);
+    let mut y = vec![0f32; 192];
+    let mut s = Scratch::default();
+    let isa = *available().last().unwrap();
+    let t0 = std::time::Instant::now();
+    for _ in 0..20_000 {
+        w.matvec_on(&x, &mut y, &mut s, isa);
+    }
+    eprintln!("{isa:?}: {:.2} µs per 192x576 matvec (wall)", t0.elapsed().as_secs_f64() / 20_000.0 * 1e6);
+}

@@ -103,8 +103,19 @@ unsafe fn rows<const L: u8, const U: usize>(
             }
             acc0 = _mm256_fmadd_ps(t0, _mm256_set1_ps(*m.add(c)), acc0);
         }
-        let off = &offset[i * nch..(i + 1) * nch];
-        let s: f32 = off.iter().zip(sums).map(|(a, b)| a * b).sum();
+        // Σ_c offset_rc·S_c, eight chunks per FMA (a scalar f32 sum here is a serial chain
+        // of nch dependent adds, as long as the rest of the row).
+        let op = offset.as_ptr().add(i * nch);
+        let mut k = 0;
+        while k + 8 <= nch {
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(op.add(k)), _mm256_loadu_ps(sums.as_ptr().add(k)), acc1);
+            k += 8;
+        }
+        let mut s = 0f32;
+        while k < nch {
+            s += *op.add(k) * sums[k];
+            k += 1;
+        }
         *y = hsum(_mm256_add_ps(acc0, acc1)) + s;
     }
 }
