@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, Quantizer};
+use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
 use crate::spec::{Method, Spec};
 
@@ -284,5 +284,23 @@ impl Quantizer for E8Ball {
             *o = v / self.scale;
         }
         Ok(())
+    }
+    /// Doubled coordinates v are all even in −6..=6 or all odd in −5..=5 (E8 = D8 ∪ D8 + ½,
+    /// norm² ≤ 12), so with the block parity p, n = (v + 6 − p)/2 ∈ 0..=6 and a codeword is
+    /// (n + (p − 6)/2)/scale: 4-bit identity levels.
+    fn grid(&self) -> Option<LevelGrid> {
+        Some(LevelGrid::identity(4))
+    }
+    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
+        check_code(code, BITS, "e8ball")?;
+        if levels.len() != DIM {
+            return Err(CodeError::GridLength { method: "e8ball", dim: DIM, got: levels.len() });
+        }
+        let pt = &self.points[code as usize];
+        let p = (pt[0] * 2.0) as i32 & 1;
+        for (l, &v) in levels.iter_mut().zip(pt) {
+            *l = (((v * 2.0) as i32 + 6 - p) / 2) as u8;
+        }
+        Ok((1.0 / self.scale, (p as f32 - 6.0) * 0.5 / self.scale))
     }
 }

@@ -21,7 +21,7 @@
 use std::sync::OnceLock;
 
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, Quantizer};
+use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
 use crate::spec::{Method, Spec};
 
@@ -237,5 +237,28 @@ impl Quantizer for E8p12 {
         self.decode_unscaled(code, out);
         out.iter_mut().for_each(|v| *v /= self.scale);
         Ok(())
+    }
+    /// s ⊙ a has entries in {±½, ±3/2, ±5/2} (source entries are 1, 3 or 5 halves), so
+    /// s ⊙ a = n − 5/2 with n ∈ 0..=5 and a codeword is (n − 5/2 ± ¼)/scale: 4-bit identity
+    /// levels, the shift in the offset.
+    fn grid(&self) -> Option<LevelGrid> {
+        Some(LevelGrid::identity(4))
+    }
+    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
+        check_code(code, BITS, "e8p12")?;
+        if levels.len() != DIM {
+            return Err(CodeError::GridLength { method: "e8p12", dim: DIM, got: levels.len() });
+        }
+        let k = (code & 0xFF) as usize;
+        let signs = (code >> 8) & 0x7F;
+        let shift = if code >> 15 & 1 == 1 { 0.25 } else { -0.25 };
+        let neg0 = (signs.count_ones() & 1) != self.parity[k];
+        for (i, (l, &a)) in levels.iter_mut().zip(&source_points()[k]).enumerate() {
+            let neg = if i == 0 { neg0 } else { signs >> (i - 1) & 1 == 1 };
+            // Doubled coordinate ±a is odd in −5..=5; n = (±a + 5)/2.
+            let v = if neg { -(a as i32) } else { a as i32 };
+            *l = ((v + 5) / 2) as u8;
+        }
+        Ok((1.0 / self.scale, (shift - 2.5) / self.scale))
     }
 }

@@ -25,6 +25,10 @@ pub enum CodeError {
     CodeOutOfRange { code: u64, bits: u32, method: &'static str },
     #[error("{method}: {bits} bits per block does not fit in a 64-bit code")]
     TooManyBits { method: &'static str, bits: u32 },
+    #[error("{method}: decoded values do not lie on a small grid (no packed layout)")]
+    NoGrid { method: &'static str },
+    #[error("{method}: a block of {dim} weights cannot be written into {got} levels")]
+    GridLength { method: &'static str, dim: usize, got: usize },
     #[error("cannot write figure {path}: {reason}")]
     Plot { path: String, reason: String },
     #[error(transparent)]

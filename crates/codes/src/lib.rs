@@ -25,7 +25,7 @@ pub mod source;
 pub mod spec;
 
 pub use error::CodeError;
-pub use quantizer::Quantizer;
+pub use quantizer::{LevelGrid, Quantizer};
 pub use spec::{Method, Spec, METHODS};
 
 /// Builds the code named by `spec` (see [`spec`] for the syntax). Codes with fitted parameters

@@ -19,12 +19,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use llvq_lattice::{dequant, Ball, Metric, Searcher, DIM};
+use llvq_lattice::{dequant, Ball, Metric, Parity, Point, Searcher, DIM};
 use rayon::prelude::*;
 
 use crate::design::{chi_density, Grid};
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, Quantizer};
+use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
 use crate::spec::{join_floats, Method, Spec};
 
@@ -65,11 +65,47 @@ fn positive(spec: &Spec, key: &'static str) -> Result<Option<f64>, CodeError> {
     }
 }
 
+/// Grid bias of Λ24(M) in L_int units. The coordinates of a point share one parity p (Eq. 6-7),
+/// so x = 2n − bias + p with an integer level n = (x + bias − p)/2. Bias 16 gives 4-bit levels
+/// when every class's largest |x| (its leader's first entry) keeps n in 0..=15, which the class
+/// tables decide (M ≤ 15 in practice, tested); otherwise bias 128 and 8-bit levels
+/// (|x| ≤ 4√M ≤ 23 for M ≤ 33).
+pub fn lattice_grid_bias(ball: &Ball) -> i32 {
+    let fits4 = ball.classes().iter().all(|c| {
+        let (a, p) = (c.leader[0] as i32, (c.parity == Parity::Odd) as i32);
+        a + 16 - p <= 30 && 16 - a - p >= 0
+    });
+    if fits4 {
+        16
+    } else {
+        128
+    }
+}
+
+/// The identity grid matching a bias from [`lattice_grid_bias`].
+fn lattice_grid(bias: i32) -> LevelGrid {
+    LevelGrid::identity(if bias == 16 { 4 } else { 8 })
+}
+
+/// Writes the levels n_i = (x_i + bias − p)/2 of an L_int point; returns p − bias, the
+/// coordinate that level 0 stands for (x_i = 2 n_i + (p − bias)).
+fn lattice_levels(x: &Point, bias: i32, levels: &mut [u8], method: &'static str) -> Result<i32, CodeError> {
+    if levels.len() != DIM {
+        return Err(CodeError::GridLength { method, dim: DIM, got: levels.len() });
+    }
+    let p = x[0] & 1;
+    for (l, &v) in levels.iter_mut().zip(x) {
+        *l = ((v + bias - p) >> 1) as u8;
+    }
+    Ok(p - bias)
+}
+
 /// Spherical shaping: Λ24(M) scaled by 1/s (App. C Fig. 2).
 pub struct SphericalShaping {
     m: u32,
     scale: f32,
     search: Arc<Searcher>,
+    bias: i32,
 }
 
 impl SphericalShaping {
@@ -78,7 +114,8 @@ impl SphericalShaping {
         spec.only("m,scale")?;
         let m = ball_m(spec, 13)?;
         let search = searcher(m)?;
-        let mut q = SphericalShaping { m, scale: 1.0, search };
+        let bias = lattice_grid_bias(search.ball());
+        let mut q = SphericalShaping { m, scale: 1.0, search, bias };
         q.scale = match positive(spec, "scale")? {
             Some(s) => s as f32,
             None => {
@@ -140,6 +177,15 @@ impl Quantizer for SphericalShaping {
     fn decode(&self, codes: &[u64], out: &mut [f32]) -> Result<(), CodeError> {
         Ok(dequant::decode_batch(self.ball(), codes, 1.0 / self.scale, out)?)
     }
+    fn grid(&self) -> Option<LevelGrid> {
+        Some(lattice_grid(self.bias))
+    }
+    /// x/s = (2/s)·n + (p − bias)/s.
+    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
+        let x = self.ball().decode(code)?;
+        let base = lattice_levels(&x, self.bias, levels, "llvq-ss")?;
+        Ok((2.0 / self.scale, base as f32 / self.scale))
+    }
 }
 
 /// Which gain the shape-gain code quantizes.
@@ -160,6 +206,7 @@ pub struct ShapeGain {
     levels: Vec<f32>,
     thresholds: Vec<f32>,
     search: Arc<Searcher>,
+    bias: i32,
 }
 
 impl ShapeGain {
@@ -204,6 +251,7 @@ impl ShapeGain {
             variant,
             levels: levels.into_iter().map(|v| v as f32).collect(),
             thresholds,
+            bias: lattice_grid_bias(search.ball()),
             search,
         })
     }
@@ -329,5 +377,19 @@ impl Quantizer for ShapeGain {
             o.iter_mut().for_each(|v| *v *= g / n);
         });
         Ok(())
+    }
+    fn grid(&self) -> Option<LevelGrid> {
+        Some(lattice_grid(self.bias))
+    }
+    /// g·x/|x| = (2g/|x|)·n + g(p − bias)/|x|.
+    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
+        check_code(code, self.bits(), "llvq-sg")?;
+        let sb = self.shape_bits();
+        let g = self.levels[(code >> sb) as usize];
+        let x = self.ball().decode(code & ((1u64 << sb) - 1))?;
+        let base = lattice_levels(&x, self.bias, levels, "llvq-sg")?;
+        let n = (x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>()).sqrt() as f32;
+        let r = g / n;
+        Ok((2.0 * r, base as f32 * r))
     }
 }

@@ -15,6 +15,37 @@ use rayon::prelude::*;
 use crate::error::CodeError;
 use crate::spec::Method;
 
+/// The grid a code's decoded values lie on (the "grid view" used by the runtime's packed
+/// layout, issue 9 item 3): every decoded block is `mult · lut[level_i] + offset` with one
+/// `(mult, offset)` per block and one `lut` per code, so a block is stored as small integer
+/// levels and two floats. `lut.len() ≤ 16` means 4-bit levels, `≤ 256` 8-bit levels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LevelGrid {
+    /// Level → value (before the block's mult/offset). `lut[n] == n` is the identity fast path.
+    pub lut: Vec<f32>,
+}
+
+impl LevelGrid {
+    /// The identity grid with `2^bits` levels (`bits` is 4 or 8).
+    pub fn identity(bits: u32) -> LevelGrid {
+        LevelGrid { lut: (0..1u32 << bits).map(|n| n as f32).collect() }
+    }
+
+    /// Bits per level: 4 when the LUT has at most 16 entries, else 8.
+    pub fn level_bits(&self) -> u32 {
+        if self.lut.len() <= 16 {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Whether `lut[n] == n` for every entry (the kernels then skip the table).
+    pub fn is_identity(&self) -> bool {
+        self.lut.iter().enumerate().all(|(n, &v)| v == n as f32)
+    }
+}
+
 /// Blocks per rayon task in the batch helpers.
 const CHUNK: usize = 1024;
 
@@ -34,6 +65,20 @@ pub trait Quantizer: Send + Sync {
     fn encode_block(&self, x: &[f32]) -> Result<u64, CodeError>;
     /// Reference decoder of one block into `out` (`out.len() == dim()`), in design units.
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError>;
+
+    /// The grid of [`Quantizer::decode_block_grid`], or `None` when decoded values do not lie on
+    /// a small grid (the runtime then falls back to dense weights).
+    fn grid(&self) -> Option<LevelGrid> {
+        None
+    }
+
+    /// Decodes one block as grid levels (`levels.len() == dim()`, each `< grid().lut.len()`):
+    /// returns `(mult, offset)` with `decode_block(code)[i] == mult · lut[levels[i]] + offset`
+    /// up to f32 rounding.
+    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
+        let _ = (code, levels);
+        Err(CodeError::NoGrid { method: self.method().name() })
+    }
 
     /// Bits per weight.
     fn rate(&self) -> f64 {

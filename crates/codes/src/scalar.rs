@@ -11,7 +11,7 @@
 
 use crate::design::{gaussian_mse, golden_min, lloyd_gaussian, thresholds};
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, Quantizer};
+use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::spec::{Method, Spec};
 
 /// A scalar code repeated over a block.
@@ -134,5 +134,38 @@ impl Quantizer for Scalar {
             *o = self.levels[((code >> (j as u32 * self.bits)) & mask) as usize];
         }
         Ok(())
+    }
+    /// The code's indices are the levels. Uniform grids (INT2, uniform) are affine in the
+    /// index: identity LUT with mult = Δ, offset = first level; Lloyd-Max keeps its levels as the
+    /// LUT (mult 1, offset 0). More than 8 bits per weight has no grid view.
+    fn grid(&self) -> Option<LevelGrid> {
+        if self.bits > 8 {
+            return None;
+        }
+        let wide = if self.bits <= 4 { 4 } else { 8 };
+        Some(match self.method {
+            Method::Lloyd => LevelGrid { lut: self.levels.clone() },
+            _ => LevelGrid::identity(wide),
+        })
+    }
+    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
+        check_code(code, self.bits(), self.method.name())?;
+        if self.bits > 8 {
+            return Err(CodeError::NoGrid { method: self.method.name() });
+        }
+        if levels.len() != self.dim {
+            return Err(CodeError::GridLength { method: self.method.name(), dim: self.dim, got: levels.len() });
+        }
+        let mask = (1u64 << self.bits) - 1;
+        for (j, l) in levels.iter_mut().enumerate() {
+            *l = ((code >> (j as u32 * self.bits)) & mask) as u8;
+        }
+        Ok(match self.method {
+            Method::Lloyd => (1.0, 0.0),
+            _ => {
+                let n = self.levels.len();
+                ((self.levels[n - 1] - self.levels[0]) / (n - 1) as f32, self.levels[0])
+            }
+        })
     }
 }

@@ -50,6 +50,7 @@ pub mod hadamard;
 pub mod hf;
 pub mod linear;
 pub mod model;
+pub mod qmatmul;
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;

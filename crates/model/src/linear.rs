@@ -18,18 +18,11 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Result, TensorContext};
 use crate::hadamard::Rotation;
+use crate::qmatmul::{F16Matrix, MatVec, PackedWeight};
 
-/// A matrix in an execution layout: `y[t] = M · x[t]` for `t` input rows.
-///
-/// `cols()` is the layout's input width (the real width padded up, e.g. to whole code blocks);
-/// callers zero-pad inputs to it.
-pub trait Exec: Send + Sync + std::fmt::Debug {
-    fn rows(&self) -> usize;
-    fn cols(&self) -> usize;
-    /// `y` (`t × rows`) = `x` (`t × cols`) · Mᵀ.
-    fn matmul(&self, x: &[f32], t: usize, y: &mut [f32]);
-    /// Bytes of weights resident in memory.
-    fn resident_bytes(&self) -> usize;
+/// A matrix in an execution layout ([`MatVec`]: `y = W·x`, `Y = X·Wᵀ`), plus what the model
+/// needs besides products.
+pub trait Exec: MatVec + Send {
     /// The matrix as f32, `rows × cols` (for tests and `--dense` comparisons).
     fn to_f32(&self) -> Vec<f32>;
     /// Rows `ids` as f32 (`ids.len() × cols`), where the layout can serve them cheaply (a tied
@@ -39,7 +32,30 @@ pub trait Exec: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Plain row-major f32: the reference [`Exec`] (and the layout of codes with no compact one).
+impl Exec for PackedWeight {
+    fn to_f32(&self) -> Vec<f32> {
+        self.to_dense()
+    }
+}
+
+impl Exec for F16Matrix {
+    fn to_f32(&self) -> Vec<f32> {
+        self.to_dense()
+    }
+    fn rows_f32(&self, ids: &[u32]) -> Option<Vec<f32>> {
+        let c = MatVec::cols(self);
+        let mut out = vec![0f32; ids.len() * c];
+        for (o, &i) in out.chunks_exact_mut(c).zip(ids) {
+            if i as usize >= MatVec::rows(self) {
+                return None;
+            }
+            self.row_f32(i as usize, o);
+        }
+        Some(out)
+    }
+}
+
+/// Plain row-major f32: the layout of codes with no grid view, and a reference.
 #[derive(Debug, Clone)]
 pub struct F32Rows {
     rows: usize,
@@ -54,17 +70,20 @@ impl F32Rows {
     }
 }
 
-impl Exec for F32Rows {
+impl MatVec for F32Rows {
     fn rows(&self) -> usize {
         self.rows
     }
     fn cols(&self) -> usize {
         self.cols
     }
-    fn matmul(&self, x: &[f32], t: usize, y: &mut [f32]) {
+    fn matvec(&self, x: &[f32], y: &mut [f32]) {
+        self.matmul(x, y)
+    }
+    fn matmul(&self, x: &[f32], y: &mut [f32]) {
         use rayon::prelude::*;
         let (n, k) = (self.rows, self.cols);
-        y.par_chunks_mut(n).zip(x.par_chunks(k)).take(t).for_each(|(yr, xr)| {
+        y.par_chunks_mut(n).zip(x.par_chunks(k)).for_each(|(yr, xr)| {
             for (o, wr) in yr.iter_mut().zip(self.w.chunks_exact(k)) {
                 *o = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
             }
@@ -73,13 +92,16 @@ impl Exec for F32Rows {
     fn resident_bytes(&self) -> usize {
         self.w.len() * 4
     }
+}
+
+impl Exec for F32Rows {
     fn to_f32(&self) -> Vec<f32> {
         self.w.clone()
     }
 }
 
 /// A compressed layer: Ŵ' in an execution layout plus the rotations of its two sides.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Compressed {
     /// Output and input width of the layer (the real ones; `exec.cols()` may be padded).
     pub rows: usize,
@@ -87,6 +109,18 @@ pub struct Compressed {
     pub exec: Arc<dyn Exec>,
     pub rot_in: Option<Arc<Rotation>>,
     pub rot_out: Option<Arc<Rotation>>,
+}
+
+impl std::fmt::Debug for Compressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressed")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("resident_bytes", &self.exec.resident_bytes())
+            .field("rot_in", &self.rot_in.as_ref().map(|r| r.seed()))
+            .field("rot_out", &self.rot_out.as_ref().map(|r| r.seed()))
+            .finish()
+    }
 }
 
 /// The weights of a linear layer.
@@ -130,10 +164,7 @@ impl Linear {
         match &self.weight {
             Weight::Dense(w) => Ok(w.clone()),
             Weight::Compressed(c) => {
-                let k = c.exec.cols();
-                let wp = c.exec.to_f32();
-                let mut w: Vec<f64> =
-                    wp.chunks_exact(k).flat_map(|r| r[..c.cols].iter().map(|&v| v as f64)).collect();
+                let mut w: Vec<f64> = c.exec.to_f32().into_iter().map(|v| v as f64).collect();
                 if let Some(r) = &c.rot_out {
                     r.rotate_cols_t(&mut w, c.cols);
                 }
@@ -157,7 +188,7 @@ impl Linear {
     /// Rows of an unrotated compressed weight served by its layout (see [`Exec::rows_f32`]).
     pub fn rows_f32(&self, ids: &[u32]) -> Option<Vec<f32>> {
         match &self.weight {
-            Weight::Compressed(c) if c.rot_in.is_none() && c.rot_out.is_none() && c.exec.cols() == c.cols => {
+            Weight::Compressed(c) if c.rot_in.is_none() && c.rot_out.is_none() => {
                 c.exec.rows_f32(ids)
             }
             _ => None,
@@ -169,28 +200,15 @@ impl Linear {
     }
 }
 
-/// The input rows padded to `k` columns after the optional input rotation.
-fn prepare(x: &[f32], t: usize, cols: usize, k: usize, rot: Option<&Rotation>) -> Vec<f32> {
-    let mut out = vec![0f32; t * k];
-    match rot {
-        None => {
-            for (o, r) in out.chunks_exact_mut(k).zip(x.chunks_exact(cols)) {
-                o[..cols].copy_from_slice(r);
-            }
-        }
-        Some(rot) => {
-            let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-            if t == 1 {
-                rot.apply(&mut xd);
-            } else {
-                rot.rotate_rows(&mut xd, t);
-            }
-            for (o, r) in out.chunks_exact_mut(k).zip(xd.chunks_exact(cols)) {
-                o[..cols].iter_mut().zip(r).for_each(|(a, &b)| *a = b as f32);
-            }
-        }
+/// The input rows after the optional input rotation (`R_in·x` for each row).
+fn prepare(x: &[f32], t: usize, rot: &Rotation) -> Vec<f32> {
+    let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    if t == 1 {
+        rot.apply(&mut xd);
+    } else {
+        rot.rotate_rows(&mut xd, t);
     }
-    out
+    xd.into_iter().map(|v| v as f32).collect()
 }
 
 /// Runs several linears on the same input `x` (`[tokens, in]`). Compressed ones with the same
@@ -198,8 +216,8 @@ fn prepare(x: &[f32], t: usize, cols: usize, k: usize, rot: Option<&Rotation>) -
 pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let (t, cols) = x.dims2()?;
     let mut host: Option<Vec<f32>> = None;
-    // (rotation seed, padded width) → rotated, padded input.
-    let mut prepared: Vec<((Option<u64>, usize), Vec<f32>)> = Vec::new();
+    // Input rotation seed → rotated input.
+    let mut prepared: Vec<(u64, Vec<f32>)> = Vec::new();
     let mut outs = Vec::with_capacity(lins.len());
     for lin in lins {
         let y = match &lin.weight {
@@ -212,18 +230,22 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                     Some(v) => v,
                     None => host.insert(x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
                 };
-                let k = c.exec.cols();
-                let key = (c.rot_in.as_ref().map(|r| r.seed()), k);
-                let i = match prepared.iter().position(|(kk, _)| *kk == key) {
-                    Some(i) => i,
-                    None => {
-                        prepared.push((key, prepare(xs, t, cols, k, c.rot_in.as_deref())));
-                        prepared.len() - 1
+                let input: &[f32] = match &c.rot_in {
+                    None => xs,
+                    Some(r) => {
+                        let i = match prepared.iter().position(|(s, _)| *s == r.seed()) {
+                            Some(i) => i,
+                            None => {
+                                prepared.push((r.seed(), prepare(xs, t, r)));
+                                prepared.len() - 1
+                            }
+                        };
+                        &prepared[i].1
                     }
                 };
-                let n = c.exec.rows();
+                let n = c.rows;
                 let mut y = vec![0f32; t * n];
-                c.exec.matmul(&prepared[i].1, t, &mut y);
+                c.exec.matmul(input, &mut y);
                 let y = match &c.rot_out {
                     None => y,
                     Some(r) => {

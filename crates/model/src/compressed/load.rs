@@ -23,6 +23,7 @@ use crate::error::{ModelError, Result, TensorContext};
 use crate::hadamard::Rotation;
 use crate::linear::{Compressed, Exec, F32Rows, Linear, Weight};
 use crate::model::Model;
+use crate::qmatmul::{F16Matrix, PackError, PackedWeight};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{expected_tensors, Weights};
 
@@ -128,11 +129,20 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
     Ok((model, tok, c.header))
 }
 
-/// The execution layout of one quantized linear: Ŵ' (rotated domain, scales applied,
-/// `rows × padded_cols`), decoded once.
+/// The execution layout of one quantized linear: Ŵ' (rotated domain, scales applied) decoded
+/// once into the packed layout of [`crate::qmatmul`]; a code with no grid view is kept as f32.
 pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer) -> Result<Arc<dyn Exec>> {
     let m = &ql.meta;
-    Ok(Arc::new(F32Rows::new(m.rows, m.padded_cols(), ql.decode_rotated(code)?)))
+    let codes = ql.unpack_codes(code)?;
+    match PackedWeight::from_codes(code, m.rows, m.cols, m.padded_cols(), &codes, &ql.block_scales()) {
+        Ok(p) => Ok(Arc::new(p)),
+        Err(PackError::NoGrid { .. }) => {
+            let pc = m.padded_cols();
+            let w: Vec<f32> = ql.decode_rotated(code)?.chunks_exact(pc).flat_map(|r| r[..m.cols].to_vec()).collect();
+            Ok(Arc::new(F32Rows::new(m.rows, m.cols, w)))
+        }
+        Err(e) => Err(ModelError::bad_tensor(&ql.name, e.to_string())),
+    }
 }
 
 /// The LM head of a compressed run, and where embeddings come from: with tied embeddings and
@@ -149,14 +159,19 @@ fn head_linear(cfg: &Config, big: &mut BTreeMap<String, Plain>, w: &mut Weights,
         w.insert(embed.name.clone(), stored_tensor(&embed)?);
     }
     let src = head.as_ref().unwrap_or(&embed);
+    let (rows, cols) = check_2d(src)?;
+    let packed = |e: PackError| ModelError::bad_tensor(&src.name, e.to_string());
     let exec: Arc<dyn Exec> = match fmt {
         HeadFormat::Stored => match src.dtype {
-            Dtype::F16 => Arc::new(F16Rows::from_plain(src)?),
-            _ => Arc::new(F32Rows::new(src.shape[0], src.shape[1], src.to_f32()?)),
+            Dtype::F16 => {
+                let v: Vec<f16> = src.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+                Arc::new(F16Matrix::from_f16(rows, cols, v).map_err(packed)?)
+            }
+            _ => Arc::new(F32Rows::new(rows, cols, src.to_f32()?)),
         },
-        HeadFormat::Q8 => Arc::new(q8_rows(src)?),
+        // One scale per row.
+        HeadFormat::Q8 => Arc::new(PackedWeight::q8_rows(rows, cols, &src.to_f32()?, cols.div_ceil(8) * 8).map_err(packed)?),
     };
-    let (rows, cols) = (exec.rows(), exec.cols());
     Ok(Linear::new(Weight::Compressed(Compressed { rows, cols, exec, rot_in: None, rot_out: None }), None))
 }
 
@@ -176,70 +191,4 @@ fn check_2d(p: &Plain) -> Result<(usize, usize)> {
         [r, c] if r * c * p.dtype.bitsize() == p.data.len() * 8 => Ok((r, c)),
         _ => Err(ModelError::bad_tensor(&p.name, format!("shape {:?} does not match {} bytes", p.shape, p.data.len()))),
     }
-}
-
-/// f16 rows (the stored embedding / LM head).
-#[derive(Debug)]
-pub struct F16Rows {
-    rows: usize,
-    cols: usize,
-    w: Vec<f16>,
-}
-
-impl F16Rows {
-    fn from_plain(p: &Plain) -> Result<F16Rows> {
-        let (rows, cols) = check_2d(p)?;
-        let w: Vec<f16> = p.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
-        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-            return Err(ModelError::NonFinite { name: p.name.clone(), index: i });
-        }
-        Ok(F16Rows { rows, cols, w })
-    }
-}
-
-impl Exec for F16Rows {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-    fn cols(&self) -> usize {
-        self.cols
-    }
-    fn matmul(&self, x: &[f32], t: usize, y: &mut [f32]) {
-        use rayon::prelude::*;
-        let k = self.cols;
-        y.par_chunks_mut(self.rows).zip(x.par_chunks(k)).take(t).for_each(|(yr, xr)| {
-            for (o, wr) in yr.iter_mut().zip(self.w.chunks_exact(k)) {
-                *o = wr.iter().zip(xr).map(|(a, b)| a.to_f32() * b).sum();
-            }
-        });
-    }
-    fn resident_bytes(&self) -> usize {
-        self.w.len() * 2
-    }
-    fn to_f32(&self) -> Vec<f32> {
-        self.w.iter().map(|v| v.to_f32()).collect()
-    }
-    fn rows_f32(&self, ids: &[u32]) -> Option<Vec<f32>> {
-        let mut out = Vec::with_capacity(ids.len() * self.cols);
-        for &i in ids {
-            let r = self.w.get(i as usize * self.cols..(i as usize + 1) * self.cols)?;
-            out.extend(r.iter().map(|v| v.to_f32()));
-        }
-        Some(out)
-    }
-}
-
-/// 8-bit symmetric row-scaled copy of a stored matrix (the optional LM head).
-fn q8_rows(p: &Plain) -> Result<F32Rows> {
-    let (rows, cols) = check_2d(p)?;
-    let v = p.to_f32()?;
-    let mut out = vec![0f32; v.len()];
-    for (o, r) in out.chunks_exact_mut(cols).zip(v.chunks_exact(cols)) {
-        let amax = r.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let s = if amax > 0.0 { amax / 127.0 } else { 1.0 };
-        for (a, &b) in o.iter_mut().zip(r) {
-            *a = (b / s).round().clamp(-127.0, 127.0) * s;
-        }
-    }
-    Ok(F32Rows::new(rows, cols, out))
 }

@@ -1,0 +1,95 @@
+//! Kernel families and their dispatch. Each family computes, for a run of rows,
+//! `y_r = Σ_c mult_rc · Σ_{j∈c} lut[n_j]·x_j + offset_rc · S_c` (see the module above);
+//! [`scalar`] is the portable fallback, [`avx2`] the AVX2/FMA/F16C one (always present on the
+//! workspace's x86-64-v3 target; checked at run time anyway). The f64 `*_ref` methods of the
+//! matrix types are the oracles both are tested against.
+
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+
+use half::f16;
+
+/// How a row's levels are stored and looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// 4-bit levels, identity LUT.
+    Nib4,
+    /// 4-bit levels, 16-entry LUT.
+    Nib4Lut,
+    /// 8-bit levels, identity LUT.
+    Byte8,
+    /// 8-bit levels, 256-entry LUT.
+    Byte8Lut,
+}
+
+/// A kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+}
+
+/// The fastest family this CPU runs.
+pub fn best() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+/// Every family this CPU runs (the tests compare each with the reference).
+pub fn available() -> Vec<Isa> {
+    let mut v = vec![Isa::Scalar];
+    if best() == Isa::Avx2 {
+        v.push(Isa::Avx2);
+    }
+    v
+}
+
+/// `ys[i] = row_i · x` for consecutive rows: `levels` holds `ys.len()` rows of `rb` bytes, `mult`
+/// and `offset` `ys.len() × nch` values, `x` is zero-padded to the row length and `sums` holds
+/// its `nch` chunk sums.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_dot(
+    isa: Isa,
+    layout: Layout,
+    levels: &[u8],
+    rb: usize,
+    lut: &[f32],
+    mult: &[f32],
+    offset: &[f32],
+    chunk: usize,
+    x: &[f32],
+    sums: &[f32],
+    ys: &mut [f32],
+) {
+    let nch = sums.len();
+    debug_assert!(levels.len() == ys.len() * rb && mult.len() == ys.len() * nch && x.len() == nch * chunk);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only produced by `best()` after detecting AVX2, FMA and F16C;
+        // the slice lengths are those the kernel indexes (checked above in debug builds, and by
+        // construction in `PackedWeight`).
+        Isa::Avx2 => unsafe { avx2::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys) },
+        _ => scalar::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys),
+    }
+}
+
+/// One row expanded to f32 (`out.len()` = the row length).
+pub(crate) fn expand_row(layout: Layout, row: &[u8], lut: &[f32], mult: &[f32], offset: &[f32], chunk: usize, out: &mut [f32]) {
+    scalar::expand_row(layout, row, lut, mult, offset, chunk, out)
+}
+
+/// `ys[i] = w_i · x` for consecutive f16 rows of `cols` values.
+pub(crate) fn f16_rows_dot(isa: Isa, w: &[f16], cols: usize, x: &[f32], ys: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `rows_dot`; `w` holds `ys.len()` rows of `cols` values, `x` `cols`.
+        Isa::Avx2 => unsafe { avx2::f16_rows_dot(w, cols, x, ys) },
+        _ => scalar::f16_rows_dot(w, cols, x, ys),
+    }
+}

@@ -1,0 +1,58 @@
+//! Portable kernels: the same chunked sums as the SIMD paths, in plain Rust.
+
+use half::f16;
+
+use super::Layout;
+use crate::qmatmul::packed::get;
+
+#[inline]
+fn bits(layout: Layout) -> u32 {
+    match layout {
+        Layout::Nib4 | Layout::Nib4Lut => 4,
+        Layout::Byte8 | Layout::Byte8Lut => 8,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_dot(
+    layout: Layout,
+    levels: &[u8],
+    rb: usize,
+    lut: &[f32],
+    mult: &[f32],
+    offset: &[f32],
+    chunk: usize,
+    x: &[f32],
+    sums: &[f32],
+    ys: &mut [f32],
+) {
+    let (b, nch) = (bits(layout), sums.len());
+    for (i, y) in ys.iter_mut().enumerate() {
+        let row = &levels[i * rb..(i + 1) * rb];
+        let mut acc = 0f32;
+        for c in 0..nch {
+            let mut t = 0f32;
+            for j in c * chunk..(c + 1) * chunk {
+                t += lut[get(row, b, j) as usize] * x[j];
+            }
+            acc += mult[i * nch + c] * t + offset[i * nch + c] * sums[c];
+        }
+        *y = acc;
+    }
+}
+
+pub(crate) fn expand_row(layout: Layout, row: &[u8], lut: &[f32], mult: &[f32], offset: &[f32], chunk: usize, out: &mut [f32]) {
+    let b = bits(layout);
+    for (c, o) in out.chunks_exact_mut(chunk).enumerate() {
+        let (m, f) = (mult[c], offset[c]);
+        for (i, v) in o.iter_mut().enumerate() {
+            *v = m * lut[get(row, b, c * chunk + i) as usize] + f;
+        }
+    }
+}
+
+pub(crate) fn f16_rows_dot(w: &[f16], cols: usize, x: &[f32], ys: &mut [f32]) {
+    for (y, row) in ys.iter_mut().zip(w.chunks_exact(cols)) {
+        *y = row.iter().zip(x).map(|(a, &b)| a.to_f32() * b).sum();
+    }
+}
