@@ -185,28 +185,52 @@ struct Prepared {
     abs_prefix: [f64; DIM + 1],
 }
 
-fn prepare(y: &[f64; DIM]) -> Prepared {
+impl Prepared {
+    fn new() -> Prepared {
+        Prepared {
+            odd: vec![[0.0; DIM + 1]; WORDS],
+            f1: vec![[0.0; DIM + 1]; WORDS],
+            f0: vec![[0.0; DIM + 1]; WORDS],
+            neg: vec![0; WORDS],
+            min1: vec![0.0; WORDS],
+            abs_prefix: [0.0; DIM + 1],
+        }
+    }
+}
+
+/// Fills `p` for input y (buffers are reused across inputs of a thread).
+fn prepare(y: &[f64; DIM], p: &mut Prepared) {
     let g = golay();
     let mut by_abs: Vec<usize> = (0..DIM).collect();
     by_abs.sort_by(|&a, &b| y[b].abs().total_cmp(&y[a].abs()));
-    let mut abs_prefix = [0.0; DIM + 1];
     for (k, &i) in by_abs.iter().enumerate() {
-        abs_prefix[k + 1] = abs_prefix[k] + y[i].abs();
+        p.abs_prefix[k + 1] = p.abs_prefix[k] + y[i].abs();
     }
-    let mut p = Prepared {
-        odd: vec![[0.0; DIM + 1]; WORDS],
-        f1: vec![[0.0; DIM + 1]; WORDS],
-        f0: vec![[0.0; DIM + 1]; WORDS],
-        neg: vec![0; WORDS],
-        min1: vec![0.0; WORDS],
-        abs_prefix,
-    };
+    p.neg.fill(0);
+    p.min1.fill(0.0);
+    let mut by_y: Vec<usize> = (0..DIM).collect();
+    by_y.sort_by(|&a, &b| y[b].total_cmp(&y[a]));
     for u in 0..WORDS {
         let c = g.word(u);
-        let mut z: Vec<f64> = (0..DIM).map(|i| if c >> i & 1 == 1 { -y[i] } else { y[i] }).collect();
-        z.sort_by(|a, b| b.total_cmp(a));
+        // t∘y descending: merge y on F0 (descending) with −y on F1 (y ascending).
+        let (mut f0, mut f1) = ([0.0; DIM], [0.0; DIM]);
+        let (mut n0, mut n1) = (0, 0);
         for k in 0..DIM {
-            p.odd[u][k + 1] = p.odd[u][k] + z[k];
+            let (i, j) = (by_y[k], by_y[DIM - 1 - k]);
+            if c >> i & 1 == 0 {
+                f0[n0] = y[i];
+                n0 += 1;
+            }
+            if c >> j & 1 == 1 {
+                f1[n1] = -y[j];
+                n1 += 1;
+            }
+        }
+        let (mut a, mut b) = (0, 0);
+        for k in 0..DIM {
+            let take0 = b == n1 || (a < n0 && f0[a] >= f1[b]);
+            let z = if take0 { a += 1; f0[a - 1] } else { b += 1; f1[b - 1] };
+            p.odd[u][k + 1] = p.odd[u][k] + z;
         }
         let (mut n1, mut n0) = (0, 0);
         for &i in &by_abs {
@@ -221,7 +245,6 @@ fn prepare(y: &[f64; DIM]) -> Prepared {
             }
         }
     }
-    p
 }
 
 /// Scores and the exact optimum for one ball.
@@ -259,8 +282,8 @@ impl Oracle {
 
     /// The best score over the ball: every class (unless its rearrangement bound cannot beat the
     /// best so far by more than rounding) against every admissible codeword.
-    fn best(&self, y: &[f64; DIM], metric: Metric) -> f64 {
-        let p = prepare(y);
+    fn best(&self, y: &[f64; DIM], metric: Metric, p: &mut Prepared) -> f64 {
+        prepare(y, p);
         let mut order: Vec<(f64, usize)> =
             self.classes.iter().enumerate().map(|(k, c)| (score(metric, dot(&c.abs, &p.abs_prefix), c.m), k)).collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -292,13 +315,13 @@ impl Oracle {
 }
 
 /// How a search result compares with the oracle: `None` when exact (within the tie tolerance).
-fn miss(s: &Searcher, oracle: &Oracle, y32: &[f32; DIM], metric: Metric) -> Option<String> {
+fn miss(s: &Searcher, oracle: &Oracle, y32: &[f32; DIM], metric: Metric, p: &mut Prepared) -> Option<String> {
     let y: [f64; DIM] = y32.map(|v| v as f64);
     let found = s.search(y32, metric).unwrap();
     assert!(is_point(&found.point));
     assert_eq!(s.ball().decode(found.index).unwrap(), found.point);
     let got = point_score(metric, &found.point, &y);
-    let want = oracle.best(&y, metric);
+    let want = oracle.best(&y, metric, p);
     (got < want - 1e-9 * (1.0 + want.abs())).then(|| format!("{metric:?}: search {got} < oracle {want}; y = {y32:?}"))
 }
 
@@ -375,7 +398,7 @@ fn oracle_agrees_with_brute_force_shell2() {
         let y: [f64; DIM] = std::array::from_fn(|_| rng.sample::<f64, _>(StandardNormal) * [1.0, 4.0][t % 2]);
         for metric in [Metric::Euclidean, Metric::Angular] {
             let brute = pts.iter().map(|x| point_score(metric, x, &y)).fold(f64::MIN, f64::max);
-            let got = oracle.best(&y, metric);
+            let got = oracle.best(&y, metric, &mut Prepared::new());
             assert!((got - brute).abs() <= 1e-9 * (1.0 + brute.abs()), "{metric:?}: oracle {got} vs brute {brute}");
         }
     }
@@ -413,7 +436,7 @@ fn issue10_shell11_points_are_found() {
                 let bar = point_score(metric, &better, &y64);
                 assert!(got >= bar - 1e-12 * (1.0 + bar.abs()), "M={m} {metric:?} {name}: {got} < {bar} ({:?})", x.point);
             }
-            assert!(miss(&s, &oracle, &y, metric).is_none());
+            assert!(miss(&s, &oracle, &y, metric, &mut Prepared::new()).is_none());
         }
     }
 }
@@ -481,7 +504,10 @@ fn run(max_shell: u32, n: usize, seed: u64) -> (usize, Vec<String>) {
         .collect();
     let misses: Vec<String> = inputs
         .par_iter()
-        .flat_map_iter(|y| [Metric::Euclidean, Metric::Angular].into_iter().filter_map(|metric| miss(&s, &oracle, y, metric)))
+        .map_init(Prepared::new, |p, y| {
+            [Metric::Euclidean, Metric::Angular].into_iter().filter_map(|metric| miss(&s, &oracle, y, metric, p)).collect::<Vec<_>>()
+        })
+        .flatten()
         .collect();
     (2 * n, misses)
 }
@@ -520,7 +546,7 @@ fn angular_is_scale_invariant() {
         let y: [f32; DIM] = std::array::from_fn(|_| rng.sample::<f32, _>(StandardNormal));
         let want = s.search(&y, Metric::Angular).unwrap().index;
         if t < 20 {
-            assert!(miss(&s, &oracle, &y, Metric::Angular).is_none());
+            assert!(miss(&s, &oracle, &y, Metric::Angular, &mut Prepared::new()).is_none());
         }
         for k in (-100..=100).step_by(20) {
             let f = 2f64.powi(k);
