@@ -23,9 +23,14 @@
 //! 3. Survivors are scored exactly; the best (shell, parity, codeword, class) is rebuilt into a
 //!    point and indexed.
 //!
+//! Bounds are computed in f32 and get a rounding slack that only ever lets more through; exact
+//! scores are accumulated in f64. Angular inputs are first scaled by a power of two (exact), so
+//! the result does not depend on |y|.
+//!
 //! [`Searcher::search_reference`] is the plain twin: the same exact scoring over every
-//! (shell, parity, codeword, class) with no pruning; tests require the two to agree, and both
-//! to agree with brute force over enumerated Λ24(2) and Λ24(3).
+//! (shell, parity, codeword, class) with no pruning; tests require the two to agree, both to
+//! agree with brute force over enumerated Λ24(2) and Λ24(3), and the search to agree with an
+//! oracle that shares no code with this module (`tests/exact_oracle.rs`) up to M = 33.
 
 use std::cell::RefCell;
 
@@ -39,26 +44,28 @@ use crate::leech::{Parity, Point, DIM};
 pub enum Metric {
     /// Nearest point of the ball in Euclidean distance (spherical shaping); input in L_int units.
     Euclidean,
-    /// Maximum cosine over the union of shells 2..=M (shape-gain); input at any scale.
-    /// The zero vector has no direction: it returns index 0 (a point of Shell(2)).
+    /// Maximum cosine over the union of shells 2..=M (shape-gain); input at any scale (the
+    /// result is the same for every nonzero multiple, subnormal inputs included). The zero
+    /// vector has no direction: it returns index 0 (a point of Shell(2)).
     Angular,
 }
 
 impl Metric {
-    /// Score of a shell-m point with ⟨x, y⟩ = b: larger is better.
+    /// Score of a shell-m point with ⟨x, y⟩ = b: larger is better. Exact scores are kept in
+    /// f64 so that candidates closer than f32 rounding are still ordered correctly.
     #[inline]
-    fn score(self, b: f32, m: u32) -> f32 {
+    fn score(self, b: f64, m: u32) -> f64 {
         match self {
-            Metric::Euclidean => 2.0 * b - 16.0 * m as f32,
-            Metric::Angular => b / (4.0 * (m as f32).sqrt()),
+            Metric::Euclidean => 2.0 * b - 16.0 * m as f64,
+            Metric::Angular => b / (4.0 * (m as f64).sqrt()),
         }
     }
     /// The ⟨x, y⟩ a shell-m point needs to reach `score`.
     #[inline]
-    fn needed(self, score: f32, m: u32) -> f32 {
+    fn needed(self, score: f64, m: u32) -> f64 {
         match self {
-            Metric::Euclidean => 0.5 * (score + 16.0 * m as f32),
-            Metric::Angular => score * 4.0 * (m as f32).sqrt(),
+            Metric::Euclidean => 0.5 * (score + 16.0 * m as f64),
+            Metric::Angular => score * 4.0 * (m as f64).sqrt(),
         }
     }
 }
@@ -91,12 +98,12 @@ impl Levels {
     /// Σ over levels of value · (sum of the next `count` entries of a descending list), given
     /// the prefix sums of that list.
     #[inline(always)]
-    fn dot(&self, prefix: &[f32]) -> f32 {
-        let mut s = 0.0f32;
+    fn dot(&self, prefix: &[f64]) -> f64 {
+        let mut s = 0.0f64;
         let mut at = 0usize;
         for j in 0..self.len as usize {
             let end = at + self.count[j] as usize;
-            s += self.value[j] * (prefix[end] - prefix[at]);
+            s += self.value[j] as f64 * (prefix[end] - prefix[at]);
             at = end;
         }
         s
@@ -153,13 +160,13 @@ pub struct Searcher {
 /// The best candidate so far: score and enough to rebuild the point.
 #[derive(Clone, Copy)]
 struct Best {
-    score: f32,
+    score: f64,
     class: usize,
     word: u32,
 }
 
 impl Best {
-    const NONE: Best = Best { score: f32::NEG_INFINITY, class: usize::MAX, word: 0 };
+    const NONE: Best = Best { score: f64::NEG_INFINITY, class: usize::MAX, word: 0 };
     fn is_set(&self) -> bool {
         self.class != usize::MAX
     }
@@ -232,6 +239,25 @@ impl Searcher {
         }
     }
 
+    /// The vector actually searched. Euclidean: y itself. Angular: the cosine does not depend on
+    /// |y|, so y is scaled once by the power of two that brings max|y_i| into [1, 2). A power of
+    /// two is exact in f32, so y and 2^k·y give bit-identical searches, and the bounds'
+    /// tolerances see the same magnitudes at every input scale (tiny inputs are not lost to
+    /// underflow, huge ones do not overflow). `None`: the zero vector, which has no direction.
+    fn prepare(y: &[f32; DIM], metric: Metric) -> Option<[f32; DIM]> {
+        if metric == Metric::Euclidean {
+            return Some(*y);
+        }
+        let max = y.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        if max == 0.0 {
+            return None;
+        }
+        // f64 holds every f32 (subnormals included) as a normal number, so its exponent is exact.
+        let e = ((max as f64).to_bits() >> 52) as i32 - 1023;
+        let f = 2f64.powi(-e);
+        Some(y.map(|v| (v as f64 * f) as f32))
+    }
+
     /// Exact search of one vector (branch-and-bound). Non-finite input is an error.
     pub fn search(&self, y: &[f32; DIM], metric: Metric) -> Result<Found, LatticeError> {
         self.search_traced(y, metric).map(|(f, _)| f)
@@ -240,16 +266,16 @@ impl Searcher {
     /// [`Searcher::search`] with its work counters.
     pub fn search_traced(&self, y: &[f32; DIM], metric: Metric) -> Result<(Found, SearchStats), LatticeError> {
         Self::check(y)?;
-        let norm = y.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm == 0.0 && metric == Metric::Angular {
+        let Some(y) = Self::prepare(y, metric) else {
             return Ok((Found { index: 0, point: self.ball.decode(0)? }, SearchStats::default()));
-        }
+        };
+        let norm = y.iter().map(|v| v * v).sum::<f32>().sqrt();
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
             let ctx = slot.get_or_insert_with(|| Box::new(Context::new()));
-            ctx.reset(y);
+            ctx.reset(&y);
             let best = self.run(ctx, norm, metric);
-            Ok((self.finish(y, best)?, ctx.stats))
+            Ok((self.finish(&y, best)?, ctx.stats))
         })
     }
 
@@ -284,12 +310,18 @@ impl Searcher {
                 ctx.stats.transforms += 1;
             }
         }
-        let mut order: Vec<(f32, usize)> = self
+        // The Walsh bounds are computed in f32: a bound may come out below its true value by
+        // rounding, so every comparison of a bound with the best score gives it `tol` (in ⟨x, y⟩
+        // units) of slack. Terms of G(c) + 16mμ are at most about 4√M·|y| + 16M in size, and
+        // 1e-5 of that is ~100 f32 ulps. (The slack must widen what survives: issue 10 came from
+        // a slack of the opposite sign, which skipped bounds within `tol` above the best.)
+        let tol = 1e-5 * (1.0 + 4.0 * outer.sqrt() * norm + 16.0 * outer);
+        let mut order: Vec<(f64, usize)> = self
             .shells
             .iter()
             .enumerate()
             .map(|(k, s)| {
-                let class_ub = s.even.iter().flatten().chain(&s.odd).map(|p| p.abs.dot(&ctx.abs_prefix)).fold(f32::MIN, f32::max);
+                let class_ub = s.even.iter().flatten().chain(&s.odd).map(|p| p.abs.dot(&ctx.abs_prefix)).fold(f64::MIN, f64::max);
                 let mut word_ub = f32::MIN;
                 for (p, present) in [s.even.iter().any(|v| !v.is_empty()), !s.odd.is_empty()].into_iter().enumerate() {
                     if present {
@@ -297,7 +329,7 @@ impl Searcher {
                         word_ub = word_ub.max(ub);
                     }
                 }
-                (metric.score(class_ub.min(word_ub), s.m), k)
+                (metric.score((word_ub + tol) as f64, s.m).min(metric.score(class_ub, s.m)), k)
             })
             .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -307,9 +339,8 @@ impl Searcher {
         for parity in [Parity::Even, Parity::Odd] {
             self.visit(first, parity, top[parity as usize], metric, ctx, &mut best);
         }
-        let tol = 1e-5 * (1.0 + norm * norm);
         for &(ub, k) in &order {
-            if best.is_set() && ub <= best.score + tol {
+            if best.is_set() && ub <= best.score {
                 break;
             }
             self.search_shell(&self.shells[k], metric, norm, ctx, &mut best, tol);
@@ -333,7 +364,8 @@ impl Searcher {
                 continue;
             }
             // Walsh value below which a codeword's bound beats `best` (bound = lift − w/2).
-            let cut = |lift: f32, best: &Best| 2.0 * (lift - metric.needed(best.score, m) - tol);
+            // A codeword survives when its bound plus the rounding slack can reach the best.
+            let cut = |lift: f32, best: &Best| (2.0 * (lift as f64 + tol as f64 - metric.needed(best.score, m))) as f32;
             let lifts: [f32; SHARED] = std::array::from_fn(|k| ctx.lift0[k][pi] + 16.0 * m as f32 * ctx.mu0[k]);
             let ns = ctx.nshared;
             let passes = |ctx: &Context, u: usize, best: &Best| (0..ns).all(|k| ctx.shared[k][pi][u] < cut(lifts[k], best));
@@ -434,9 +466,10 @@ impl Searcher {
     /// class), no bounds. Slow (milliseconds per vector); the oracle for tests.
     pub fn search_reference(&self, y: &[f32; DIM], metric: Metric) -> Result<Found, LatticeError> {
         Self::check(y)?;
-        if metric == Metric::Angular && y.iter().all(|&v| v == 0.0) {
+        let Some(y) = Self::prepare(y, metric) else {
             return Ok(Found { index: 0, point: self.ball.decode(0)? });
-        }
+        };
+        let y = &y;
         let mut ctx = Context::new();
         ctx.reset(y);
         let mut best = Best::NONE;
@@ -505,7 +538,7 @@ impl Searcher {
 /// of a thread, so a search allocates nothing.
 struct Context {
     y: [f32; DIM],
-    abs_prefix: [f32; DIM + 1],
+    abs_prefix: [f64; DIM + 1],
     /// Walsh values of the shared bound, per parity, and the matching lifts.
     shared: [[Vec<f32>; 2]; SHARED],
     lift0: [[f32; 2]; SHARED],
@@ -517,8 +550,8 @@ struct Context {
     /// Candidate codeword messages.
     cand: Vec<u16>,
     buf: [f32; DIM],
-    prefix_a: [f32; DIM + 1],
-    prefix_b: [f32; DIM + 1],
+    prefix_a: [f64; DIM + 1],
+    prefix_b: [f64; DIM + 1],
     stats: SearchStats,
 }
 
@@ -545,7 +578,7 @@ impl Context {
         let mut a: [f32; DIM] = y.map(f32::abs);
         a.sort_unstable_by(|p, q| q.total_cmp(p));
         for (i, &ai) in a.iter().enumerate() {
-            self.abs_prefix[i + 1] = self.abs_prefix[i] + ai;
+            self.abs_prefix[i + 1] = self.abs_prefix[i] + ai as f64;
         }
         self.stats = SearchStats::default();
     }
@@ -560,7 +593,7 @@ impl Context {
         }
         self.buf.sort_unstable_by(|p, q| q.total_cmp(p));
         for i in 0..DIM {
-            self.prefix_a[i + 1] = self.prefix_a[i] + self.buf[i];
+            self.prefix_a[i + 1] = self.prefix_a[i] + self.buf[i] as f64;
         }
         for p in classes {
             self.consider(p, p.first.dot(&self.prefix_a), c, metric, m, best);
@@ -589,23 +622,23 @@ impl Context {
         f1.sort_unstable_by(|p, q| q.total_cmp(p));
         f0.sort_unstable_by(|p, q| q.total_cmp(p));
         for (i, &v) in f1.iter().enumerate() {
-            self.prefix_a[i + 1] = self.prefix_a[i] + v;
+            self.prefix_a[i + 1] = self.prefix_a[i] + v as f64;
         }
         for (i, &v) in f0.iter().enumerate() {
-            self.prefix_b[i + 1] = self.prefix_b[i] + v;
+            self.prefix_b[i + 1] = self.prefix_b[i] + v as f64;
         }
         let min1 = if n1 > 0 { f1[n1 - 1] } else { 0.0 };
         for p in classes {
             let mut b = p.first.dot(&self.prefix_a) + p.second.dot(&self.prefix_b);
             if neg & 1 != p.f1_parity {
-                b -= 2.0 * p.f1_min * min1;
+                b -= 2.0 * p.f1_min as f64 * min1 as f64;
             }
             self.consider(p, b, c, metric, m, best);
         }
     }
 
     #[inline(always)]
-    fn consider(&self, p: &ClassPlan, b: f32, c: u32, metric: Metric, m: u32, best: &mut Best) {
+    fn consider(&self, p: &ClassPlan, b: f64, c: u32, metric: Metric, m: u32, best: &mut Best) {
         let s = metric.score(b, m);
         if s > best.score {
             *best = Best { score: s, class: p.class, word: c };
