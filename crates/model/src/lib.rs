@@ -47,6 +47,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod model;
+pub mod tasks;
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;

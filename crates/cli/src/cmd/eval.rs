@@ -17,6 +17,8 @@ pub enum EvalCmd {
     Ppl(PplArgs),
     /// Benchmark: prefill tokens/s at a context length and generation tokens/s.
     Speed(SpeedArgs),
+    /// Zero-shot accuracy on downstream tasks (default: the paper's CSR six).
+    Tasks(super::tasks::TasksArgs),
 }
 
 #[derive(Args)]
@@ -78,6 +80,7 @@ pub fn default_text() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The one place the CLI loads a model for evaluation (GGUF, HF directory or `.llvq`).
 pub fn load_model(path: &Path) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
     if !path.exists() && path == Path::new(DEFAULT_MODEL) {
         bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
@@ -90,6 +93,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {
         EvalCmd::Ppl(a) => ppl(a),
         EvalCmd::Speed(a) => speed(a),
+        EvalCmd::Tasks(a) => super::tasks::run(a),
     }
 }
 
