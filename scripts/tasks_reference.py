@@ -75,19 +75,12 @@ def main():
     ap.add_argument("--compare", help="JSON Lines from `llvq eval tasks --per-doc`")
     a = ap.parse_args()
     hp, w, tok = load_gguf(a.model)
-    theirs = {}
-    if a.compare:
-        with open(a.compare, encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                theirs[(r["task"], r["doc_id"])] = r
-    bad = 0
+    ours = {}
     for task in a.tasks.split(","):
         path = os.path.join(a.data_dir, "tasks", task, "rc_0shot", "requests.jsonl.gz")
         docs = read_docs(path, a.limit)
         t0 = time.time()
-        hits = hits_norm = diff = diff_norm = missing = 0
-        max_dll = 0.0
+        hits = hits_norm = 0
         for doc_id, label, choices in docs:
             lls = [loglik(hp, w, *encode_pair(tok, c, k)) for c, k in choices]
             chars = [len(k[1:] if k.startswith(" ") else k) for _, k in choices]
@@ -95,19 +88,31 @@ def main():
             pred_norm = int(np.argmax([l / max(c, 1) for l, c in zip(lls, chars)]))
             hits += pred == label
             hits_norm += pred_norm == label
+            ours.setdefault(task, []).append((doc_id, lls, pred, pred_norm))
+        print(json.dumps(dict(task=task, docs=len(docs), acc=hits / len(docs), acc_norm=hits_norm / len(docs),
+                              seconds=round(time.time() - t0, 1))), flush=True)
+    if not a.compare:
+        return
+    theirs = {}
+    with open(a.compare, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            theirs[(r["task"], r["doc_id"])] = r
+    bad = 0
+    for task, rows in ours.items():
+        diff = diff_norm = missing = 0
+        max_dll = 0.0
+        for doc_id, lls, pred, pred_norm in rows:
             r = theirs.get((task, doc_id))
-            if a.compare and r is None:
+            if r is None:
                 missing += 1
-            elif r is not None:
+            else:
                 diff += r["pred"] != pred
                 diff_norm += r["pred_norm"] != pred_norm
                 max_dll = max(max_dll, max(abs(x - y) for x, y in zip(r["lls"], lls)))
-        out = dict(task=task, docs=len(docs), acc=hits / len(docs), acc_norm=hits_norm / len(docs),
-                   seconds=round(time.time() - t0, 1))
-        if a.compare:
-            out.update(differ_acc=diff, differ_acc_norm=diff_norm, missing=missing, max_abs_dll=max_dll)
-            bad += diff + diff_norm + missing
-        print(json.dumps(out), flush=True)
+        print(json.dumps(dict(task=task, compared=len(rows), differ_acc=diff, differ_acc_norm=diff_norm,
+                              missing=missing, max_abs_dll=max_dll)), flush=True)
+        bad += diff + diff_norm + missing
     sys.exit(1 if bad else 0)
 
 
