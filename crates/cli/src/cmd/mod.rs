@@ -9,4 +9,5 @@ pub mod generate;
 pub mod inspect;
 pub mod quantize;
 pub mod rd;
+pub mod tasks;
 pub mod vq;
