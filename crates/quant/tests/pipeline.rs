@@ -450,7 +450,7 @@ fn compressed_load_rejects_bad_files_by_name() {
         p
     };
     // A code stream of the wrong length.
-    let e = load(&rewrite(&|c| c.linears[5].codes.truncate(c.linears[5].codes.len() - 1), "short.llvq"));
+    let e = load(&rewrite(&|c| { let n = c.linears[5].codes.len(); c.linears[5].codes.truncate(n - 1) }, "short.llvq"));
     assert!(e.contains(&name) && e.contains("code bytes"), "{e}");
     // A NaN scale.
     let e = load(&rewrite(&|c| c.linears[5].scales[1] = f16::NAN.to_bits(), "nan.llvq"));
