@@ -7,11 +7,13 @@
 //! - [`method`]: pipeline methods, named by the SPEC strings of the lab (`llvq-sg:m=12,gain=1`,
 //!   `e8p12`, `rtn`, `gptq`, ...);
 //! - [`format`]: the compressed model file (safetensors container) and its bit accounting;
+//! - [`glvq`]: GLVQ, learned per-group lattices (arXiv 2510.20984), one layer at a time;
 //! - [`pipeline`]: the layer-by-layer driver with resumable part files, and model loading.
 
 pub mod calib;
 pub mod error;
 pub mod format;
+pub mod glvq;
 pub mod hadamard;
 pub mod ldlq;
 pub mod method;
