@@ -114,6 +114,7 @@ fn check_finite(what: &'static str, v: &[f64]) -> std::result::Result<(), GlvqEr
 }
 
 /// Fits one group (module doc); `x` is its rows × width target.
+#[allow(clippy::too_many_arguments)] // a kernel: every argument is an input it needs
 fn fit_group(x: &[f64], rows: usize, grp: Group, h: &[f64], cols: usize, vb: u32, p: &GlvqParams, sal: f64) -> (GroupCode, Vec<u8>, Vec<f64>) {
     let d = p.d;
     let hb = groups::block(h, cols, grp);
