@@ -39,5 +39,14 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Quantizer>, CodeError> {
         Method::E8Ball => Box::new(e8ball::E8Ball::from_spec(&s)?),
         Method::LlvqSs => Box::new(llvq::SphericalShaping::from_spec(&s)?),
         Method::LlvqSg => Box::new(llvq::ShapeGain::from_spec(&s)?),
+        // Its lattices are learned per group of a layer, so there is no fixed code to build.
+        Method::Glvq => {
+            return Err(CodeError::BadSpec {
+                spec: spec.to_string(),
+                reason: "glvq learns a lattice per weight group: use it through the pipeline \
+                         (llvq_quant::glvq), not as a fixed block code"
+                    .into(),
+            })
+        }
     })
 }

@@ -28,6 +28,9 @@ pub enum Method {
     LlvqSs = 6,
     /// LLVQ shape-gain: angular search over norm(Λ24(M)) plus a k-bit gain.
     LlvqSg = 7,
+    /// GLVQ (arXiv 2510.20984): a learned lattice per weight group. A pipeline method, not a
+    /// fixed block code: the lattices are fitted to each layer (`llvq_quant::glvq`).
+    Glvq = 8,
 }
 
 /// One registry row.
@@ -49,6 +52,11 @@ pub const METHODS: &[MethodInfo] = &[
         method: Method::LlvqSg,
         name: "llvq-sg",
         summary: "LLVQ shape-gain, Lambda24(m) + gain bits (m=12,gain=1)",
+    },
+    MethodInfo {
+        method: Method::Glvq,
+        name: "glvq",
+        summary: "GLVQ learned per-group lattices (pipeline only; d=8,bits=2,group=128,sdba=1,mu=1)",
     },
 ];
 

@@ -20,7 +20,7 @@ fn mse(q: &dyn Quantizer, xs: &[f32]) -> (f64, f64) {
 fn registry_ids_are_stable_and_unique() {
     // The ids are written into outputs: these values are a contract, never to be reused.
     let expect =
-        [("int2", 1), ("uniform", 2), ("lloyd", 3), ("e8p12", 4), ("e8ball", 5), ("llvq-ss", 6), ("llvq-sg", 7)];
+        [("int2", 1), ("uniform", 2), ("lloyd", 3), ("e8p12", 4), ("e8ball", 5), ("llvq-ss", 6), ("llvq-sg", 7), ("glvq", 8)];
     assert_eq!(METHODS.len(), expect.len());
     for (name, id) in expect {
         let m = Method::from_name(name).unwrap();
@@ -41,6 +41,8 @@ fn spec_errors_name_the_culprit() {
     assert!(matches!(from_spec("llvq-ss:m=1,scale=1"), Err(CodeError::BadParam { key: "m", .. })));
     assert!(matches!(from_spec("llvq-sg:m=12,gain=1,levels=2/1"), Err(CodeError::BadParam { key: "levels", .. })));
     assert!(matches!(from_spec("e8p12:scale=-1"), Err(CodeError::BadParam { key: "scale", .. })));
+    // GLVQ parses as a SPEC but is learned per layer: no fixed block code to build.
+    assert!(matches!(from_spec("glvq:d=8"), Err(CodeError::BadSpec { reason, .. }) if reason.contains("pipeline")));
 }
 
 /// Codes cheap to build (fitted values given where a fit would be slow).

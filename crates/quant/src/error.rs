@@ -32,6 +32,14 @@ pub enum QuantError {
     Lattice(#[from] LatticeError),
     #[error(transparent)]
     Model(Box<ModelError>),
+    #[error(transparent)]
+    Glvq(Box<crate::glvq::GlvqError>),
+}
+
+impl From<crate::glvq::GlvqError> for QuantError {
+    fn from(e: crate::glvq::GlvqError) -> QuantError {
+        QuantError::Glvq(Box::new(e))
+    }
 }
 
 // The large causes are boxed so `Result<T>` stays small on the hot paths.

@@ -8,11 +8,13 @@
 //! - [`method`]: pipeline methods, named by the SPEC strings of the lab (`llvq-sg:m=12,gain=1`,
 //!   `e8p12`, `rtn`, `gptq`, ...);
 //! - [`format`]: writing the compressed model file (its read side is `llvq_model::compressed`);
+//! - [`glvq`]: GLVQ, learned per-group lattices (arXiv 2510.20984), one layer at a time;
 //! - [`pipeline`]: the layer-by-layer driver with resumable part files.
 
 pub mod calib;
 pub mod error;
 pub mod format;
+pub mod glvq;
 pub mod ldlq;
 pub mod method;
 pub mod pipeline;
