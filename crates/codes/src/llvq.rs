@@ -51,20 +51,6 @@ fn ball_m(spec: &Spec, default: u32) -> Result<u32, CodeError> {
     Ok(m)
 }
 
-fn positive(spec: &Spec, key: &'static str) -> Result<Option<f64>, CodeError> {
-    match spec.get(key) {
-        None => Ok(None),
-        Some(v) => {
-            let s: f64 = spec.value(key, 1.0)?;
-            if s.is_finite() && s > 0.0 {
-                Ok(Some(s))
-            } else {
-                Err(spec.bad(key, v, "must be finite and positive"))
-            }
-        }
-    }
-}
-
 /// Spherical shaping: Λ24(M) scaled by 1/s (App. C Fig. 2).
 pub struct SphericalShaping {
     m: u32,
@@ -79,8 +65,8 @@ impl SphericalShaping {
         let m = ball_m(spec, 13)?;
         let search = searcher(m)?;
         let mut q = SphericalShaping { m, scale: 1.0, search };
-        q.scale = match positive(spec, "scale")? {
-            Some(s) => s as f32,
+        q.scale = match spec.scale("scale")? {
+            Some(s) => s,
             None => {
                 // Start with the ball radius 4√M a little beyond the typical |w| = √24.
                 let s0 = 0.85 * 4.0 * (m as f64).sqrt() / 24f64.sqrt();
@@ -180,18 +166,9 @@ impl ShapeGain {
             return Err(CodeError::TooManyBits { method: "llvq-sg", bits: total });
         }
         let n = 1usize << gain_bits;
-        let levels = match spec.floats("levels")? {
-            Some(l) => {
-                let ok = l.len() == n && l.windows(2).all(|w| w[0] < w[1]) && l.iter().all(|v| v.is_finite());
-                if !ok {
-                    return Err(spec.bad(
-                        "levels",
-                        spec.get("levels").unwrap(),
-                        format!("need {n} ascending finite values"),
-                    ));
-                }
-                l
-            }
+        let levels = match spec.ascending_f32("levels", n)? {
+            // Kept exactly as the f32 the decoder multiplies by.
+            Some(l) => l.into_iter().map(f64::from).collect(),
             None => match variant {
                 GainVariant::Chi => chi_gain_grid().lloyd(n),
                 GainVariant::Optimal => optimal_gain_grid(&search, DESIGN_VECTORS, 0x56_0000 + m as u64).lloyd(n),

@@ -244,26 +244,94 @@ fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
     t.flatten_all().ctx(name)?.to_vec1::<f32>().ctx(name)
 }
 
-/// The manifest of a run: everything the output depends on.
-fn manifest(model: &Path, p: &QuantizeParams, method: &Method) -> Result<Value> {
-    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).map_err(|e| QuantError::io(path, e));
+/// FNV-1a 64 of the contents of `files`, in order, as hex (streamed: a model can be GBs).
+fn content_hash(files: &[PathBuf]) -> Result<String> {
+    use std::io::Read;
+    let mut h = llvq_model::eval::FNV_OFFSET;
+    let mut buf = vec![0u8; 1 << 20];
+    for path in files {
+        let mut f = std::fs::File::open(path).map_err(|e| QuantError::io(path, e))?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| QuantError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h = llvq_model::eval::fnv1a(h, &buf[..n]);
+        }
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// The absolute, symlink-free form of an existing path (for comparing runs and files).
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| QuantError::io(path, e))
+}
+
+/// The manifest of a run: everything the output depends on. Inputs are named by canonical
+/// path *and* content hash, so a calibration text edited in place (same path, same size) or
+/// a model replaced by another is refused on `--resume` instead of mixing old and new layers.
+fn manifest(model: &Path, calib_text: &[u8], p: &QuantizeParams, method: &Method) -> Result<Value> {
+    let model_files = llvq_model::model_files(model)?;
     Ok(json!({
         "format_version": format::FORMAT_VERSION,
-        "model": model.display().to_string(),
-        "model_bytes": size(model).unwrap_or(0),
+        "model": canonical(model)?.display().to_string(),
+        "model_fnv1a": content_hash(&model_files)?,
         "method": method.name,
         "code": method.code.spec(),
         "ldlq": method.ldlq,
         "group": method.group,
         "rotate": p.rotate,
         "seed": p.seed,
-        "calib_text": p.calib_text.display().to_string(),
-        "calib_text_bytes": size(&p.calib_text)?,
+        "calib_text": canonical(&p.calib_text)?.display().to_string(),
+        "calib_text_fnv1a": format!("{:016x}", llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, calib_text)),
         "calib": p.calib,
         "mode": p.mode,
         "damp": p.ldlq.damp,
         "embed_f16": p.embed_f16,
     }))
+}
+
+/// Refuses an output that would destroy an input or fail only after all the work: an
+/// existing directory, a missing parent directory, or the same file as the model (any of an
+/// HF directory's files) or the calibration text, after resolving links.
+fn check_output(out: &Path, model: &Path, calib: &Path) -> Result<()> {
+    let bad = |reason: String| Err(QuantError::Output { path: out.to_path_buf(), reason });
+    if out.is_dir() {
+        return bad("is an existing directory; give a file name".into());
+    }
+    let parent = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return bad(format!("the directory {} does not exist", parent.display()));
+    }
+    if !out.exists() {
+        return Ok(());
+    }
+    let target = canonical(out)?;
+    let inputs = llvq_model::model_files(model).unwrap_or_else(|_| vec![model.to_path_buf()]);
+    for (what, input) in inputs.iter().map(|f| ("the input model", f)).chain([("the calibration text", &calib.to_path_buf())]) {
+        if std::fs::canonicalize(input).is_ok_and(|c| c == target) || same_inode(input, out) {
+            return bad(format!("is {what} ({}); refusing to overwrite it", input.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Hard links to one file have different canonical paths but one inode.
+#[cfg(unix)]
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &Path, _: &Path) -> bool {
+    false
 }
 
 fn write_json_atomic(path: &Path, v: &Value) -> Result<()> {
@@ -281,7 +349,9 @@ pub fn parts_dir(out: &Path) -> PathBuf {
 /// (before any heavy work, so a mismatch fails fast).
 fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> {
     let man_path = parts.join("manifest.json");
-    if !parts.exists() {
+    // A directory without finished layers holds no work to lose (a run that failed before
+    // its first layer): it is started afresh rather than blocking the corrected rerun.
+    if !parts.exists() || !has_layers(parts) {
         std::fs::create_dir_all(parts).map_err(|e| QuantError::io(parts, e))?;
         return write_json_atomic(&man_path, man);
     }
@@ -304,6 +374,13 @@ fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> {
         return Err(QuantError::Resume(format!("{} was made with other parameters ({})", man_path.display(), keys.join("; "))));
     }
     Ok(())
+}
+
+/// Whether a parts directory holds at least one finished layer.
+fn has_layers(parts: &Path) -> bool {
+    std::fs::read_dir(parts).is_ok_and(|d| {
+        d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("layer-"))
+    })
 }
 
 /// The tensors stored as they are: everything but the decoder's linear weights, plus the
@@ -406,10 +483,39 @@ pub fn quantize_model(
         }
     };
     let t_start = Instant::now();
-    let mut tm = Timings::default();
     let method = Method::parse(&p.method)?;
+    check_output(out, model_path, &p.calib_text)?;
+    // The calibration text is read (and checked) before any heavy work.
+    let text = std::fs::read(&p.calib_text).map_err(|e| QuantError::io(&p.calib_text, e))?;
+    let text = String::from_utf8(text)
+        .map_err(|e| QuantError::Calibration(format!("{}: not UTF-8 text: {e}", p.calib_text.display())))?;
+    if text.trim().is_empty() {
+        return Err(QuantError::Calibration(format!("the calibration text {} is empty", p.calib_text.display())));
+    }
     let parts = parts_dir(out);
-    open_parts(&parts, &manifest(model_path, p, &method)?, resume)?;
+    open_parts(&parts, &manifest(model_path, text.as_bytes(), p, &method)?, resume)?;
+    let r = run(model_path, out, p, &method, text, &parts, &mut progress, t_start);
+    // A run that fails before its first finished layer leaves nothing behind.
+    if r.is_err() && !has_layers(&parts) {
+        let _ = std::fs::remove_dir_all(&parts);
+    }
+    r
+}
+
+/// The body of [`quantize_model`] once the inputs are checked and the parts directory is open.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    model_path: &Path,
+    out: &Path,
+    p: &QuantizeParams,
+    method: &Method,
+    text: String,
+    parts: &Path,
+    progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    t_start: Instant,
+) -> Result<Report> {
+    let mut tm = Timings::default();
+    let parts = parts.to_path_buf();
 
     progress(Event::Phase("loading model"))?;
     let t = Instant::now();
@@ -421,7 +527,6 @@ pub fn quantize_model(
 
     progress(Event::Phase("tokenizing calibration text"))?;
     let t = Instant::now();
-    let text = std::fs::read_to_string(&p.calib_text).map_err(|e| QuantError::io(&p.calib_text, e))?;
     let wins = windows(&tok, &text, &p.calib)?;
     drop(text);
     let rope = model.rope(0, p.calib.ctx)?;
@@ -464,7 +569,7 @@ pub fn quantize_model(
         tm.calibration += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let (linears, stats) = quantize_layer(&mut model, l, &hook, &method, p, &mut progress)?;
+        let (linears, stats) = quantize_layer(&mut model, l, &hook, method, p, progress)?;
         format::write(&part, &FileContents { meta: json!({ "layer": l, "stats": stats }), linears, plain: vec![] })?;
         tm.quantization += t.elapsed().as_secs_f64();
 
@@ -551,7 +656,15 @@ fn set_weight(model: &mut Model, layer: usize, name: &str, w: &[f64], meta: &Lin
 /// Loads a model from an llvq file: untouched tensors as stored, linears decoded to f32.
 pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Value)> {
     let c = format::read(path)?;
+    let (model, tok) = build_llvq(path, &c)?;
+    Ok((model, tok, c.meta))
+}
+
+/// The model in the contents `c` of the llvq file `path`, every tensor checked against the
+/// config and every linear decoded (`llvq inspect` runs this too, so it fails where eval does).
+pub fn build_llvq(path: &Path, c: &FileContents) -> Result<(Model, Tokenizer)> {
     let cfg = Config::from_hf_value(&c.meta["config"], path)?;
+    llvq_model::weights::check_layer_count(&cfg, c.linears.len() + c.plain.len(), path)?;
     let mut w = llvq_model::Weights::default();
     let mut tok = None;
     for pl in &c.plain {
@@ -566,6 +679,8 @@ pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Value)> {
     let tok = tok.ok_or_else(|| QuantError::format(path, format!("no `{}` tensor", format::TOKENIZER_TENSOR)))?;
     // Shapes are checked against the config before anything is decoded (or allocated).
     let expected: std::collections::BTreeMap<String, Vec<usize>> = llvq_model::weights::expected_tensors(&cfg).into_iter().collect();
+    let used: std::collections::BTreeSet<String> = expected.keys().cloned().collect();
+    llvq_model::weights::check_unused(path, w.tensors.keys().map(String::as_str), &used)?;
     let mut codes = CodeCache::default();
     for ql in &c.linears {
         let (rows, cols) = (ql.meta.rows, ql.meta.cols);
@@ -576,20 +691,32 @@ pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Value)> {
             }
             None => return Err(QuantError::format(path, format!("linear `{}` is not a tensor of this model", ql.name))),
         }
-        let restored = ql.decode(codes.get(&ql.meta.code)?)?;
+        // A bad code or scale is a fault of this file: say which file.
+        let in_file = |e: QuantError| QuantError::format(path, e.to_string());
+        let restored = ql.decode(codes.get(&ql.meta.code).map_err(in_file)?).map_err(in_file)?;
         let v: Vec<f32> = restored.iter().map(|&x| x as f32).collect();
         w.insert(ql.name.clone(), Tensor::from_vec(v, (rows, cols), &Device::Cpu).ctx(&ql.name)?);
     }
     let model = Model::from_weights(cfg, w)?;
-    Ok((model, tok, c.meta))
+    Ok((model, tok))
 }
 
 /// Loads any model: an llvq file, a `.gguf` file or a Hugging Face directory.
+/// An llvq file is recognised by its header, or by its `.llvq` name when the header is
+/// broken (so an empty or cut `.llvq` gets an llvq error, not "not a valid GGUF file").
 pub fn load_any(path: &Path) -> Result<(Model, Tokenizer)> {
-    if path.is_file() && format::is_llvq_file(path) {
+    let named_llvq = path.extension().is_some_and(|e| e.eq_ignore_ascii_case(format::FORMAT)) && !is_gguf_file(path);
+    if path.is_file() && (format::is_llvq_file(path) || named_llvq) {
         let (m, t, _) = load_llvq(path)?;
         Ok((m, t))
     } else {
         Ok(llvq_model::load(path)?)
     }
+}
+
+/// Whether the file starts with the GGUF magic.
+fn is_gguf_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
 }

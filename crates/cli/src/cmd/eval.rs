@@ -34,7 +34,7 @@ pub struct PplArgs {
     #[arg(long)]
     pub max_windows: Option<usize>,
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads)]
     pub threads: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -56,7 +56,7 @@ pub struct SpeedArgs {
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
     /// Worker threads (sets RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::threads)]
     pub threads: usize,
     #[arg(long)]
     pub json: bool,
@@ -128,17 +128,17 @@ fn ppl(a: PplArgs) -> Result<()> {
         v["load_s"] = load_s.into();
         v["eval_s"] = eval_s.into();
         v["tokens_per_s"] = tok_s.into();
-        println!("{v}");
+        outln!("{v}")?;
     } else {
-        println!("model        {}", a.model.display());
-        println!("text         {} ({} tokens)", text_path.display(), r.text_tokens);
-        println!("ctx          {}", r.ctx);
-        println!("windows      {}", r.windows);
-        println!("tokens       {}", r.tokens_scored);
-        println!("mean NLL     {:.6}", r.mean_nll);
-        println!("perplexity   {:.4}", r.ppl);
-        println!("fingerprint  {}", r.fingerprint);
-        println!("time         {eval_s:.1} s ({tok_s:.0} tokens/s, load {load_s:.1} s)");
+        outln!("model        {}", a.model.display())?;
+        outln!("text         {} ({} tokens)", text_path.display(), r.text_tokens)?;
+        outln!("ctx          {}", r.ctx)?;
+        outln!("windows      {}", r.windows)?;
+        outln!("tokens       {}", r.tokens_scored)?;
+        outln!("mean NLL     {:.6}", r.mean_nll)?;
+        outln!("perplexity   {:.4}", r.ppl)?;
+        outln!("fingerprint  {}", r.fingerprint)?;
+        outln!("time         {eval_s:.1} s ({tok_s:.0} tokens/s, load {load_s:.1} s)")?;
     }
     Ok(())
 }
@@ -174,18 +174,18 @@ fn speed(a: SpeedArgs) -> Result<()> {
         &mut |_| {},
     )?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "model": a.model.display().to_string(), "threads": a.threads, "ctx": a.ctx,
                 "prefill_s": prefill_s, "prefill_tok_s": prefill,
                 "generated": g.generated, "decode_tok_s": g.decode_tok_s,
             })
-        );
+        )?;
     } else {
-        println!("threads      {}", a.threads);
-        println!("prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, prefill_s, prefill, times.len());
-        println!("generation   {} tokens at {:.1} tokens/s (KV cache)", g.generated, g.decode_tok_s);
+        outln!("threads      {}", a.threads)?;
+        outln!("prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, prefill_s, prefill, times.len())?;
+        outln!("generation   {} tokens at {:.1} tokens/s (KV cache)", g.generated, g.decode_tok_s)?;
     }
     Ok(())
 }

@@ -15,12 +15,12 @@ pub struct FetchArgs {
 pub fn run(a: FetchArgs) -> Result<()> {
     let d = llvq_model::data::fetch_defaults(&a.data_dir, &mut |line| eprintln!("{line}"))?;
     if a.json {
-        println!("{}", serde_json::to_string(&d)?);
+        outln!("{}", serde_json::to_string(&d)?)?;
     } else {
-        println!("model  {}", d.model.display());
+        outln!("model  {}", d.model.display())?;
         let docs = |n: Option<usize>| n.map(|n| format!(" ({n} documents)")).unwrap_or_default();
-        println!("calib  {}{}", d.calib.display(), docs(d.calib_docs));
-        println!("eval   {}{}", d.eval.display(), docs(d.eval_docs));
+        outln!("calib  {}{}", d.calib.display(), docs(d.calib_docs))?;
+        outln!("eval   {}{}", d.eval.display(), docs(d.eval_docs))?;
     }
     Ok(())
 }
