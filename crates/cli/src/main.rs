@@ -1,6 +1,8 @@
 //! `llvq`: the command-line face of the library crates. Logic lives in the crates; this binary
 //! parses flags, calls them, and turns typed errors into messages and exit codes.
 
+#[macro_use]
+mod out;
 mod cmd;
 mod fetch;
 
@@ -58,10 +60,14 @@ fn main() -> std::process::ExitCode {
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
     };
-    match result {
+    // A write error still held in stdout's line buffer surfaces in this flush.
+    match result.and_then(|()| out::flush()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`llvq … | head`): nothing more to say, as ripgrep does.
+        Err(e) if out::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             std::process::ExitCode::from(1)
         }
     }

@@ -136,14 +136,8 @@ impl E8Ball {
             points,
             index: pts.iter().enumerate().map(|(k, p)| (*p, k as u16)).collect(),
         };
-        match spec.get("scale") {
-            Some(v) => {
-                let s: f64 = spec.value("scale", 1.0)?;
-                if !(s.is_finite() && s > 0.0) {
-                    return Err(spec.bad("scale", v, "must be finite and positive"));
-                }
-                q.scale = s as f32;
-            }
+        match spec.scale("scale")? {
+            Some(s) => q.scale = s,
             None => {
                 let sample = design(DIM * 20_000, 0xE8B);
                 let s = fit_scale(&sample, DIM, 1.0, 30, |y, c| {

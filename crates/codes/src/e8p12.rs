@@ -98,14 +98,8 @@ impl E8p12 {
     pub fn from_spec(spec: &Spec) -> Result<E8p12, CodeError> {
         spec.only("scale")?;
         let mut q = E8p12::with_scale(1.0);
-        match spec.get("scale") {
-            Some(v) => {
-                let s: f64 = spec.value("scale", 1.0)?;
-                if !(s.is_finite() && s > 0.0) {
-                    return Err(spec.bad("scale", v, "must be finite and positive"));
-                }
-                q.scale = s as f32;
-            }
+        match spec.scale("scale")? {
+            Some(s) => q.scale = s,
             None => {
                 let sample = design(DIM * 50_000, 0xE8);
                 q.scale = fit_scale(&sample, DIM, 1.0, 30, |y, c| {

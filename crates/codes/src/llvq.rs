@@ -51,20 +51,6 @@ fn ball_m(spec: &Spec, default: u32) -> Result<u32, CodeError> {
     Ok(m)
 }
 
-fn positive(spec: &Spec, key: &'static str) -> Result<Option<f64>, CodeError> {
-    match spec.get(key) {
-        None => Ok(None),
-        Some(v) => {
-            let s: f64 = spec.value(key, 1.0)?;
-            if s.is_finite() && s > 0.0 {
-                Ok(Some(s))
-            } else {
-                Err(spec.bad(key, v, "must be finite and positive"))
-            }
-        }
-    }
-}
-
 /// Grid bias of Λ24(M) in L_int units. The coordinates of a point share one parity p (Eq. 6-7),
 /// so x = 2n − bias + p with an integer level n = (x + bias − p)/2. Bias 16 gives 4-bit levels
 /// when every class's largest |x| (its leader's first entry) keeps n in 0..=15, which the class
@@ -116,8 +102,8 @@ impl SphericalShaping {
         let search = searcher(m)?;
         let bias = lattice_grid_bias(search.ball());
         let mut q = SphericalShaping { m, scale: 1.0, search, bias };
-        q.scale = match positive(spec, "scale")? {
-            Some(s) => s as f32,
+        q.scale = match spec.scale("scale")? {
+            Some(s) => s,
             None => {
                 // Start with the ball radius 4√M a little beyond the typical |w| = √24.
                 let s0 = 0.85 * 4.0 * (m as f64).sqrt() / 24f64.sqrt();
@@ -227,18 +213,9 @@ impl ShapeGain {
             return Err(CodeError::TooManyBits { method: "llvq-sg", bits: total });
         }
         let n = 1usize << gain_bits;
-        let levels = match spec.floats("levels")? {
-            Some(l) => {
-                let ok = l.len() == n && l.windows(2).all(|w| w[0] < w[1]) && l.iter().all(|v| v.is_finite());
-                if !ok {
-                    return Err(spec.bad(
-                        "levels",
-                        spec.get("levels").unwrap(),
-                        format!("need {n} ascending finite values"),
-                    ));
-                }
-                l
-            }
+        let levels = match spec.ascending_f32("levels", n)? {
+            // Kept exactly as the f32 the decoder multiplies by.
+            Some(l) => l.into_iter().map(f64::from).collect(),
             None => match variant {
                 GainVariant::Chi => chi_gain_grid().lloyd(n),
                 GainVariant::Optimal => optimal_gain_grid(&search, DESIGN_VECTORS, 0x56_0000 + m as u64).lloyd(n),

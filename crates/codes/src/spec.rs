@@ -160,6 +160,31 @@ impl Spec {
         }
     }
 
+    /// An optional stored scale: finite and positive *as the f32 the code keeps*, with a finite
+    /// reciprocal (decoding divides by it). Checking the f64 alone let `scale=1e-45` (an f32
+    /// subnormal, 1/s = inf) and `scale=1e39` (inf as f32) through to NaN output.
+    pub fn scale(&self, key: &'static str) -> Result<Option<f32>, CodeError> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let s: f64 = self.value(key, 1.0)?;
+        let (lo, hi) = (f32::MIN_POSITIVE, 1.0 / f32::MIN_POSITIVE);
+        if !(s.is_finite() && s >= lo as f64 && s <= hi as f64) {
+            return Err(self.bad(key, v, format!("must be finite and in [{lo:e}, {hi:e}] (an f32 with a finite reciprocal)")));
+        }
+        Ok(Some(s as f32))
+    }
+
+    /// An optional `/`-separated list of `n` values, strictly ascending and finite *as f32*
+    /// (e.g. gain levels; `1e300/1e301` are both +inf as f32).
+    pub fn ascending_f32(&self, key: &'static str, n: usize) -> Result<Option<Vec<f32>>, CodeError> {
+        let Some(l) = self.floats(key)? else { return Ok(None) };
+        let l32: Vec<f32> = l.iter().map(|&x| x as f32).collect();
+        let ok = l32.len() == n && l32.iter().all(|v| v.is_finite()) && l32.windows(2).all(|w| w[0] < w[1]);
+        if !ok {
+            return Err(self.bad(key, self.get(key).unwrap_or(""), format!("need {n} ascending values, finite as f32")));
+        }
+        Ok(Some(l32))
+    }
+
     /// A [`CodeError::BadParam`] for `key`.
     pub fn bad(&self, key: &'static str, value: &str, reason: impl Into<String>) -> CodeError {
         CodeError::BadParam { method: self.method.name(), key, value: value.to_string(), reason: reason.into() }

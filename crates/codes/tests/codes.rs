@@ -45,6 +45,37 @@ fn spec_errors_name_the_culprit() {
     assert!(matches!(from_spec("glvq:d=8"), Err(CodeError::BadSpec { reason, .. }) if reason.contains("pipeline")));
 }
 
+/// Issue 16: a stored value that overflows or underflows as the f32 the code keeps (or whose
+/// reciprocal does) is refused when the SPEC is read, instead of producing NaN output.
+#[test]
+fn spec_values_are_checked_as_the_f32_the_code_stores() {
+    for (spec, key) in [
+        ("e8p12:scale=1e-45", "scale"),
+        ("e8p12:scale=1e39", "scale"),
+        ("e8p12:scale=1e38", "scale"),
+        ("e8ball:scale=1e-40", "scale"),
+        ("llvq-ss:m=2,scale=1e39", "scale"),
+        ("llvq-ss:m=2,scale=nan", "scale"),
+        ("llvq-sg:m=2,gain=1,levels=1e300/1e301", "levels"),
+        ("llvq-sg:m=2,gain=1,levels=1/1.00000001", "levels"),
+    ] {
+        match from_spec(spec) {
+            Err(CodeError::BadParam { key: k, .. }) if k == key => {}
+            Err(e) => panic!("{spec}: {e}"),
+            Ok(q) => panic!("{spec} accepted as {}", q.spec()),
+        }
+    }
+    // The extremes still accepted give finite reconstructions of a Gaussian sample.
+    for spec in ["e8p12:scale=1.2e-38", "e8p12:scale=8e37", "llvq-ss:m=2,scale=1.2e-38", "llvq-sg:m=2,gain=1,levels=1e-30/1e30"] {
+        let q = from_spec(spec).unwrap();
+        let xs: Vec<f32> = gaussian(q.dim() * 64, 9).iter().map(|v| v.clamp(-4.0, 4.0)).collect();
+        let codes = q.encode(&xs).unwrap();
+        let mut out = vec![0f32; xs.len()];
+        q.decode(&codes, &mut out).unwrap();
+        assert!(out.iter().all(|v| v.is_finite()), "{spec}");
+    }
+}
+
 /// Codes cheap to build (fitted values given where a fit would be slow).
 const CHEAP: &[&str] = &[
     "int2",

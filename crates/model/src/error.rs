@@ -37,6 +37,13 @@ pub enum ModelError {
     Code { name: String, err: Box<llvq_codes::CodeError> },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("{path}: {count} tensor(s) the config does not use ({first}{more}); is the config's layer count right?")]
+    UnusedTensors {
+        path: PathBuf,
+        count: usize,
+        first: String,
+        more: &'static str,
+    },
     #[error("invalid config: {0}")]
     Config(String),
     #[error("{0}")]

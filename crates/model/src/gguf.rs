@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Arch, Config};
 use crate::error::{ModelError, Result, TensorContext};
 use crate::tokenizer::{tokenizer_json_from_gguf, GgufVocab, Tokenizer};
-use crate::weights::{check_tensor, expected_tensors, Weights};
+use crate::weights::{check_layer_count, check_tensor, check_unused, expected_tensors, Weights};
 
 /// An opened GGUF file: its header is parsed, tensor data is read on demand.
 pub struct GgufFile {
@@ -254,8 +254,13 @@ impl GgufFile {
 
     /// All weights the model needs, f32, HF names and layout, validated (shape, finite).
     pub fn weights(&mut self, cfg: &Config) -> Result<Weights> {
+        check_layer_count(cfg, self.content.tensor_infos.len(), &self.path)?;
+        let expected = expected_tensors(cfg);
+        let used: std::collections::BTreeSet<String> =
+            expected.iter().map(|(hf, _)| gguf_name(hf).expect("every expected tensor has a GGUF name")).collect();
+        check_unused(&self.path, self.content.tensor_infos.keys().map(String::as_str), &used)?;
         let mut w = Weights::default();
-        for (hf, shape) in expected_tensors(cfg) {
+        for (hf, shape) in expected {
             let gname = gguf_name(&hf).expect("every expected tensor has a GGUF name");
             let mut t = self.tensor_f32(&gname)?;
             if t.dims() != shape.as_slice() {

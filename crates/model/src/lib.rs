@@ -81,6 +81,19 @@ pub fn load_parts(path: &Path) -> Result<(Config, Tokenizer, Weights)> {
     }
 }
 
+/// The files a model is read from: the `.gguf` file itself, or an HF directory's
+/// `config.json`, `tokenizer.json` and safetensors files (the quantizer hashes these to
+/// check a resumed run, and refuses to write over any of them).
+pub fn model_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = vec![path.join("config.json"), path.join("tokenizer.json")];
+    files.extend(hf::safetensors_files(path)?);
+    Ok(files)
+}
+
 /// Load a model and its tokenizer from a `.gguf` file or a Hugging Face directory.
 pub fn load(path: &Path) -> Result<(Model, Tokenizer)> {
     let (cfg, tok, w) = load_parts(path)?;

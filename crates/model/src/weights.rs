@@ -43,6 +43,40 @@ pub fn expected_tensors(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     v
 }
 
+/// Fewest tensors one decoder layer has: two norms and seven linear weights.
+pub const MIN_TENSORS_PER_LAYER: usize = 9;
+
+/// Bounds the config's layer count by the tensors a file actually holds, *before*
+/// [`expected_tensors`] allocates a name per tensor: a header claiming 4·10⁹ layers would
+/// otherwise allocate until the process is killed.
+pub fn check_layer_count(cfg: &Config, tensors_present: usize, path: &Path) -> Result<()> {
+    let most = tensors_present / MIN_TENSORS_PER_LAYER;
+    if cfg.num_layers > most {
+        return Err(ModelError::Config(format!(
+            "{}: {} layers need at least {} tensors, the file holds {tensors_present} (at most {most} layers)",
+            path.display(),
+            cfg.num_layers,
+            cfg.num_layers.saturating_mul(MIN_TENSORS_PER_LAYER)
+        )));
+    }
+    Ok(())
+}
+
+/// Names present in a file that the config does not use are an error: a config with fewer
+/// layers than the file holds would otherwise load silently as a truncated model.
+pub fn check_unused<'a>(path: &Path, present: impl IntoIterator<Item = &'a str>, used: &std::collections::BTreeSet<String>) -> Result<()> {
+    let unused: Vec<&str> = present.into_iter().filter(|n| !used.contains(*n)).collect();
+    if let Some(first) = unused.first() {
+        return Err(ModelError::UnusedTensors {
+            path: path.to_path_buf(),
+            count: unused.len(),
+            first: format!("`{first}`"),
+            more: if unused.len() > 1 { ", …" } else { "" },
+        });
+    }
+    Ok(())
+}
+
 /// Check that a tensor has the expected shape and only finite values.
 pub fn check_tensor(name: &str, t: &Tensor, expected: &[usize]) -> Result<()> {
     if t.dims() != expected {
@@ -130,8 +164,15 @@ impl Weights {
             }
             mmaps.push(st);
         }
+        let dir = files.first().and_then(|f| f.parent()).unwrap_or(Path::new("."));
+        check_layer_count(cfg, name_to_file.len(), dir)?;
+        let expected = expected_tensors(cfg);
+        // A tied `lm_head.weight` (ignored) and RoPE buffers older exports carry are not weights.
+        let ignorable = |n: &str| (cfg.tie_embeddings && n == "lm_head.weight") || n.ends_with("rotary_emb.inv_freq");
+        let used: std::collections::BTreeSet<String> = expected.iter().map(|(n, _)| n.clone()).collect();
+        check_unused(dir, name_to_file.keys().map(String::as_str).filter(|n| !ignorable(n)), &used)?;
         let mut w = Weights::default();
-        for (name, shape) in expected_tensors(cfg) {
+        for (name, shape) in expected {
             let fi = *name_to_file
                 .get(&name)
                 .ok_or_else(|| ModelError::MissingTensor { name: name.clone() })?;

@@ -346,6 +346,29 @@ fn perplexity_windows_fingerprint_and_nll() {
     assert!(err.to_string().contains("fewer than one window"));
 }
 
+/// Issue 16: a header's layer count is bounded by the tensors present before anything is
+/// allocated per layer (4·10⁹ layers used to allocate until killed), and a count below the
+/// tensors present is an error rather than a silently truncated model.
+#[test]
+fn layer_counts_are_bounded_by_the_tensors_present() {
+    let dir = tmpdir("layer-counts");
+    let cfg = tiny_config(Arch::Llama);
+    let w = random_weights(&cfg, 4);
+    for (layers, says) in [(4_000_000_000usize, "layers need at least"), (1, "does not use")] {
+        let g = dir.join(format!("layers{layers}.gguf"));
+        write_gguf(&g, &Config { num_layers: layers, ..cfg.clone() }, &w);
+        let t = std::time::Instant::now();
+        let e = load(&g).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains(&format!("layers{layers}.gguf")), "{e}");
+        assert!(t.elapsed().as_secs_f64() < 5.0, "{layers} layers took {:?}", t.elapsed());
+    }
+    // The true count loads.
+    let g = dir.join("layers2.gguf");
+    write_gguf(&g, &cfg, &w);
+    assert!(load(&g).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_inputs_give_errors_that_name_the_file_or_tensor() {
     let dir = tmpdir("bad");

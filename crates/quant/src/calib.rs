@@ -31,6 +31,10 @@ pub fn windows(tok: &Tokenizer, text: &str, p: &CalibParams) -> Result<Vec<Vec<u
     if p.seqs == 0 || p.ctx < 2 {
         return Err(QuantError::Calibration(format!("need at least one sequence of 2+ tokens (got {} × {})", p.seqs, p.ctx)));
     }
+    if text.trim().is_empty() {
+        // Said here: the tokenizer's own message speaks of an evaluation text.
+        return Err(QuantError::Calibration("the calibration text is empty".into()));
+    }
     let ids = llvq_model::eval::tokenize_text(tok, text)?;
     let avail = ids.len() / p.ctx;
     if avail < p.seqs {

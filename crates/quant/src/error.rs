@@ -22,6 +22,8 @@ pub enum QuantError {
     Calibration(String),
     #[error("interrupted after layer {layer}; finished layers are kept for --resume")]
     Interrupted { layer: usize },
+    #[error("output {path}: {reason}")]
+    Output { path: PathBuf, reason: String },
     #[error("resume: {0}")]
     Resume(String),
     #[error("tensor `{name}`: {err}")]

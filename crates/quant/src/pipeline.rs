@@ -240,26 +240,94 @@ fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
     t.flatten_all().ctx(name)?.to_vec1::<f32>().ctx(name)
 }
 
-/// The manifest of a run: everything the output depends on.
-fn manifest(model: &Path, p: &QuantizeParams, method: &Method) -> Result<Value> {
-    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).map_err(|e| QuantError::io(path, e));
+/// FNV-1a 64 of the contents of `files`, in order, as hex (streamed: a model can be GBs).
+fn content_hash(files: &[PathBuf]) -> Result<String> {
+    use std::io::Read;
+    let mut h = llvq_model::eval::FNV_OFFSET;
+    let mut buf = vec![0u8; 1 << 20];
+    for path in files {
+        let mut f = std::fs::File::open(path).map_err(|e| QuantError::io(path, e))?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| QuantError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h = llvq_model::eval::fnv1a(h, &buf[..n]);
+        }
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// The absolute, symlink-free form of an existing path (for comparing runs and files).
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| QuantError::io(path, e))
+}
+
+/// The manifest of a run: everything the output depends on. Inputs are named by canonical
+/// path *and* content hash, so a calibration text edited in place (same path, same size) or
+/// a model replaced by another is refused on `--resume` instead of mixing old and new layers.
+fn manifest(model: &Path, calib_text: &[u8], p: &QuantizeParams, method: &Method) -> Result<Value> {
+    let model_files = llvq_model::model_files(model)?;
     Ok(json!({
         "format_version": format::FORMAT_VERSION,
-        "model": model.display().to_string(),
-        "model_bytes": size(model).unwrap_or(0),
+        "model": canonical(model)?.display().to_string(),
+        "model_fnv1a": content_hash(&model_files)?,
         "method": method.name,
         "code": method.code.spec(),
         "ldlq": method.ldlq,
         "group": method.group,
         "rotate": p.rotate,
         "seed": p.seed,
-        "calib_text": p.calib_text.display().to_string(),
-        "calib_text_bytes": size(&p.calib_text)?,
+        "calib_text": canonical(&p.calib_text)?.display().to_string(),
+        "calib_text_fnv1a": format!("{:016x}", llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, calib_text)),
         "calib": p.calib,
         "mode": p.mode,
         "damp": p.ldlq.damp,
         "embed_f16": p.embed_f16,
     }))
+}
+
+/// Refuses an output that would destroy an input or fail only after all the work: an
+/// existing directory, a missing parent directory, or the same file as the model (any of an
+/// HF directory's files) or the calibration text, after resolving links.
+fn check_output(out: &Path, model: &Path, calib: &Path) -> Result<()> {
+    let bad = |reason: String| Err(QuantError::Output { path: out.to_path_buf(), reason });
+    if out.is_dir() {
+        return bad("is an existing directory; give a file name".into());
+    }
+    let parent = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return bad(format!("the directory {} does not exist", parent.display()));
+    }
+    if !out.exists() {
+        return Ok(());
+    }
+    let target = canonical(out)?;
+    let inputs = llvq_model::model_files(model).unwrap_or_else(|_| vec![model.to_path_buf()]);
+    for (what, input) in inputs.iter().map(|f| ("the input model", f)).chain([("the calibration text", &calib.to_path_buf())]) {
+        if std::fs::canonicalize(input).is_ok_and(|c| c == target) || same_inode(input, out) {
+            return bad(format!("is {what} ({}); refusing to overwrite it", input.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Hard links to one file have different canonical paths but one inode.
+#[cfg(unix)]
+fn same_inode(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_inode(_: &Path, _: &Path) -> bool {
+    false
 }
 
 fn write_json_atomic(path: &Path, v: &Value) -> Result<()> {
@@ -277,7 +345,9 @@ pub fn parts_dir(out: &Path) -> PathBuf {
 /// (before any heavy work, so a mismatch fails fast).
 fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> {
     let man_path = parts.join("manifest.json");
-    if !parts.exists() {
+    // A directory without finished layers holds no work to lose (a run that failed before
+    // its first layer): it is started afresh rather than blocking the corrected rerun.
+    if !parts.exists() || !has_layers(parts) {
         std::fs::create_dir_all(parts).map_err(|e| QuantError::io(parts, e))?;
         return write_json_atomic(&man_path, man);
     }
@@ -300,6 +370,13 @@ fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> {
         return Err(QuantError::Resume(format!("{} was made with other parameters ({})", man_path.display(), keys.join("; "))));
     }
     Ok(())
+}
+
+/// Whether a parts directory holds at least one finished layer.
+fn has_layers(parts: &Path) -> bool {
+    std::fs::read_dir(parts).is_ok_and(|d| {
+        d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("layer-"))
+    })
 }
 
 /// The tensors stored as they are: everything but the decoder's linear weights, plus the
@@ -402,10 +479,39 @@ pub fn quantize_model(
         }
     };
     let t_start = Instant::now();
-    let mut tm = Timings::default();
     let method = Method::parse(&p.method)?;
+    check_output(out, model_path, &p.calib_text)?;
+    // The calibration text is read (and checked) before any heavy work.
+    let text = std::fs::read(&p.calib_text).map_err(|e| QuantError::io(&p.calib_text, e))?;
+    let text = String::from_utf8(text)
+        .map_err(|e| QuantError::Calibration(format!("{}: not UTF-8 text: {e}", p.calib_text.display())))?;
+    if text.trim().is_empty() {
+        return Err(QuantError::Calibration(format!("the calibration text {} is empty", p.calib_text.display())));
+    }
     let parts = parts_dir(out);
-    open_parts(&parts, &manifest(model_path, p, &method)?, resume)?;
+    open_parts(&parts, &manifest(model_path, text.as_bytes(), p, &method)?, resume)?;
+    let r = run(model_path, out, p, &method, text, &parts, &mut progress, t_start);
+    // A run that fails before its first finished layer leaves nothing behind.
+    if r.is_err() && !has_layers(&parts) {
+        let _ = std::fs::remove_dir_all(&parts);
+    }
+    r
+}
+
+/// The body of [`quantize_model`] once the inputs are checked and the parts directory is open.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    model_path: &Path,
+    out: &Path,
+    p: &QuantizeParams,
+    method: &Method,
+    text: String,
+    parts: &Path,
+    progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    t_start: Instant,
+) -> Result<Report> {
+    let mut tm = Timings::default();
+    let parts = parts.to_path_buf();
 
     progress(Event::Phase("loading model"))?;
     let t = Instant::now();
@@ -417,7 +523,6 @@ pub fn quantize_model(
 
     progress(Event::Phase("tokenizing calibration text"))?;
     let t = Instant::now();
-    let text = std::fs::read_to_string(&p.calib_text).map_err(|e| QuantError::io(&p.calib_text, e))?;
     let wins = windows(&tok, &text, &p.calib)?;
     drop(text);
     let rope = model.rope(0, p.calib.ctx)?;
@@ -460,7 +565,7 @@ pub fn quantize_model(
         tm.calibration += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let (linears, stats) = quantize_layer(&mut model, l, &hook, &method, p, &mut progress)?;
+        let (linears, stats) = quantize_layer(&mut model, l, &hook, method, p, progress)?;
         let header = Header { layer: Some(l), stats: Some(stats), ..Header::default() };
         format::write(&part, &FileContents { header, linears, plain: vec![] })?;
         tm.quantization += t.elapsed().as_secs_f64();
@@ -555,3 +660,4 @@ pub fn load_llvq(path: &Path) -> Result<(Model, Tokenizer, Header)> {
 pub fn load_any(path: &Path) -> Result<(Model, Tokenizer)> {
     Ok(llvq_model::compressed::load_any(path, &LoadOptions { dense: true, ..LoadOptions::default() })?)
 }
+

@@ -193,6 +193,44 @@ fn interrupted_run_resumes_to_the_same_bytes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Issue 16: `--resume` compares content, not path and size. A calibration text edited in place
+/// to the same length, or a model whose weights changed, is refused instead of mixing old
+/// layers with new ones; restoring the original resumes.
+#[test]
+fn resume_refuses_inputs_edited_in_place() {
+    let (dir, model_dir, calib) = setup("resume-hash");
+    let p = params("rtn", &calib, Rotate::Input);
+    let out = dir.join("cut.llvq");
+    let mut stop = |e: Event<'_>| match e {
+        Event::LayerDone { layer: 0, .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    let e = quantize_model(&model_dir, &out, &p, false, &mut stop).unwrap_err();
+    assert!(matches!(e, QuantError::Interrupted { layer: 0 }), "{e}");
+    // Same size, other bytes: the first word changes.
+    let original = std::fs::read(&calib).unwrap();
+    let mut edited = original.clone();
+    edited[..3].copy_from_slice(b"THE");
+    std::fs::write(&calib, &edited).unwrap();
+    let e = quantize_model(&model_dir, &out, &p, true, &mut go).unwrap_err().to_string();
+    assert!(e.contains("calib_text_fnv1a"), "{e}");
+    std::fs::write(&calib, &original).unwrap();
+    let weights = model_dir.join("model.safetensors");
+    let mut w = std::fs::read(&weights).unwrap();
+    let last = w.len() - 1;
+    w[last] ^= 1;
+    std::fs::write(&weights, &w).unwrap();
+    let e = quantize_model(&model_dir, &out, &p, true, &mut go).unwrap_err().to_string();
+    assert!(e.contains("model_fnv1a"), "{e}");
+    w[last] ^= 1;
+    std::fs::write(&weights, &w).unwrap();
+    // The same inputs through another spelling of the path resume.
+    let p2 = QuantizeParams { calib_text: dir.join(".").join("calib.txt"), ..p.clone() };
+    let r = quantize_model(&dir.join("model/../model"), &out, &p2, true, &mut go).unwrap();
+    assert_eq!(r.layers_resumed, 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn rotation_sides_and_rtn() {
     let (dir, model_dir, calib) = setup("sides");

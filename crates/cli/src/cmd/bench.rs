@@ -121,24 +121,24 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({"vectors": vectors, "repeats": repeats, "rows": rows}))?);
+        outln!("{}", serde_json::to_string_pretty(&json!({"vectors": vectors, "repeats": repeats, "rows": rows}))?)?;
         return Ok(());
     }
-    println!("codec throughput, one core unless noted (median of {repeats} runs of {vectors} Gaussian vectors)");
-    println!("{:<7} {:>2} {:<10} {:>12} {:>14} {:>10} {:>8} {:>10} {:>9}", "op", "M", "metric", "vectors/s", "weights/s", "vs ref", "shells", "transforms", "codewords");
+    outln!("codec throughput, one core unless noted (median of {repeats} runs of {vectors} Gaussian vectors)")?;
+    outln!("{:<7} {:>2} {:<10} {:>12} {:>14} {:>10} {:>8} {:>10} {:>9}", "op", "M", "metric", "vectors/s", "weights/s", "vs ref", "shells", "transforms", "codewords")?;
     for r in &rows {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         if r["op"] == "encode" {
-            println!(
+            outln!(
                 "{:<7} {:>2} {:<10} {:>12.0} {:>14.3e} {:>9.0}x {:>8.2} {:>10.2} {:>9.1}",
                 "encode", r["max_shell"], r["metric"].as_str().unwrap(), f("vectors_per_s_per_core"), f("weights_per_s_per_core"),
                 f("speedup_vs_reference"), f("avg_shells"), f("avg_transforms"), f("avg_codewords")
-            );
+            )?;
         } else {
-            println!(
+            outln!(
                 "{:<7} {:>2} {:<10} {:>12.0} {:>14.3e}   ({:.3e} weights/s on {} threads)",
                 "decode", r["max_shell"], "-", f("vectors_per_s_per_core"), f("weights_per_s_per_core"), f("weights_per_s_all_threads"), r["threads"]
-            );
+            )?;
         }
     }
     Ok(())

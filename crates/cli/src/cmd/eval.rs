@@ -37,7 +37,7 @@ pub struct PplArgs {
     #[arg(long)]
     pub max_windows: Option<usize>,
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads)]
     pub threads: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -61,7 +61,7 @@ pub struct SpeedArgs {
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
     /// Worker threads (sets RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::threads)]
     pub threads: usize,
     #[arg(long)]
     pub json: bool,
@@ -160,17 +160,17 @@ fn ppl(a: PplArgs) -> Result<()> {
         v["load_s"] = load_s.into();
         v["eval_s"] = eval_s.into();
         v["tokens_per_s"] = tok_s.into();
-        println!("{v}");
+        outln!("{v}")?;
     } else {
-        println!("model        {}", a.model.display());
-        println!("text         {} ({} tokens)", text_path.display(), r.text_tokens);
-        println!("ctx          {}", r.ctx);
-        println!("windows      {}", r.windows);
-        println!("tokens       {}", r.tokens_scored);
-        println!("mean NLL     {:.6}", r.mean_nll);
-        println!("perplexity   {:.4}", r.ppl);
-        println!("fingerprint  {}", r.fingerprint);
-        println!("time         {eval_s:.1} s ({tok_s:.0} tokens/s, load {load_s:.1} s)");
+        outln!("model        {}", a.model.display())?;
+        outln!("text         {} ({} tokens)", text_path.display(), r.text_tokens)?;
+        outln!("ctx          {}", r.ctx)?;
+        outln!("windows      {}", r.windows)?;
+        outln!("tokens       {}", r.tokens_scored)?;
+        outln!("mean NLL     {:.6}", r.mean_nll)?;
+        outln!("perplexity   {:.4}", r.ppl)?;
+        outln!("fingerprint  {}", r.fingerprint)?;
+        outln!("time         {eval_s:.1} s ({tok_s:.0} tokens/s, load {load_s:.1} s)")?;
     }
     Ok(())
 }
@@ -248,24 +248,25 @@ fn speed(a: SpeedArgs) -> Result<()> {
                 "weight_bytes": s.weight_bytes as f64 / d.weight_bytes as f64,
             });
         }
-        println!("{v}");
+        outln!("{v}")?;
     } else {
-        let show = |label: &str, s: &Speed| {
-            println!("{label}");
-            println!("  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, s.prefill_s, s.prefill_tokens_per_s, a.reps.max(1));
-            println!("  generation   {} tokens at {:.1} tokens/s (KV cache)", s.generated, s.gen_tokens_per_s);
-            println!("  weights      {:.1} MB resident, linears at {:.2} bits/weight", s.weight_bytes as f64 / 1e6, s.resident_bits_per_weight);
+        let show = |label: &str, s: &Speed| -> Result<()> {
+            outln!("{label}")?;
+            outln!("  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, s.prefill_s, s.prefill_tokens_per_s, a.reps.max(1))?;
+            outln!("  generation   {} tokens at {:.1} tokens/s (KV cache)", s.generated, s.gen_tokens_per_s)?;
+            outln!("  weights      {:.1} MB resident, linears at {:.2} bits/weight", s.weight_bytes as f64 / 1e6, s.resident_bits_per_weight)?;
+            Ok(())
         };
-        println!("threads        {}", a.threads);
-        show(if a.runtime.dense { "dense (decoded to f32)" } else { "as loaded" }, &s);
+        outln!("threads        {}", a.threads)?;
+        show(if a.runtime.dense { "dense (decoded to f32)" } else { "as loaded" }, &s)?;
         if let Some(d) = &dense {
-            show("dense (decoded to f32)", d);
-            println!(
+            show("dense (decoded to f32)", d)?;
+            outln!(
                 "ratios         prefill {:.2}x  generation {:.2}x  weight bytes {:.3}",
                 s.prefill_tokens_per_s / d.prefill_tokens_per_s,
                 s.gen_tokens_per_s / d.gen_tokens_per_s,
                 s.weight_bytes as f64 / d.weight_bytes as f64
-            );
+            )?;
         }
     }
     Ok(())

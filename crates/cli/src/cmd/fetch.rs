@@ -20,14 +20,14 @@ pub struct FetchArgs {
 pub fn run(a: FetchArgs) -> Result<()> {
     let d = crate::fetch::fetch_defaults(&a.data_dir, a.tasks, &mut |line| eprintln!("{line}"))?;
     if a.json {
-        println!("{}", serde_json::to_string(&d)?);
+        outln!("{}", serde_json::to_string(&d)?)?;
     } else {
-        println!("model  {}", d.model.display());
+        outln!("model  {}", d.model.display())?;
         let docs = |n: Option<usize>| n.map(|n| format!(" ({n} documents)")).unwrap_or_default();
-        println!("calib  {}{}", d.calib.display(), docs(d.calib_docs));
-        println!("eval   {}{}", d.eval.display(), docs(d.eval_docs));
+        outln!("calib  {}{}", d.calib.display(), docs(d.calib_docs))?;
+        outln!("eval   {}{}", d.eval.display(), docs(d.eval_docs))?;
         if let Some(t) = &d.tasks {
-            println!("tasks  {}", t.display());
+            outln!("tasks  {}", t.display())?;
         }
     }
     Ok(())

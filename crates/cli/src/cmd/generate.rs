@@ -2,7 +2,6 @@
 use anyhow::Result;
 use clap::Args;
 use llvq_model::generate::{generate, GenParams};
-use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -17,12 +16,12 @@ pub struct GenerateArgs {
     #[arg(short = 'n', long, default_value_t = 64)]
     pub n: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::non_negative)]
     pub temperature: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Worker threads (sets RAYON_NUM_THREADS).
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads)]
     pub threads: Option<usize>,
     /// Print one JSON object (text and timings) instead of streaming.
     #[arg(long)]
@@ -43,22 +42,26 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let mut text = String::new();
     let json = a.json;
     if !json {
-        print!("{}", a.prompt);
+        out!("{}", a.prompt)?;
     }
+    // The first write error ends the streaming; it is reported after the call returns.
+    let mut write_err = None;
     let stats = generate(&model, &tok, &a.prompt, &params, &mut |piece| {
         text.push_str(piece);
-        if !json {
-            print!("{piece}");
-            let _ = std::io::stdout().flush();
+        if !json && write_err.is_none() {
+            write_err = out!("{piece}").and_then(|()| crate::out::flush()).err();
         }
     })?;
+    if let Some(e) = write_err {
+        return Err(e);
+    }
     if json {
         let mut v = serde_json::to_value(&stats)?;
         v["prompt"] = a.prompt.into();
         v["text"] = text.into();
-        println!("{v}");
+        outln!("{v}")?;
     } else {
-        println!();
+        outln!()?;
         eprintln!(
             "prompt {} tokens ({:.0} tokens/s), generated {} tokens ({:.1} tokens/s)",
             stats.prompt_tokens, stats.prefill_tok_s, stats.generated, stats.decode_tok_s

@@ -18,6 +18,9 @@ pub struct InspectArgs {
 
 pub fn run(a: InspectArgs) -> Result<()> {
     let c = format::read(&a.file)?;
+    // Everything eval checks (config, shapes, tokenizer, every code decodes) is checked here
+    // too: a file `inspect` describes is one `eval` can load.
+    llvq_model::compressed::load(&a.file, &llvq_model::compressed::LoadOptions::default())?;
     let file_bytes = std::fs::metadata(&a.file)?.len();
     let mut bits = Bits::default();
     for l in &c.linears {
@@ -64,7 +67,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
             v["linears"] = linears.into();
             v["plain"] = plain.into();
         }
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(());
     }
     // JSON values as text, strings without their quotes.
@@ -72,9 +75,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
         serde_json::Value::String(t) => t.clone(),
         v => v.to_string(),
     };
-    println!("file           {} ({} bytes, format {}, codec {})", a.file.display(), file_bytes, s("format_version"), s("codec_version"));
-    println!("model          {} with {} layers", s("architecture"), s("layers"));
-    println!(
+    outln!("file           {} ({} bytes, format {}, codec {})", a.file.display(), file_bytes, s("format_version"), s("codec_version"))?;
+    outln!("model          {} with {} layers", s("architecture"), s("layers"))?;
+    outln!(
         "method         {}  ldlq {}  rotate {}  seed {}  calibration {} {}",
         s("method"),
         s("ldlq"),
@@ -82,21 +85,21 @@ pub fn run(a: InspectArgs) -> Result<()> {
         s("seed"),
         s("mode"),
         s("calib")
-    );
-    println!("code           {}", s("code"));
-    println!("linears        {} tensors, {} weights", c.linears.len(), bits.weights);
+    )?;
+    outln!("code           {}", s("code"))?;
+    outln!("linears        {} tensors, {} weights", c.linears.len(), bits.weights)?;
     let w = bits.weights.max(1) as f64;
-    println!(
+    outln!(
         "  bits/weight  {:.4} all-in = code {:.4} + scales {:.4} + seeds {:.5}",
         bits.bpw(),
         bits.code as f64 / w,
         bits.scale as f64 / w,
         bits.seed as f64 / w
-    );
-    println!("plain          {} tensors, {} parameters", c.plain.len(), plain_params);
-    println!("whole file     {:.3} bits per parameter ({} parameters)", summary["file_bpw"].as_f64().unwrap_or(0.0), params);
+    )?;
+    outln!("plain          {} tensors, {} parameters", c.plain.len(), plain_params)?;
+    outln!("whole file     {:.3} bits per parameter ({} parameters)", summary["file_bpw"].as_f64().unwrap_or(0.0), params)?;
     if a.tensors {
-        println!("\n{:<48} {:>6} {:>6} {:>5} {:>4} {:>6} {:>4} {:>10} {:>7}", "linear", "rows", "cols", "block", "bits", "group", "rot", "bytes", "bpw");
+        outln!("\n{:<48} {:>6} {:>6} {:>5} {:>4} {:>6} {:>4} {:>10} {:>7}", "linear", "rows", "cols", "block", "bits", "group", "rot", "bytes", "bpw")?;
         for l in &c.linears {
             let rot = match (l.meta.rot_in.is_some(), l.meta.rot_out.is_some()) {
                 (true, true) => "io",
@@ -104,7 +107,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
                 (false, true) => "o",
                 _ => "-",
             };
-            println!(
+            outln!(
                 "{:<48} {:>6} {:>6} {:>5} {:>4} {:>6} {:>4} {:>10} {:>7.4}",
                 l.name,
                 l.meta.rows,
@@ -115,11 +118,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
                 rot,
                 l.codes.len(),
                 l.meta.bits_stored().bpw()
-            );
+            )?;
         }
-        println!("\n{:<48} {:>6} {:>16} {:>10}", "plain tensor", "dtype", "shape", "bytes");
+        outln!("\n{:<48} {:>6} {:>16} {:>10}", "plain tensor", "dtype", "shape", "bytes")?;
         for p in &c.plain {
-            println!("{:<48} {:>6} {:>16} {:>10}", p.name, format!("{:?}", p.dtype), format!("{:?}", p.shape), p.data.len());
+            outln!("{:<48} {:>6} {:>16} {:>10}", p.name, format!("{:?}", p.dtype), format!("{:?}", p.shape), p.data.len())?;
         }
     }
     Ok(())

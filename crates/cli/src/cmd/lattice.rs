@@ -56,11 +56,11 @@ pub fn run(cmd: LatticeCmd) -> Result<()> {
                                "log2_N": log2, "bits": bits, "bits_per_dim": bits as f64 / 24.0})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!("{:>3} {:>26} {:>26} {:>8} {:>9} {:>6} {:>9}", "m", "n(m)", "N(m)", "classes", "log2 N", "bits", "bits/dim");
+                outln!("{:>3} {:>26} {:>26} {:>8} {:>9} {:>6} {:>9}", "m", "n(m)", "N(m)", "classes", "log2 N", "bits", "bits/dim")?;
                 for (m, n, cum, classes, log2, bits) in rows {
-                    println!("{m:>3} {n:>26} {cum:>26} {classes:>8} {log2:>9.3} {bits:>6} {:>9.4}", bits as f64 / 24.0);
+                    outln!("{m:>3} {n:>26} {cum:>26} {classes:>8} {log2:>9.3} {bits:>6} {:>9.4}", bits as f64 / 24.0)?;
                 }
             }
         }
@@ -75,12 +75,12 @@ pub fn run(cmd: LatticeCmd) -> Result<()> {
                                "B": c.sign_bits, "perms": c.perms, "size": c.size})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                println!("{:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  multiset (value^count)", "#", "parity", "A", "B", "perms", "size");
+                outln!("{:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  multiset (value^count)", "#", "parity", "A", "B", "perms", "size")?;
                 for (k, c) in classes.iter().enumerate() {
                     let ms: Vec<String> = c.multiset().iter().map(|(v, n)| format!("{v}^{n}")).collect();
-                    println!("{k:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  {}", c.parity.name(), c.golay_count, c.sign_bits, c.perms, c.size, ms.join(" "));
+                    outln!("{k:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  {}", c.parity.name(), c.golay_count, c.sign_bits, c.perms, c.size, ms.join(" "))?;
                 }
             }
         }

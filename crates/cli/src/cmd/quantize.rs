@@ -38,7 +38,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value = "sequential")]
     pub mode: CalibMode,
     /// Diagonal damping of the Hessians, relative to their mean diagonal.
-    #[arg(long, default_value_t = LdlqParams::default().damp)]
+    #[arg(long, default_value_t = LdlqParams::default().damp, value_parser = super::non_negative)]
     pub damp: f64,
     /// Seed of the rotations.
     #[arg(long, default_value_t = 0)]
@@ -53,7 +53,7 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub resume: bool,
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
-    #[arg(long)]
+    #[arg(long, value_parser = super::threads)]
     pub threads: Option<usize>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -103,26 +103,26 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         let mut v = serde_json::to_value(&r)?;
         v["bpw"] = r.bpw().into();
         v["file_bpw"] = r.file_bpw().into();
-        println!("{v}");
+        outln!("{v}")?;
         return Ok(());
     }
     let t = &r.timings;
-    println!("wrote        {} ({:.1} MB)", r.out.display(), r.file_bytes as f64 / 1e6);
-    println!("method       {} (code {})", r.method, r.code);
-    println!("rotate       {}   calibration {} ({} tokens)", r.rotate.name(), serde_json::to_value(r.mode)?.as_str().unwrap_or(""), r.calib_tokens);
+    outln!("wrote        {} ({:.1} MB)", r.out.display(), r.file_bytes as f64 / 1e6)?;
+    outln!("method       {} (code {})", r.method, r.code)?;
+    outln!("rotate       {}   calibration {} ({} tokens)", r.rotate.name(), serde_json::to_value(r.mode)?.as_str().unwrap_or(""), r.calib_tokens)?;
     let b = &r.linears;
-    println!(
+    outln!(
         "linears      {} weights, {:.4} bits/weight all-in (code {:.4}, scales {:.4}, seeds {:.5})",
         b.weights,
         r.bpw(),
         b.code as f64 / b.weights as f64,
         b.scale as f64 / b.weights as f64,
         b.seed as f64 / b.weights as f64
-    );
-    println!("file         {:.3} bits per model parameter ({} parameters)", r.file_bpw(), r.params);
+    )?;
+    outln!("file         {:.3} bits per model parameter ({} parameters)", r.file_bpw(), r.params)?;
     let mean_proxy = r.stats.iter().map(|s| s.proxy_rel).sum::<f64>() / r.stats.len().max(1) as f64;
-    println!("proxy loss   mean relative tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) = {mean_proxy:.5}");
-    println!(
+    outln!("proxy loss   mean relative tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) = {mean_proxy:.5}")?;
+    outln!(
         "time         {:.1} s: load {:.1}, tokenize {:.1}, calibration {:.1}, quantization {:.1}, propagation {:.1}, write {:.1}{}",
         t.total,
         t.load,
@@ -132,9 +132,9 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         t.propagation,
         t.write,
         if r.layers_resumed > 0 { format!(" ({} layers resumed)", r.layers_resumed) } else { String::new() }
-    );
+    )?;
     if let Some(m) = r.peak_rss {
-        println!("peak RSS     {:.0} MB", m as f64 / 1e6);
+        outln!("peak RSS     {:.0} MB", m as f64 / 1e6)?;
     }
     Ok(())
 }

@@ -107,30 +107,31 @@ fn measure_all(codes: &[(String, String)], c: &Common) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn print_rows(title: &str, rows: &[Row], c: &Common, secs: f64) {
-    println!("{title}");
-    println!("N(0,1) source, {} vectors of 24 weights, seed {}, {secs:.1} s", c.samples, c.seed);
-    println!();
-    println!("| Method | Dim | Bits/dim | MSE ± s.e. | SQNR (bits) | Ret (%) |");
-    println!("|---|---:|---:|---:|---:|---:|");
+fn print_rows(title: &str, rows: &[Row], c: &Common, secs: f64) -> Result<()> {
+    outln!("{title}")?;
+    outln!("N(0,1) source, {} vectors of 24 weights, seed {}, {secs:.1} s", c.samples, c.seed)?;
+    outln!()?;
+    outln!("| Method | Dim | Bits/dim | MSE ± s.e. | SQNR (bits) | Ret (%) |")?;
+    outln!("|---|---:|---:|---:|---:|---:|")?;
     for r in rows {
         let dim = if r.dim == 0 { "-".to_string() } else { r.dim.to_string() };
         let mse = if r.mse_se > 0.0 { format!("{:.5} ± {:.5}", r.mse, r.mse_se) } else { format!("{:.5}", r.mse) };
-        println!("| {} | {dim} | {:.3} | {mse} | {:.3} | {:.1} |", r.label, r.rate, r.sqnr_bits, r.retention_pct);
+        outln!("| {} | {dim} | {:.3} | {mse} | {:.3} | {:.1} |", r.label, r.rate, r.sqnr_bits, r.retention_pct)?;
     }
-    println!();
+    outln!()?;
     for r in rows.iter().filter(|r| r.dim > 0) {
-        println!("  {} = {}", r.label, r.spec);
+        outln!("  {} = {}", r.label, r.spec)?;
     }
+    Ok(())
 }
 
 fn emit(title: &str, rows: &[Row], c: &Common, secs: f64) -> Result<()> {
     if c.json {
         let v =
             serde_json::json!({"title": title, "samples": c.samples, "seed": c.seed, "seconds": secs, "rows": rows});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        print_rows(title, rows, c, secs);
+        print_rows(title, rows, c, secs)?;
     }
     Ok(())
 }
@@ -267,17 +268,17 @@ fn curve(a: CurveArgs) -> Result<()> {
     if a.common.json {
         let v =
             serde_json::json!({"samples": a.common.samples, "seed": a.common.seed, "seconds": secs, "curves": curves});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("Figure 1: SQNR vs rate, {} vectors, seed {}, {secs:.1} s", a.common.samples, a.common.seed);
-        println!("| Family | SPEC | Bits/dim | MSE ± s.e. | SQNR (bits) | Ret (%) |");
-        println!("|---|---|---:|---:|---:|---:|");
+        outln!("Figure 1: SQNR vs rate, {} vectors, seed {}, {secs:.1} s", a.common.samples, a.common.seed)?;
+        outln!("| Family | SPEC | Bits/dim | MSE ± s.e. | SQNR (bits) | Ret (%) |")?;
+        outln!("|---|---|---:|---:|---:|---:|")?;
         for c in &curves {
             for r in &c.rows {
-                println!(
+                outln!(
                     "| {} | {} | {:.3} | {:.5} ± {:.5} | {:.3} | {:.1} |",
                     c.family, r.spec, r.rate, r.mse, r.mse_se, r.sqnr_bits, r.retention_pct
-                );
+                )?;
             }
         }
     }
@@ -313,20 +314,20 @@ fn angular(a: AngularArgs) -> Result<()> {
     let secs = t.elapsed().as_secs_f64();
     if a.json {
         let v = serde_json::json!({"samples": a.samples, "seed": a.seed, "seconds": secs, "codes": sets});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!(
+        outln!(
             "App. E: nearest-codeword angle D = arccos(cos)/π, {} directions, seed {}, {secs:.1} s",
             a.samples, a.seed
-        );
-        println!("| Family | Code | Bits/dim | mean D | min | Q1 | median | Q3 | max |");
-        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        )?;
+        outln!("| Family | Code | Bits/dim | mean D | min | Q1 | median | Q3 | max |")?;
+        outln!("|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
         for s in &sets {
             let [q0, q1, q2, q3, q4] = s.quartiles;
-            println!(
+            outln!(
                 "| {} | {} | {:.3} | {:.4} | {q0:.4} | {q1:.4} | {q2:.4} | {q3:.4} | {q4:.4} |",
                 s.family, s.label, s.rate, s.mean
-            );
+            )?;
         }
     }
     if let Some(p) = a.plot {

@@ -2,7 +2,7 @@
 //! checking the codes from outside. Input length must be a whole number of blocks. With `--json`
 //! the exact bits used (and the MSE of this input) go to stderr.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -30,7 +30,7 @@ pub fn run(a: VqArgs) -> Result<()> {
     let mut out = vec![0f32; xs.len()];
     q.decode(&codes, &mut out)?;
     let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::io::stdout().lock().write_all(&bytes).context("writing stdout")?;
+    crate::out::bytes(&bytes)?;
     if a.json {
         let se: f64 = xs.iter().zip(&out).map(|(&x, &y)| ((x - y) as f64).powi(2)).sum();
         let v = serde_json::json!({

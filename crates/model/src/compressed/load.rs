@@ -59,7 +59,7 @@ pub struct LoadOptions {
 /// Loads any model: an llvq file (by its header, or by a `.llvq` name so a broken file gets an
 /// llvq error), a `.gguf` file or a Hugging Face directory.
 pub fn load_any(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
-    let llvq_name = path.extension().is_some_and(|e| e == "llvq");
+    let llvq_name = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("llvq")) && !is_gguf_file(path);
     if path.is_file() && (llvq_name || file::is_llvq_file(path)) {
         let (m, t, _) = load(path, opts)?;
         Ok((m, t))
@@ -68,13 +68,28 @@ pub fn load_any(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
     }
 }
 
-/// Loads a compressed file.
+/// Whether the file starts with the GGUF magic.
+fn is_gguf_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+}
+
+/// Loads a compressed file. Every tensor is checked against the config (counts bounded by the
+/// tensors present before anything is allocated, unused tensors are an error), and a bad code or
+/// scale is reported with the file's name.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header)> {
     let c = file::read(path)?;
     let bad = |r: String| ModelError::llvq_format(path, r);
     let cfg_value = c.header.config.as_ref().ok_or_else(|| bad("no model config (a part file of an unfinished run?)".into()))?;
     let cfg = Config::from_hf_value(cfg_value, path)?;
+    crate::weights::check_layer_count(&cfg, c.linears.len() + c.plain.len(), path)?;
     cfg.validate()?;
+    {
+        let used: std::collections::BTreeSet<String> = expected_tensors(&cfg).into_iter().map(|(n, _)| n).collect();
+        let present = c.linears.iter().map(|l| l.name.as_str()).chain(c.plain.iter().map(|p| p.name.as_str()));
+        crate::weights::check_unused(path, present.filter(|n| *n != TOKENIZER_TENSOR), &used)?;
+    }
     // Shapes are checked against the config before anything is decoded (or allocated).
     let expected: BTreeMap<String, Vec<usize>> = expected_tensors(&cfg).into_iter().collect();
     for ql in &c.linears {
@@ -106,13 +121,15 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
     let mut rotation = |n: usize, seed: Option<u64>| {
         seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(Rotation::new(n, s))).clone())
     };
+    // A bad code or scale is a fault of this file: say which file.
+    let in_file = |e: ModelError| ModelError::llvq_format(path, e.to_string());
     for ql in &c.linears {
-        let code = codes.get(&ql.meta.code)?;
+        let code = codes.get(&ql.meta.code).map_err(in_file)?;
         if opts.dense {
-            let v: Vec<f32> = ql.decode(code)?.into_iter().map(|x| x as f32).collect();
+            let v: Vec<f32> = ql.decode(code).map_err(in_file)?.into_iter().map(|x| x as f32).collect();
             w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
         } else {
-            let exec = exec_for(ql, code)?;
+            let exec = exec_for(ql, code).map_err(in_file)?;
             let compressed = Compressed {
                 rows: ql.meta.rows,
                 cols: ql.meta.cols,

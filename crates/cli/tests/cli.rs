@@ -1,0 +1,241 @@
+//! One integration-test binary for the `llvq` command line: exit codes, messages and `--json`
+//! shapes, run through the built binary on tiny models and files each test writes itself.
+//! Tests are named after the hostile input of issue 16 they pin.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use llvq_model::config::Arch;
+use llvq_model::testing::{random_weights, tiny_config, tiny_tokenizer, tmpdir};
+
+fn llvq(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_llvq"));
+    c.args(args).env("RAYON_NUM_THREADS", "2");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    llvq(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A two-layer Llama-style HF directory and a calibration/evaluation text.
+fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = tmpdir(&format!("cli-{name}"));
+    let cfg = tiny_config(Arch::Llama);
+    let model = dir.join("model");
+    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 7), &model).unwrap();
+    let words = ["the", "lattice", "in", "leech", "golay", "code", "shell", "theta"];
+    let text: Vec<&str> = (0..400usize).map(|i| words[(i * 7 + i / 3) % words.len()]).collect();
+    let calib = dir.join("calib.txt");
+    std::fs::write(&calib, text.join(" ")).unwrap();
+    (dir, model, calib)
+}
+
+/// `llvq quantize` with a fast method and few short calibration windows.
+fn quantize(model: &Path, calib: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["quantize", "--model", p(model), "--calib", p(calib), "--out", p(out)];
+    args.extend(["--method", "rtn", "--calib-seqs", "2", "--calib-ctx", "32"]);
+    args.extend(extra);
+    run(&args)
+}
+
+/// Runs `args` with stdout a pipe whose reading end is closed at once (`llvq … | head -0`).
+fn closed_stdout(args: &[&str]) -> Output {
+    let mut child = llvq(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `args` with stdout on /dev/full (every write fails with ENOSPC).
+fn full_stdout(args: &[&str]) -> Option<Output> {
+    let full = File::options().write(true).open("/dev/full").ok()?;
+    Some(llvq(args).stdin(Stdio::null()).stdout(full).output().unwrap())
+}
+
+#[test]
+fn quantize_refuses_an_output_that_is_an_input_or_a_directory() {
+    let (dir, model, calib) = setup("overwrite");
+    let weights = model.join("model.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+    let link = dir.join("link.llvq");
+    std::os::unix::fs::symlink(&weights, &link).unwrap();
+    let hard = dir.join("hard.llvq");
+    std::fs::hard_link(&calib, &hard).unwrap();
+    for (out, what) in [(&weights, "input model"), (&link, "input model"), (&calib, "calibration text"), (&hard, "calibration text")] {
+        let o = quantize(&model, &calib, out, &[]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("refusing to overwrite") && e.contains(what), "{e}");
+    }
+    assert_eq!(std::fs::read(&weights).unwrap(), before, "the model is untouched");
+    // An existing directory (here the model itself) fails before any work: no parts, no temp file.
+    for out in [&model, &dir] {
+        let o = quantize(&model, &calib, out, &[]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("existing directory"), "{e}");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains(".parts") || n.to_string_lossy().ends_with(".tmp")), "{leftovers:?}");
+    }
+    let o = quantize(&model, &calib, &dir.join("no/such/dir/x.llvq"), &[]);
+    assert!(o.status.code() == Some(1) && stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn closed_stdout_ends_quietly_and_a_full_disk_is_a_clean_error() {
+    let (dir, model, calib) = setup("pipe");
+    let out = dir.join("q.llvq");
+    assert!(quantize(&model, &calib, &out, &[]).status.success());
+    let ppl = ["eval", "ppl", "--model", p(&model), "--text", p(&calib), "--ctx", "16", "--max-windows", "2"];
+    let generate = ["generate", "--model", p(&model), "--prompt", "the", "-n", "3"];
+    let cases: [&[&str]; 7] = [
+        &["lattice", "theta", "--max-shell", "33"],
+        &["lattice", "classes", "--shell", "12", "--json"],
+        &["inspect", p(&out), "--tensors"],
+        &["inspect", p(&out), "--json"],
+        &ppl,
+        &["eval", "ppl", "--model", p(&out), "--text", p(&calib), "--ctx", "16", "--max-windows", "1", "--json"],
+        &generate,
+    ];
+    for args in cases {
+        let o = closed_stdout(args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+        assert!(!e.contains("panicked") && !e.contains("error"), "{args:?}: {e}");
+        if let Some(o) = full_stdout(args) {
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+            assert!(e.contains("writing to stdout") && !e.contains("panicked"), "{args:?}: {e}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_numbers_are_refused_when_parsed() {
+    let (dir, model, calib) = setup("values");
+    let out = dir.join("q.llvq");
+    // clap's usage errors exit 2 and name the flag.
+    for (args, flag) in [
+        (vec!["generate", "--model", p(&model), "--prompt", "x", "--temperature", "nan"], "--temperature"),
+        (vec!["generate", "--model", p(&model), "--prompt", "x", "--temperature=-1"], "--temperature"),
+        (vec!["generate", "--model", p(&model), "--prompt", "x", "--threads", "0"], "--threads"),
+        (vec!["eval", "ppl", "--model", p(&model), "--threads", "0"], "--threads"),
+        (vec!["eval", "speed", "--model", p(&model), "--threads", "0"], "--threads"),
+        (vec!["quantize", "--model", p(&model), "--out", p(&out), "--damp=-0.5"], "--damp"),
+        (vec!["quantize", "--model", p(&model), "--out", p(&out), "--damp", "inf"], "--damp"),
+        (vec!["quantize", "--model", p(&model), "--out", p(&out), "--threads", "0"], "--threads"),
+    ] {
+        let o = run(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(flag), "{args:?}: {e}");
+    }
+    // A code whose stored values overflow or underflow f32 is refused when its SPEC is read.
+    for spec in ["e8p12:scale=1e-45", "e8p12:scale=1e39", "llvq-ss:m=4,scale=1e39", "llvq-sg:m=4,gain=1,levels=1e300/1e301"] {
+        let o = llvq(&["vq", "--code", spec]).stdin(Stdio::null()).output().unwrap();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{spec}: {e}");
+        assert!(e.contains("is invalid"), "{spec}: {e}");
+    }
+    let o = run(&["quantize", "--model", p(&model), "--calib", p(&calib), "--out", p(&out), "--method", "e8p12:scale=1e-45"]);
+    assert!(o.status.code() == Some(1) && stderr(&o).contains("scale"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn failed_start_leaves_nothing_that_blocks_the_rerun() {
+    let (dir, model, calib) = setup("restart");
+    let out = dir.join("q.llvq");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, " \n").unwrap();
+    let o = quantize(&model, &empty, &out, &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("calibration") && e.contains("empty.txt") && !e.contains("evaluation"), "{e}");
+    assert!(!dir.join("q.llvq.parts").exists());
+    // A parts directory without finished layers (left by an older version) blocks nothing either.
+    std::fs::create_dir(dir.join("q.llvq.parts")).unwrap();
+    std::fs::write(dir.join("q.llvq.parts/manifest.json"), "{\"seed\": 99}").unwrap();
+    let o = quantize(&model, &calib, &out, &["--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["layers_resumed"], 0);
+    assert!(v["bpw"].as_f64().unwrap() > 2.0 && v["file_bytes"].as_u64() == Some(std::fs::metadata(&out).unwrap().len()));
+    assert!(!dir.join("q.llvq.parts").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn broken_llvq_files_get_llvq_errors_and_inspect_fails_where_eval_fails() {
+    let (dir, model, calib) = setup("broken");
+    let out = dir.join("q.llvq");
+    assert!(quantize(&model, &calib, &out, &[]).status.success());
+    let ppl = |f: &Path| run(&["eval", "ppl", "--model", p(f), "--text", p(&calib), "--ctx", "16", "--max-windows", "1"]);
+    let inspect = |f: &Path| run(&["inspect", p(f), "--json"]);
+    // The intact file: inspect's JSON agrees with the file and the config.
+    let o = inspect(&out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["quantized_linears"], 7 * 2);
+    assert_eq!(v["file_bytes"].as_u64(), Some(std::fs::metadata(&out).unwrap().len()));
+    assert!(ppl(&out).status.success());
+
+    let bytes = std::fs::read(&out).unwrap();
+    let mut broken: Vec<(PathBuf, Vec<u8>)> = vec![
+        (dir.join("empty.llvq"), vec![]),
+        (dir.join("garbage.llvq"), b"not a model at all".to_vec()),
+        (dir.join("cut.llvq"), bytes[..bytes.len() / 2].to_vec()),
+        (dir.join("head.llvq"), bytes[..12].to_vec()),
+    ];
+    // Consistent files with bad contents: a NaN scale, a config with fewer layers than stored,
+    // one with 4·10⁹ layers.
+    let c = llvq_quant::format::read(&out).unwrap();
+    let mut nan = llvq_quant::format::read(&out).unwrap();
+    nan.linears[2].scales[0] = 0x7E00; // f16 NaN
+    let mut fewer = llvq_quant::format::read(&out).unwrap();
+    fewer.meta["config"]["num_hidden_layers"] = 1.into();
+    let mut huge = llvq_quant::format::read(&out).unwrap();
+    huge.meta["config"]["num_hidden_layers"] = 4_000_000_000u64.into();
+    for (name, contents) in [("nan.llvq", nan), ("fewer.llvq", fewer), ("huge.llvq", huge)] {
+        let f = dir.join(name);
+        llvq_quant::format::write(&f, &contents).unwrap();
+        broken.push((f.clone(), std::fs::read(&f).unwrap()));
+    }
+    drop(c);
+    for (f, data) in &broken {
+        std::fs::write(f, data).unwrap();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        for o in [ppl(f), inspect(f)] {
+            let e = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{name}: {e}");
+            assert!(e.contains(name) && !e.contains("GGUF") && !e.contains("panicked"), "{name}: {e}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn hf_config_with_a_wrong_layer_count_is_an_error() {
+    let (dir, model, calib) = setup("layers");
+    let cfg_path = model.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    for (layers, says) in [(4_000_000_000u64, "layers need at least"), (1, "does not use")] {
+        cfg["num_hidden_layers"] = layers.into();
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        let o = run(&["eval", "ppl", "--model", p(&model), "--text", p(&calib), "--ctx", "16"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains(says), "{layers}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
