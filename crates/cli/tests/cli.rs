@@ -203,9 +203,9 @@ fn broken_llvq_files_get_llvq_errors_and_inspect_fails_where_eval_fails() {
     let mut nan = llvq_quant::format::read(&out).unwrap();
     nan.linears[2].scales[0] = 0x7E00; // f16 NaN
     let mut fewer = llvq_quant::format::read(&out).unwrap();
-    fewer.meta["config"]["num_hidden_layers"] = 1.into();
+    fewer.header.config.as_mut().unwrap()["num_hidden_layers"] = 1.into();
     let mut huge = llvq_quant::format::read(&out).unwrap();
-    huge.meta["config"]["num_hidden_layers"] = 4_000_000_000u64.into();
+    huge.header.config.as_mut().unwrap()["num_hidden_layers"] = 4_000_000_000u64.into();
     for (name, contents) in [("nan.llvq", nan), ("fewer.llvq", fewer), ("huge.llvq", huge)] {
         let f = dir.join(name);
         llvq_quant::format::write(&f, &contents).unwrap();
