@@ -200,13 +200,14 @@ impl Linear {
     }
 }
 
-/// The input rows after the optional input rotation (`R_in·x` for each row).
-fn prepare(x: &[f32], t: usize, rot: &Rotation) -> Vec<f32> {
+/// Each of the `t` rows of `x` rotated: `R·row` (or `Rᵀ·row` with `transpose`), in f64.
+fn rotate_rows_f32(x: &[f32], t: usize, rot: &Rotation, transpose: bool) -> Vec<f32> {
     let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    if t == 1 {
-        rot.apply(&mut xd);
-    } else {
-        rot.rotate_rows(&mut xd, t);
+    match (t, transpose) {
+        (1, false) => rot.apply(&mut xd),
+        (1, true) => rot.apply_t(&mut xd),
+        (_, false) => rot.rotate_rows(&mut xd, t),
+        (_, true) => rot.rotate_rows_t(&mut xd, t),
     }
     xd.into_iter().map(|v| v as f32).collect()
 }
@@ -236,7 +237,7 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                         let i = match prepared.iter().position(|(s, _)| *s == r.seed()) {
                             Some(i) => i,
                             None => {
-                                prepared.push((r.seed(), prepare(xs, t, r)));
+                                prepared.push((r.seed(), rotate_rows_f32(xs, t, r, false)));
                                 prepared.len() - 1
                             }
                         };
@@ -248,15 +249,7 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                 c.exec.matmul(input, &mut y);
                 let y = match &c.rot_out {
                     None => y,
-                    Some(r) => {
-                        let mut yd: Vec<f64> = y.iter().map(|&v| v as f64).collect();
-                        if t == 1 {
-                            r.apply_t(&mut yd);
-                        } else {
-                            r.rotate_rows_t(&mut yd, t);
-                        }
-                        yd.into_iter().map(|v| v as f32).collect()
-                    }
+                    Some(r) => rotate_rows_f32(&y, t, r, true),
                 };
                 Tensor::from_vec(y, (t, n), &Device::Cpu)?
             }
