@@ -407,7 +407,7 @@ impl Model {
                 if [got.0, got.1] != shape[..] {
                     return Err(ModelError::Shape { name, got: vec![got.0, got.1], expected: shape });
                 }
-            } else if !(head_rows && name == embed_name) && !(name == "lm_head.weight" && head.is_some()) {
+            } else if !(head_rows && name == embed_name || name == "lm_head.weight" && head.is_some()) {
                 check_tensor(&name, w.get(&name)?, &shape)?;
             }
         }

@@ -610,7 +610,7 @@ fn run(
         rotate: Some(p.rotate),
         seed: Some(p.seed),
         mode: Some(p.mode.name().into()),
-        calib: Some(serde_json::to_value(&p.calib).expect("plain struct")),
+        calib: Some(serde_json::to_value(p.calib).expect("plain struct")),
         damp: Some(p.ldlq.damp),
         bits: Some(bits),
         bpw: Some(bits.bpw()),

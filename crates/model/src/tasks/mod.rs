@@ -69,7 +69,7 @@ pub enum TaskError {
     Model {
         task: String,
         #[source]
-        source: crate::ModelError,
+        source: Box<crate::ModelError>,
     },
 }
 

@@ -227,7 +227,7 @@ pub fn evaluate(
     for (i, doc) in task.docs[..n].iter().enumerate() {
         let s = score_doc(model, tok, doc).map_err(|e| TaskError::Model {
             task: task.name.clone(),
-            source: ModelError::Input(format!("{}: doc {}: {e}", task.path.display(), doc.doc_id)),
+            source: Box::new(ModelError::Input(format!("{}: doc {}: {e}", task.path.display(), doc.doc_id))),
         })?;
         per_doc.push(s);
         progress(i + 1, n);
