@@ -86,19 +86,11 @@ impl MatVec for F16Matrix {
         self.matvec_on(x, y, kernels::best())
     }
     fn matmul(&self, x: &[f32], y: &mut [f32]) {
-        let t = x.len() / self.cols.max(1);
-        check_io(self.rows, self.cols, x.len(), y.len(), t);
-        if t <= tile::MATVEC_TOKENS {
-            for (xt, yt) in x.chunks_exact(self.cols).zip(y.chunks_exact_mut(self.rows)) {
-                self.matvec(xt, yt);
-            }
-        } else {
-            let c = self.cols;
-            tile::matmul_tiles(self.rows, c, c, x, y, |r0, buf| {
-                let src = &self.data[r0 * c..r0 * c + buf.len()];
-                half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, buf);
-            });
-        }
+        let c = self.cols;
+        tile::matmul(self, c, x, y, |r0, buf| {
+            let src = &self.data[r0 * c..r0 * c + buf.len()];
+            half::slice::HalfFloatSliceExt::convert_to_f32_slice(src, buf);
+        });
     }
     fn resident_bytes(&self) -> usize {
         2 * self.data.len()

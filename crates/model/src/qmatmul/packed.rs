@@ -345,15 +345,7 @@ impl MatVec for PackedWeight {
         SCRATCH.with(|s| self.matvec_with(x, y, &mut s.borrow_mut()))
     }
     fn matmul(&self, x: &[f32], y: &mut [f32]) {
-        let t = x.len() / self.cols.max(1);
-        check_io(self.rows, self.cols, x.len(), y.len(), t);
-        if t <= tile::MATVEC_TOKENS {
-            for (xt, yt) in x.chunks_exact(self.cols).zip(y.chunks_exact_mut(self.rows)) {
-                self.matvec(xt, yt);
-            }
-        } else {
-            tile::matmul_tiles(self.rows, self.cols, self.k, x, y, |r0, buf| self.expand_rows(r0, buf));
-        }
+        tile::matmul(self, self.k, x, y, |r0, buf| self.expand_rows(r0, buf));
     }
     fn resident_bytes(&self) -> usize {
         self.levels.len() + 4 * (self.mult.len() + self.offset.len() + self.lut.len())

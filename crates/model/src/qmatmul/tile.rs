@@ -29,6 +29,28 @@ impl Out {
     }
 }
 
+/// `Y = X·Wᵀ` for `w` (`x` is `t × cols`, `y` is `t × rows`): one matrix-vector product per
+/// vector up to [`MATVEC_TOKENS`] vectors, expanded tiles and `gemm` beyond (see
+/// [`matmul_tiles`] for `k` and `expand`).
+pub(crate) fn matmul<W: super::MatVec + ?Sized>(
+    w: &W,
+    k: usize,
+    x: &[f32],
+    y: &mut [f32],
+    expand: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let (rows, cols) = (w.rows(), w.cols());
+    let t = x.len() / cols.max(1);
+    super::check_io(rows, cols, x.len(), y.len(), t);
+    if t <= MATVEC_TOKENS {
+        for (xt, yt) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)) {
+            w.matvec(xt, yt);
+        }
+    } else {
+        matmul_tiles(rows, cols, k, x, y, expand);
+    }
+}
+
 /// `Y = X·Wᵀ`: `x` is `t × cols`, `y` is `t × rows`; `expand(r0, buf)` writes rows
 /// `r0..r0 + buf.len()/k` of W as f32, `k ≥ cols` values per row.
 pub(crate) fn matmul_tiles(
