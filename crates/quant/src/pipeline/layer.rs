@@ -1,0 +1,175 @@
+//! One layer's maths (steps 2-4 of the pipeline): per-matrix rotation seeds, row scales, block
+//! LDLQ of one linear, its statistics, and putting restored weights back into the model.
+
+
+use half::f16;
+use llvq_model::candle_core::{Device, Tensor};
+use llvq_model::{LinearInput, LinearName, Model};
+
+use crate::calib::LayerHessians;
+use crate::error::{CandleContext, QuantError, Result};
+use crate::format::{self, LinearMeta, LinearStats, QuantLinear};
+use llvq_model::hadamard::Rotation;
+use crate::ldlq::{self, Factor, LdlqParams};
+use crate::method::Method;
+use super::params::{Event, QuantizeParams};
+
+/// A per-matrix seed from the run seed and a label (SplitMix64 finaliser over FNV-1a).
+pub(super) fn derive_seed(seed: u64, label: &str) -> u64 {
+    let mut h = label.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Per-(row, group) scales: the RMS of `w` (`rows × cols`) over each group's real columns,
+/// rounded to f16 (the decoder sees exactly what the encoder used). All-zero groups get 1.
+pub(super) fn row_scales(w: &[f64], rows: usize, cols: usize, group: usize) -> Vec<u16> {
+    let groups = cols.div_ceil(group).max(1);
+    let mut out = Vec::with_capacity(rows * groups);
+    for r in 0..rows {
+        for g in 0..groups {
+            let seg = &w[r * cols + g * group..r * cols + ((g + 1) * group).min(cols)];
+            let rms = (seg.iter().map(|v| v * v).sum::<f64>() / seg.len().max(1) as f64).sqrt();
+            let s = if rms.is_finite() && rms > 0.0 { rms } else { 1.0 };
+            out.push(f16::from_f64(s).max(f16::MIN_POSITIVE).to_bits());
+        }
+    }
+    out
+}
+
+/// Quantizes one linear: rotate, scale, (block-LDLQ with `factor`), pack. `w` is `rows × cols`
+/// in the original domain; `factor` is for the rotated, padded Hessian. Returns the stored form.
+pub fn quantize_linear(
+    name: &str,
+    w: &[f32],
+    meta: LinearMeta,
+    factor: Option<&Factor>,
+    code: &dyn llvq_codes::Quantizer,
+    params: &LdlqParams,
+) -> Result<QuantLinear> {
+    let (rows, cols, pc) = (meta.rows, meta.cols, meta.padded_cols());
+    let mut wr: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    format::rotate(&mut wr, &meta);
+    // Scales over the real columns of each group (the padded row has the same groups: `group` is
+    // a multiple of the block, and the padding is less than a block).
+    let scales = row_scales(&wr, rows, cols, meta.group);
+    let mut padded = vec![0f64; rows * pc];
+    for (p, r) in padded.chunks_exact_mut(pc).zip(wr.chunks_exact(cols)) {
+        p[..cols].copy_from_slice(r);
+    }
+    let s32: Vec<f32> = scales.iter().map(|&s| f16::from_bits(s).to_f32()).collect();
+    let q = ldlq::quantize(&mut padded, rows, pc, factor, code, &s32, meta.group, params, name)?;
+    let codes = llvq_lattice::pack::pack(&q.codes, meta.bits)?;
+    Ok(QuantLinear { name: name.to_string(), meta, codes, scales })
+}
+
+/// Statistics of a restored weight against the original.
+pub(super) fn linear_stats(name: &str, w: &[f32], restored: &[f64], rows: usize, cols: usize, h: &[f64], damp: f64) -> LinearStats {
+    let orig: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    let d: Vec<f64> = restored.iter().zip(&orig).map(|(a, b)| a - b).collect();
+    let num = ldlq::proxy_loss(&d, rows, cols, h);
+    let den = ldlq::proxy_loss(&orig, rows, cols, h);
+    let e2: f64 = d.iter().map(|v| v * v).sum();
+    let w2: f64 = orig.iter().map(|v| v * v).sum();
+    LinearStats {
+        name: name.to_string(),
+        rows,
+        cols,
+        proxy_rel: num / den.max(f64::MIN_POSITIVE),
+        mse_rel: e2 / w2.max(f64::MIN_POSITIVE),
+        damp,
+    }
+}
+
+/// Pads the `n × n` Hessian to `np × np` (identity·mean(diag) on the padding: the zero-padded
+/// tail columns are independent of the real ones and cost nothing).
+pub(super) fn pad_hessian(h: &[f64], n: usize, np: usize) -> Vec<f64> {
+    if np == n {
+        return h.to_vec();
+    }
+    let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
+    let mut out = vec![0.0; np * np];
+    for i in 0..n {
+        out[i * np..i * np + n].copy_from_slice(&h[i * n..(i + 1) * n]);
+    }
+    for i in n..np {
+        out[i * np + i] = if mean > 0.0 { mean } else { 1.0 };
+    }
+    out
+}
+
+pub(super) fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
+    t.flatten_all().ctx(name)?.to_vec1::<f32>().ctx(name)
+}
+
+/// Quantizes the seven linears of layer `l` with the Hessians in `hook` (steps 2-4 of the
+/// module doc) and puts their restored weights into `model`.
+pub(super) fn quantize_layer(
+    model: &mut Model,
+    l: usize,
+    hook: &LayerHessians,
+    method: &Method,
+    p: &QuantizeParams,
+    progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
+) -> Result<(Vec<QuantLinear>, Vec<LinearStats>)> {
+    let (code, layers) = (method.code.as_ref(), model.config().num_layers);
+    let mut qls = Vec::new();
+    let mut stats = Vec::new();
+    for input in [LinearInput::Qkv, LinearInput::O, LinearInput::GateUp, LinearInput::Down] {
+        let h = hook
+            .get(input)
+            .ok_or_else(|| QuantError::Calibration(format!("layer {l}: input {input:?} was never observed")))?
+            .mean();
+        let n = (h.len() as f64).sqrt() as usize;
+        // One input rotation and one factorisation serve every linear reading this input.
+        let rot_in = p.rotate.input().then(|| derive_seed(p.seed, &format!("{l}.in.{input:?}")));
+        let mut hr = h.clone();
+        if let Some(s) = rot_in {
+            Rotation::new(n, s).conjugate(&mut hr);
+        }
+        let b = code.dim();
+        let np = n.div_ceil(b) * b;
+        let factor = if method.ldlq {
+            progress(Event::Layer { layer: l, layers, step: "factorising" })?;
+            Some(Factor::new(&pad_hessian(&hr, n, np), np, b, &p.ldlq, &format!("model.layers.{l} input {input:?}"))?)
+        } else {
+            None
+        };
+        for &lin in input.linears() {
+            let name = lin.weight_name(l);
+            progress(Event::Layer { layer: l, layers, step: lin.module() })?;
+            let wt = model.layers()[l].linear(lin).weight()?;
+            let (rows, cols) = wt.dims2().ctx(&name)?;
+            let w = tensor_f32(&wt, &name)?;
+            let meta = LinearMeta {
+                rows,
+                cols,
+                code: code.spec(),
+                method_id: code.method().id(),
+                block: b,
+                bits: code.bits(),
+                group: method.group.unwrap_or(np).min(np),
+                rot_in,
+                rot_out: p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
+            };
+            let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
+            let restored = ql.decode(code)?;
+            stats.push(linear_stats(&name, &w, &restored, rows, cols, &h, factor.as_ref().map_or(0.0, |f| f.damp)));
+            set_weight(model, l, &name, &restored, &ql.meta)?;
+            qls.push(ql);
+        }
+    }
+    Ok((qls, stats))
+}
+
+/// Puts a restored `rows × cols` f64 weight into the model.
+pub(super) fn set_weight(model: &mut Model, layer: usize, name: &str, w: &[f64], meta: &LinearMeta) -> Result<()> {
+    let lin = LinearName::ALL
+        .into_iter()
+        .find(|n| n.weight_name(layer) == name)
+        .ok_or_else(|| QuantError::tensor(name, format!("not a linear of layer {layer}")))?;
+    let v: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+    let t = Tensor::from_vec(v, (meta.rows, meta.cols), &Device::Cpu).ctx(name)?;
+    Ok(model.layers_mut()[layer].set_weight(lin, t)?)
+}
