@@ -15,13 +15,7 @@ pub const CHUNK: usize = 1 << 14;
 /// Root of every design (fitting) stream; measurement seeds are the user's.
 pub const DESIGN_SEED: u64 = 0xD351_6E5E_ED00_0001;
 
-/// SplitMix64 finaliser: decorrelates (seed, chunk) pairs.
-pub fn mix(seed: u64, k: u64) -> u64 {
-    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use llvq_lattice::seed::mix;
 
 /// `len` i.i.d. N(0,1) values from `seed`.
 pub fn gaussian(len: usize, seed: u64) -> Vec<f32> {

@@ -7,7 +7,8 @@
 //! - [`index`]: the finite code Λ24(M) and its bijective index (§3.2);
 //! - [`dequant`]: the batched, parallel dequantizer (§3.3);
 //! - [`search`]: exact Euclidean and angular search over Λ24(M) (§3.1);
-//! - [`pack`]: dense bit packing of indices.
+//! - [`pack`]: dense bit packing of indices;
+//! - [`seed`]: the workspace's one seeded generator and one hash (kept here, below everything).
 
 pub mod dequant;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod index;
 pub mod leech;
 pub mod pack;
 pub mod search;
+pub mod seed;
 pub mod shell;
 
 pub use error::LatticeError;

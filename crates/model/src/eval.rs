@@ -55,17 +55,7 @@ pub fn tokenize_text(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     tok.encode(&text)
 }
 
-/// FNV-1a 64 offset basis: the start value of [`fnv1a`].
-pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// FNV-1a 64 of `bytes`, continuing from `h` (start from [`FNV_OFFSET`]). The crates' one
-/// content hash: perplexity fingerprints and the quantizer's resume manifest use it.
-pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
-}
+pub use llvq_lattice::seed::{fnv1a, FNV_OFFSET};
 
 /// Fingerprint of the tokens that [`perplexity`] scores for these ids and params.
 pub fn fingerprint(ids: &[u32], p: &PplParams) -> String {

@@ -1,5 +1,6 @@
 //! `llvq bench`: throughput tables measured in-process (medians over repeats), with the plain
 //! reference run beside the optimized path as the baseline, so ratios survive a noisy machine.
+use llvq_lattice::seed::{SplitMix64, GOLDEN_GAMMA};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -34,14 +35,8 @@ pub enum BenchCmd {
 /// Deterministic standard normals (Box-Muller over a SplitMix64 stream): the bench needs no
 /// statistical quality beyond "Gaussian-looking", only reproducibility.
 fn gaussians(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut g = SplitMix64::new(seed.wrapping_mul(GOLDEN_GAMMA) | 1);
+    let mut next = || (g.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     (0..n)
         .map(|_| {
             let (u, v) = (next().max(1e-300), next());

@@ -2,6 +2,7 @@
 //! LDLQ of one linear, its statistics, and putting restored weights back into the model.
 
 
+use llvq_lattice::seed::{finalize, fnv1a, FNV_OFFSET};
 use half::f16;
 use llvq_model::candle_core::{Device, Tensor};
 use llvq_model::{LinearInput, LinearName, Model};
@@ -16,10 +17,7 @@ use super::params::{Event, QuantizeParams};
 
 /// A per-matrix seed from the run seed and a label (SplitMix64 finaliser over FNV-1a).
 pub(super) fn derive_seed(seed: u64, label: &str) -> u64 {
-    let mut h = label.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    finalize(fnv1a(FNV_OFFSET ^ seed, label.as_bytes()))
 }
 
 /// Per-(row, group) scales: the RMS of `w` (`rows × cols`) over each group's real columns,

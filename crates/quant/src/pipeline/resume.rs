@@ -1,6 +1,7 @@
 //! Resumable runs: the parameter manifest, the part files of finished layers, and refusing an
 //! output path that would overwrite an input.
 
+use llvq_lattice::seed::{fnv1a, FNV_OFFSET};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -13,7 +14,7 @@ use super::params::QuantizeParams;
 /// FNV-1a 64 of the contents of `files`, in order, as hex (streamed: a model can be GBs).
 pub(super) fn content_hash(files: &[PathBuf]) -> Result<String> {
     use std::io::Read;
-    let mut h = llvq_model::eval::FNV_OFFSET;
+    let mut h = FNV_OFFSET;
     let mut buf = vec![0u8; 1 << 20];
     for path in files {
         let mut f = std::fs::File::open(path).map_err(|e| QuantError::io(path, e))?;
@@ -22,7 +23,7 @@ pub(super) fn content_hash(files: &[PathBuf]) -> Result<String> {
             if n == 0 {
                 break;
             }
-            h = llvq_model::eval::fnv1a(h, &buf[..n]);
+            h = fnv1a(h, &buf[..n]);
         }
     }
     Ok(format!("{h:016x}"))
@@ -145,7 +146,7 @@ pub(super) fn manifest(model: &Path, calib_text: &[u8], p: &QuantizeParams, meth
         "rotate": p.rotate,
         "seed": p.seed,
         "calib_text": canonical(&p.calib_text)?.display().to_string(),
-        "calib_text_fnv1a": format!("{:016x}", llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, calib_text)),
+        "calib_text_fnv1a": format!("{:016x}", fnv1a(FNV_OFFSET, calib_text)),
         "calib": p.calib,
         "mode": p.mode,
         "damp": p.ldlq.damp,
