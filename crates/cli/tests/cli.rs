@@ -239,3 +239,62 @@ fn hf_config_with_a_wrong_layer_count_is_an_error() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("no number {key:?} in {v}"))
+}
+
+/// Issue 15: the `--json` outputs of the pipeline's commands agree with each other — the bits
+/// `quantize` reports are the bits `inspect` reads back from the file, perplexity is the same
+/// number compressed and dense, and `eval speed` reports the keys the README documents.
+#[test]
+fn json_outputs_agree_across_commands() {
+    let (dir, model, calib) = setup("json");
+    let out = dir.join("m.llvq");
+    let q = json(&quantize(&model, &calib, &out, &["--json"]));
+    let i = json(&run(&["inspect", p(&out), "--json"]));
+    assert_eq!(num(&q, "bpw"), num(&i, "bpw"), "quantize {q}\ninspect {i}");
+    assert_eq!(q["file_bytes"].as_u64(), Some(std::fs::metadata(&out).unwrap().len()));
+    assert_eq!(q["params"].as_u64(), i["params"].as_u64());
+
+    let ppl = |extra: &[&str]| {
+        let mut a = vec!["eval", "ppl", "--model", p(&out), "--text", p(&calib), "--ctx", "32", "--max-windows", "3", "--json"];
+        a.extend(extra);
+        num(&json(&run(&a)), "ppl")
+    };
+    let (c, d) = (ppl(&[]), ppl(&["--dense"]));
+    assert!(c.is_finite() && c > 1.0, "ppl {c}");
+    assert!((c - d).abs() <= 1e-4 * d, "compressed {c} vs dense {d}");
+
+    let s = json(&run(&["eval", "speed", "--model", p(&out), "--ctx", "16", "-n", "4", "--reps", "1", "--json", "--compare"]));
+    for key in ["prefill_tokens_per_s", "gen_tokens_per_s", "resident_bits_per_weight", "weight_bytes", "threads"] {
+        assert!(num(&s, key) > 0.0, "{key} in {s}");
+        assert!(num(&s["dense"], key) > 0.0, "dense.{key} in {s}");
+    }
+    assert!(num(&s, "weight_bytes") < num(&s["dense"], "weight_bytes"), "{s}");
+}
+
+/// Issue 15: usage errors exit with 2 (clap's convention), failures with 1, and each message
+/// names what was wrong.
+#[test]
+fn exit_codes_and_messages() {
+    let (dir, model, calib) = setup("exit");
+    let o = run(&["quantize", "--model", p(&model), "--calib", p(&calib), "--out", p(&dir.join("x.llvq")), "--method", "nope"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown method") && stderr(&o).contains("nope"), "{}", stderr(&o));
+    let o = run(&["lattice", "theta", "--max-shell", "99"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&["no-such-command"]);
+    assert_eq!(o.status.code(), Some(2));
+    let missing = dir.join("missing.llvq");
+    let o = run(&["inspect", p(&missing)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.llvq"), "{}", stderr(&o));
+    let t = json(&run(&["lattice", "theta", "--max-shell", "3", "--json"]));
+    assert!(t.is_array() || t.is_object(), "{t}");
+}

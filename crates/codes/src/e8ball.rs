@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use crate::error::CodeError;
 use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
-use crate::spec::{Method, Spec};
+use crate::spec::{CodeId, Spec};
 
 pub const DIM: usize = 8;
 pub const BITS: u32 = 16;
@@ -252,8 +252,8 @@ impl E8Ball {
 }
 
 impl Quantizer for E8Ball {
-    fn method(&self) -> Method {
-        Method::E8Ball
+    fn method(&self) -> CodeId {
+        CodeId::E8Ball
     }
     fn spec(&self) -> String {
         format!("e8ball:scale={:?}", self.scale)

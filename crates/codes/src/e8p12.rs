@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use crate::error::CodeError;
 use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
-use crate::spec::{Method, Spec};
+use crate::spec::{CodeId, Spec};
 
 /// Weights per block.
 pub const DIM: usize = 8;
@@ -206,8 +206,8 @@ impl E8p12 {
 }
 
 impl Quantizer for E8p12 {
-    fn method(&self) -> Method {
-        Method::E8p12
+    fn method(&self) -> CodeId {
+        CodeId::E8p12
     }
     fn spec(&self) -> String {
         format!("e8p12:scale={:?}", self.scale)

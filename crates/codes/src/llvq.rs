@@ -26,7 +26,7 @@ use crate::design::{chi_density, Grid};
 use crate::error::CodeError;
 use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
-use crate::spec::{join_floats, Method, Spec};
+use crate::spec::{join_floats, CodeId, Spec};
 
 /// Design sample size (24-dim vectors) for fitted scales and gain codebooks.
 pub const DESIGN_VECTORS: usize = 4096;
@@ -132,8 +132,8 @@ impl SphericalShaping {
 }
 
 impl Quantizer for SphericalShaping {
-    fn method(&self) -> Method {
-        Method::LlvqSs
+    fn method(&self) -> CodeId {
+        CodeId::LlvqSs
     }
     fn spec(&self) -> String {
         format!("llvq-ss:m={},scale={:?}", self.m, self.scale)
@@ -293,8 +293,8 @@ pub fn optimal_gain_grid(search: &Searcher, count: usize, tag: u64) -> Grid {
 }
 
 impl Quantizer for ShapeGain {
-    fn method(&self) -> Method {
-        Method::LlvqSg
+    fn method(&self) -> CodeId {
+        CodeId::LlvqSg
     }
     fn spec(&self) -> String {
         let v = match self.variant {

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use crate::error::CodeError;
-use crate::spec::Method;
+use crate::spec::CodeId;
 
 /// The grid a code's decoded values lie on (the "grid view" used by the runtime's packed
 /// layout, issue 9 item 3): every decoded block is `mult · lut[level_i] + offset` with one
@@ -53,7 +53,7 @@ const CHUNK: usize = 1024;
 /// [`crate::from_spec`] and hold it as `Box<dyn Quantizer>`.
 pub trait Quantizer: Send + Sync {
     /// The registry entry (name and stable numeric id).
-    fn method(&self) -> Method;
+    fn method(&self) -> CodeId;
     /// Canonical SPEC including every fitted parameter: `from_spec(q.spec())` rebuilds the
     /// same code without refitting, so it is what an output file records.
     fn spec(&self) -> String;

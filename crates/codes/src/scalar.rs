@@ -12,12 +12,12 @@
 use crate::design::{gaussian_mse, golden_min, lloyd_gaussian, thresholds};
 use crate::error::CodeError;
 use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
-use crate::spec::{Method, Spec};
+use crate::spec::{CodeId, Spec};
 
 /// A scalar code repeated over a block.
 #[derive(Clone, Debug)]
 pub struct Scalar {
-    method: Method,
+    method: CodeId,
     bits: u32,
     dim: usize,
     levels: Vec<f32>,
@@ -31,7 +31,7 @@ impl Scalar {
     pub fn from_spec(spec: &Spec) -> Result<Scalar, CodeError> {
         let dim: usize = spec.value("dim", 1)?;
         let bits: u32 = match spec.method {
-            Method::Int2 => {
+            CodeId::Int2 => {
                 spec.only("dim")?;
                 2
             }
@@ -51,17 +51,17 @@ impl Scalar {
         }
         let n = 1usize << bits;
         let levels: Vec<f64> = match spec.method {
-            Method::Int2 => {
+            CodeId::Int2 => {
                 let grid = |d: f64| [-2.0 * d, -d, 0.0, d];
                 let d = golden_min(|d| gaussian_mse(&grid(d)), 0.05, 3.0);
                 grid(d).to_vec()
             }
-            Method::Uniform => {
+            CodeId::Uniform => {
                 let grid = |d: f64| (0..n).map(|k| (k as f64 - (n as f64 - 1.0) / 2.0) * d).collect::<Vec<_>>();
                 let d = golden_min(|d| gaussian_mse(&grid(d)), 1e-4, 4.0);
                 grid(d)
             }
-            Method::Lloyd => lloyd_gaussian(n),
+            CodeId::Lloyd => lloyd_gaussian(n),
             m => unreachable!("{m} is not scalar"),
         };
         Ok(Scalar {
@@ -97,12 +97,12 @@ impl Scalar {
 }
 
 impl Quantizer for Scalar {
-    fn method(&self) -> Method {
+    fn method(&self) -> CodeId {
         self.method
     }
     fn spec(&self) -> String {
         let mut p = Vec::new();
-        if self.method != Method::Int2 {
+        if self.method != CodeId::Int2 {
             p.push(format!("bits={}", self.bits));
         }
         if self.dim != 1 {
@@ -144,7 +144,7 @@ impl Quantizer for Scalar {
         }
         let wide = if self.bits <= 4 { 4 } else { 8 };
         Some(match self.method {
-            Method::Lloyd => LevelGrid { lut: self.levels.clone() },
+            CodeId::Lloyd => LevelGrid { lut: self.levels.clone() },
             _ => LevelGrid::identity(wide),
         })
     }
@@ -161,7 +161,7 @@ impl Quantizer for Scalar {
             *l = ((code >> (j as u32 * self.bits)) & mask) as u8;
         }
         Ok(match self.method {
-            Method::Lloyd => (1.0, 0.0),
+            CodeId::Lloyd => (1.0, 0.0),
             _ => {
                 let n = self.levels.len();
                 ((self.levels[n - 1] - self.levels[0]) / (n - 1) as f32, self.levels[0])

@@ -7,13 +7,18 @@
 
 use std::fmt;
 
+use crate::e8ball::E8Ball;
+use crate::e8p12::E8p12;
 use crate::error::CodeError;
+use crate::llvq::{ShapeGain, SphericalShaping};
+use crate::quantizer::Quantizer;
+use crate::scalar::Scalar;
 
 /// The registered methods. The discriminant is the stable numeric id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[repr(u16)]
-pub enum Method {
+pub enum CodeId {
     /// Signed INT2 grid {−2, −1, 0, 1}·Δ (the paper's "Uniform" row).
     Int2 = 1,
     /// Symmetric uniform (midrise) scalar grid with the MSE-optimal step.
@@ -33,53 +38,159 @@ pub enum Method {
     Glvq = 8,
 }
 
-/// One registry row.
-pub struct MethodInfo {
-    pub method: Method,
+/// How a registry row becomes a code.
+#[derive(Clone, Copy)]
+pub enum Build {
+    /// A fixed block code, built (and its parameters checked, fitted values fitted) from a SPEC.
+    Code(fn(&Spec) -> Result<Box<dyn Quantizer>, CodeError>),
+    /// A method that learns its codebook per layer, so there is nothing to build here; the text
+    /// says where it lives.
+    PipelineOnly(&'static str),
+}
+
+/// One registry row: everything needed to name, parse, build and count a code. Adding a code is
+/// its module plus one row here; bits are counted by the built [`Quantizer`] itself.
+pub struct CodeRow {
+    pub id: CodeId,
     pub name: &'static str,
     pub summary: &'static str,
+    pub build: Build,
+}
+
+fn boxed<Q: Quantizer + 'static>(q: Result<Q, CodeError>) -> Result<Box<dyn Quantizer>, CodeError> {
+    q.map(|q| Box::new(q) as Box<dyn Quantizer>)
 }
 
 /// The registry, in id order.
-pub const METHODS: &[MethodInfo] = &[
-    MethodInfo { method: Method::Int2, name: "int2", summary: "INT2 grid {-2,-1,0,1}*d, optimal d (dim=1)" },
-    MethodInfo { method: Method::Uniform, name: "uniform", summary: "symmetric uniform scalar (bits=2, dim=1)" },
-    MethodInfo { method: Method::Lloyd, name: "lloyd", summary: "Lloyd-Max scalar for N(0,1) (bits=2, dim=1)" },
-    MethodInfo { method: Method::E8p12, name: "e8p12", summary: "QuIP# E8P12, 16 bits per 8 weights" },
-    MethodInfo { method: Method::E8Ball, name: "e8ball", summary: "2^16 smallest points of E8, scaled" },
-    MethodInfo { method: Method::LlvqSs, name: "llvq-ss", summary: "LLVQ spherical shaping, Lambda24(m) (m=13)" },
-    MethodInfo {
-        method: Method::LlvqSg,
+pub const CODES: &[CodeRow] = &[
+    CodeRow {
+        id: CodeId::Int2,
+        name: "int2",
+        summary: "INT2 grid {-2,-1,0,1}*d, optimal d (dim=1)",
+        build: Build::Code(|s| boxed(Scalar::from_spec(s))),
+    },
+    CodeRow {
+        id: CodeId::Uniform,
+        name: "uniform",
+        summary: "symmetric uniform scalar (bits=2, dim=1)",
+        build: Build::Code(|s| boxed(Scalar::from_spec(s))),
+    },
+    CodeRow {
+        id: CodeId::Lloyd,
+        name: "lloyd",
+        summary: "Lloyd-Max scalar for N(0,1) (bits=2, dim=1)",
+        build: Build::Code(|s| boxed(Scalar::from_spec(s))),
+    },
+    CodeRow {
+        id: CodeId::E8p12,
+        name: "e8p12",
+        summary: "QuIP# E8P12, 16 bits per 8 weights",
+        build: Build::Code(|s| boxed(E8p12::from_spec(s))),
+    },
+    CodeRow {
+        id: CodeId::E8Ball,
+        name: "e8ball",
+        summary: "2^16 smallest points of E8, scaled",
+        build: Build::Code(|s| boxed(E8Ball::from_spec(s))),
+    },
+    CodeRow {
+        id: CodeId::LlvqSs,
+        name: "llvq-ss",
+        summary: "LLVQ spherical shaping, Lambda24(m) (m=13)",
+        build: Build::Code(|s| boxed(SphericalShaping::from_spec(s))),
+    },
+    CodeRow {
+        id: CodeId::LlvqSg,
         name: "llvq-sg",
         summary: "LLVQ shape-gain, Lambda24(m) + gain bits (m=12,gain=1)",
+        build: Build::Code(|s| boxed(ShapeGain::from_spec(s))),
     },
-    MethodInfo {
-        method: Method::Glvq,
+    CodeRow {
+        id: CodeId::Glvq,
         name: "glvq",
         summary: "GLVQ learned per-group lattices (pipeline only; d=8,bits=2,group=128,sdba=1,mu=1)",
+        build: Build::PipelineOnly(
+            "glvq learns a lattice per weight group: use it through the pipeline \
+             (llvq_quant::glvq), not as a fixed block code",
+        ),
     },
 ];
 
-impl Method {
+/// A name the pipeline accepts for a code with a fixed rounding choice: the scalar baselines.
+pub struct Alias {
+    pub name: &'static str,
+    /// The code it stands for, with the parameters it may take (`{bits}` is filled in).
+    pub code: &'static str,
+    /// Parameters the alias accepts (beyond the pipeline's own `group` and `ldlq`).
+    pub accepted: &'static str,
+    pub default_bits: u32,
+    /// Block LDLQ (GPTQ) or plain rounding (RTN) unless `ldlq=` says otherwise.
+    pub ldlq: bool,
+}
+
+/// `rtn` is the uniform grid with plain rounding, `gptq` the same grid with LDLQ on one-column
+/// blocks (GPTQ is block LDLQ with blocks of one column).
+pub const ALIASES: &[Alias] = &[
+    Alias { name: "rtn", code: "uniform", accepted: "bits", default_bits: 2, ldlq: false },
+    Alias { name: "gptq", code: "uniform", accepted: "bits", default_bits: 2, ldlq: true },
+];
+
+/// The registry row of `id`.
+pub fn row(id: CodeId) -> &'static CodeRow {
+    CODES.iter().find(|r| r.id == id).expect("every CodeId has a registry row")
+}
+
+/// Builds the code named by `spec` (see the module doc for the syntax). Codes with fitted
+/// parameters (scales, gain levels) fit them on a design sample unless the SPEC gives them;
+/// [`Quantizer::spec`] returns the SPEC with every fitted value, which rebuilds the same code.
+pub fn from_spec(spec: &str) -> Result<Box<dyn Quantizer>, CodeError> {
+    let s = Spec::parse(spec)?;
+    match row(s.method).build {
+        Build::Code(build) => build(&s),
+        Build::PipelineOnly(reason) => {
+            Err(CodeError::BadSpec { spec: spec.to_string(), reason: reason.to_string() })
+        }
+    }
+}
+
+/// Splits `name[:key=value,...]` into the name and its parameters in order (keys and values
+/// trimmed; duplicate keys and pairs without `=` are errors, as the reason string). The one SPEC
+/// syntax of the workspace: codes and pipeline methods both parse with it.
+pub fn split_spec(spec: &str) -> Result<(&str, Vec<(String, String)>), String> {
+    let spec = spec.trim();
+    let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut params: Vec<(String, String)> = Vec::new();
+    for kv in rest.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("parameter {kv:?} is not key=value"))?;
+        let k = k.trim();
+        if params.iter().any(|(p, _)| p == k) {
+            return Err(format!("parameter {k:?} given twice"));
+        }
+        params.push((k.to_string(), v.trim().to_string()));
+    }
+    Ok((name.trim(), params))
+}
+
+impl CodeId {
     /// Stable numeric id.
     pub fn id(self) -> u16 {
         self as u16
     }
     /// SPEC name.
     pub fn name(self) -> &'static str {
-        METHODS.iter().find(|i| i.method == self).map(|i| i.name).unwrap_or("?")
+        CODES.iter().find(|i| i.id == self).map(|i| i.name).unwrap_or("?")
     }
     /// Looks a method up by its stable id.
-    pub fn from_id(id: u16) -> Option<Method> {
-        METHODS.iter().find(|i| i.method.id() == id).map(|i| i.method)
+    pub fn from_id(id: u16) -> Option<CodeId> {
+        CODES.iter().find(|i| i.id.id() == id).map(|i| i.id)
     }
     /// Looks a method up by its SPEC name.
-    pub fn from_name(name: &str) -> Option<Method> {
-        METHODS.iter().find(|i| i.name == name).map(|i| i.method)
+    pub fn from_name(name: &str) -> Option<CodeId> {
+        CODES.iter().find(|i| i.name == name).map(|i| i.id)
     }
 }
 
-impl fmt::Display for Method {
+impl fmt::Display for CodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -88,37 +199,21 @@ impl fmt::Display for Method {
 /// A parsed SPEC: a method and its `key=value` parameters in the order given.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
-    pub method: Method,
+    pub method: CodeId,
     pub params: Vec<(String, String)>,
 }
 
 impl Spec {
-    /// Parses `name[:key=value,...]`. Duplicate keys are an error.
+    /// Parses `name[:key=value,...]` ([`split_spec`]) for a registered code name.
     pub fn parse(spec: &str) -> Result<Spec, CodeError> {
         let spec = spec.trim();
-        let (name, rest) = match spec.split_once(':') {
-            Some((n, r)) => (n, Some(r)),
-            None => (spec, None),
-        };
-        let method = Method::from_name(name).ok_or_else(|| CodeError::UnknownMethod {
+        let (name, params) =
+            split_spec(spec).map_err(|reason| CodeError::BadSpec { spec: spec.to_string(), reason })?;
+        let method = CodeId::from_name(name).ok_or_else(|| CodeError::UnknownMethod {
             name: name.to_string(),
             spec: spec.to_string(),
-            known: METHODS.iter().map(|i| i.name).collect::<Vec<_>>().join(", "),
+            known: CODES.iter().map(|i| i.name).collect::<Vec<_>>().join(", "),
         })?;
-        let mut params: Vec<(String, String)> = Vec::new();
-        for kv in rest.into_iter().flat_map(|r| r.split(',')).filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| CodeError::BadSpec {
-                spec: spec.to_string(),
-                reason: format!("parameter {kv:?} is not key=value"),
-            })?;
-            if params.iter().any(|(p, _)| p == k) {
-                return Err(CodeError::BadSpec {
-                    spec: spec.to_string(),
-                    reason: format!("parameter {k:?} given twice"),
-                });
-            }
-            params.push((k.trim().to_string(), v.trim().to_string()));
-        }
         Ok(Spec { method, params })
     }
 

@@ -6,7 +6,7 @@ use llvq_codes::e8p12::{self, E8p12};
 use llvq_codes::lab::{distortion, VECTOR};
 use llvq_codes::shellscan::ShellScan;
 use llvq_codes::source::gaussian;
-use llvq_codes::{from_spec, CodeError, Method, Quantizer, Spec, METHODS};
+use llvq_codes::{from_spec, CodeError, CodeId, Quantizer, Spec, CODES};
 use llvq_lattice::{Ball, Metric, Searcher};
 
 fn mse(q: &dyn Quantizer, xs: &[f32]) -> (f64, f64) {
@@ -21,11 +21,11 @@ fn registry_ids_are_stable_and_unique() {
     // The ids are written into outputs: these values are a contract, never to be reused.
     let expect =
         [("int2", 1), ("uniform", 2), ("lloyd", 3), ("e8p12", 4), ("e8ball", 5), ("llvq-ss", 6), ("llvq-sg", 7), ("glvq", 8)];
-    assert_eq!(METHODS.len(), expect.len());
+    assert_eq!(CODES.len(), expect.len());
     for (name, id) in expect {
-        let m = Method::from_name(name).unwrap();
+        let m = CodeId::from_name(name).unwrap();
         assert_eq!(m.id(), id);
-        assert_eq!(Method::from_id(id), Some(m));
+        assert_eq!(CodeId::from_id(id), Some(m));
         assert_eq!(m.name(), name);
     }
 }

@@ -6,6 +6,8 @@
 //! a hash of each title into a calibration and an evaluation text.
 use std::path::Path;
 
+use llvq_lattice::seed::{fnv1a, FNV_OFFSET};
+
 use crate::error::{ModelError, Result};
 
 /// SmolLM2-135M-Instruct, Q4_1 (Apache-2.0).
@@ -25,9 +27,7 @@ pub const EVAL_SIZE: u64 = 491_862;
 pub const EVAL_EVERY: u64 = 10;
 
 fn title_hash(title: &str) -> u64 {
-    title.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    fnv1a(FNV_OFFSET, title.as_bytes())
 }
 
 /// Split the summaries JSON (`{title: {"title", "extract", ..}}`) into (calibration,

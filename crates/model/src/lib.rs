@@ -52,6 +52,7 @@ pub mod linear;
 pub mod model;
 pub mod qmatmul;
 pub mod tasks;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tokenizer;
 pub mod weights;

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 pub use llvq_model::compressed::file::{rotate, unrotate, CODES, SCALES};
 pub use llvq_model::compressed::{
-    is_llvq_file, read, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain, QuantLinear, Rotate,
+    is_llvq_file, linear_bits, read, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain, QuantLinear, Rotate,
     CODEC_VERSION, FORMAT, FORMAT_VERSION, TOKENIZER_TENSOR,
 };
 pub use llvq_model::compressed::header::{SCALE_BITS, SEED_BITS};

@@ -8,11 +8,11 @@
 //! - `group=G`: one scale per G columns of a row (a multiple of the code's block dimension);
 //!   default: one scale per row.
 //!
-//! Two scalar baselines have names of their own: `rtn[:bits=b,group=G]` is the symmetric uniform
+//! Two scalar baselines have names of their own (`llvq_codes::ALIASES`): `rtn[:bits=b,group=G]` is the symmetric uniform
 //! grid `uniform:bits=b` (optimal step for unit variance) with `ldlq=0`, and `gptq[:bits=b,group=G]`
 //! the same grid with `ldlq=1` (GPTQ is block LDLQ with blocks of one column).
 
-use llvq_codes::{from_spec, Quantizer, Spec};
+use llvq_codes::{from_spec, split_spec, Quantizer, Spec, ALIASES};
 
 use crate::error::{QuantError, Result};
 
@@ -44,15 +44,7 @@ impl Method {
     pub fn parse(spec: &str) -> Result<Method> {
         let spec = spec.trim();
         let bad = |reason: String| QuantError::Method { spec: spec.to_string(), reason };
-        let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
-        let mut params: Vec<(String, String)> = Vec::new();
-        for kv in rest.split(',').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').ok_or_else(|| bad(format!("parameter {kv:?} is not key=value")))?;
-            if params.iter().any(|(p, _)| p == k.trim()) {
-                return Err(bad(format!("parameter {:?} given twice", k.trim())));
-            }
-            params.push((k.trim().to_string(), v.trim().to_string()));
-        }
+        let (name, mut params) = split_spec(spec).map_err(bad)?;
         let mut take = |key: &str| params.iter().position(|(k, _)| k == key).map(|i| params.remove(i).1);
         let group = match take("group") {
             None => None,
@@ -66,15 +58,15 @@ impl Method {
                 _ => return Err(bad(format!("ldlq={v:?} must be 0 or 1"))),
             }),
         };
-        let (code_spec, ldlq) = match name {
-            "rtn" | "gptq" => {
-                let bits = take("bits").unwrap_or_else(|| "2".into());
+        let (code_spec, ldlq) = match ALIASES.iter().find(|a| a.name == name) {
+            Some(alias) => {
+                let bits = take("bits").unwrap_or_else(|| alias.default_bits.to_string());
                 if let Some((k, _)) = params.first() {
-                    return Err(bad(format!("unknown parameter {k:?} (accepted: bits, group, ldlq)")));
+                    return Err(bad(format!("unknown parameter {k:?} (accepted: {}, group, ldlq)", alias.accepted)));
                 }
-                (format!("uniform:bits={bits}"), ldlq_key.unwrap_or(name == "gptq"))
+                (format!("{}:bits={bits}", alias.code), ldlq_key.unwrap_or(alias.ldlq))
             }
-            _ => {
+            None => {
                 let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let code = if joined.is_empty() { name.to_string() } else { format!("{name}:{}", joined.join(",")) };
                 (code, ldlq_key.unwrap_or(true))

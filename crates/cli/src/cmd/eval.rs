@@ -2,14 +2,13 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use llvq_model::compressed::{HeadFormat, LoadOptions};
 use llvq_model::eval::{perplexity, tokenize_text, PplParams};
 use llvq_model::generate::{generate, GenParams};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Where `llvq fetch-defaults` puts the default model.
-pub const DEFAULT_MODEL: &str = "data/SmolLM2-135M-Instruct.Q4_1.gguf";
+use super::common::{load_model, set_threads, RuntimeArgs, DEFAULT_MODEL};
+
 const WIKITEXT: &str = "shared/data/wikitext-2-raw/wiki.test.raw";
 
 #[derive(Subcommand)]
@@ -37,7 +36,7 @@ pub struct PplArgs {
     #[arg(long)]
     pub max_windows: Option<usize>,
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
-    #[arg(long, value_parser = super::threads)]
+    #[arg(long, value_parser = super::common::threads)]
     pub threads: Option<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -61,7 +60,7 @@ pub struct SpeedArgs {
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
     /// Worker threads (sets RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 2, value_parser = super::threads)]
+    #[arg(long, default_value_t = 2, value_parser = super::common::threads)]
     pub threads: usize,
     #[arg(long)]
     pub json: bool,
@@ -73,13 +72,6 @@ pub struct SpeedArgs {
     pub compare: bool,
 }
 
-/// Set the thread count before candle/rayon start their pools.
-pub fn set_threads(n: Option<usize>) {
-    if let Some(n) = n {
-        // SAFETY: called at start-up before any other thread exists.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string()) };
-    }
-}
 
 /// WikiText-2 test from `../shared` (relative to the working directory or the repository).
 pub fn default_text() -> Option<PathBuf> {
@@ -89,33 +81,7 @@ pub fn default_text() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// How a compressed (`.llvq`) model is held in memory; shared by every command that runs one.
-#[derive(Args, Clone, Copy, Debug, Default)]
-pub struct RuntimeArgs {
-    /// Decode every compressed linear to a dense f32 matrix (the reference path) instead of
-    /// running it compressed.
-    #[arg(long)]
-    pub dense: bool,
-    /// LM head of a compressed model: `f16` as stored, or `q8` (8 bits per weight, one scale
-    /// per row; smaller and faster, see the README for its effect on perplexity).
-    #[arg(long, default_value = "f16")]
-    pub head: HeadFormat,
-}
 
-impl RuntimeArgs {
-    pub fn options(&self) -> LoadOptions {
-        LoadOptions { dense: self.dense, head: self.head }
-    }
-}
-
-/// The one place the CLI loads a model for evaluation (GGUF, HF directory or `.llvq`).
-pub fn load_model(path: &Path, rt: &RuntimeArgs) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
-    if !path.exists() && path == Path::new(DEFAULT_MODEL) {
-        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
-    }
-    // The library's errors already name the file or tensor.
-    Ok(llvq_model::compressed::load_any(path, &rt.options())?)
-}
 
 pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {

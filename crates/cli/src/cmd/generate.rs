@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct GenerateArgs {
     /// A .gguf file, a Hugging Face directory or a file written by `llvq quantize`.
-    #[arg(long, default_value = super::eval::DEFAULT_MODEL)]
+    #[arg(long, default_value = super::common::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Prompt text (used as is; no chat template).
     #[arg(long)]
@@ -16,23 +16,23 @@ pub struct GenerateArgs {
     #[arg(short = 'n', long, default_value_t = 64)]
     pub n: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0, value_parser = super::non_negative)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::common::non_negative)]
     pub temperature: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Worker threads (sets RAYON_NUM_THREADS).
-    #[arg(long, value_parser = super::threads)]
+    #[arg(long, value_parser = super::common::threads)]
     pub threads: Option<usize>,
     /// Print one JSON object (text and timings) instead of streaming.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub runtime: super::eval::RuntimeArgs,
+    pub runtime: super::common::RuntimeArgs,
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
-    super::eval::set_threads(a.threads);
-    let (model, tok) = super::eval::load_model(&a.model, &a.runtime)?;
+    super::common::set_threads(a.threads);
+    let (model, tok) = super::common::load_model(&a.model, &a.runtime)?;
     let params = GenParams {
         max_new: a.n,
         temperature: a.temperature,

@@ -1,7 +1,7 @@
 //! `llvq inspect`: the layout and all-in bits of a compressed model file.
 use anyhow::Result;
 use clap::Args;
-use llvq_quant::format::{self, Bits};
+use llvq_quant::format;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -22,17 +22,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
     // too: a file `inspect` describes is one `eval` can load.
     llvq_model::compressed::load(&a.file, &llvq_model::compressed::LoadOptions::default())?;
     let file_bytes = std::fs::metadata(&a.file)?.len();
-    let mut bits = Bits::default();
-    for l in &c.linears {
-        bits.add(&l.meta.bits_stored());
-    }
-    let plain_params: u64 = c
-        .plain
-        .iter()
-        .filter(|p| p.name != format::TOKENIZER_TENSOR)
-        .map(|p| p.shape.iter().product::<usize>() as u64)
-        .sum();
-    let params = bits.weights + plain_params;
+    let bits = format::linear_bits(&c.linears);
+    let params = c.params();
+    let plain_params = params - bits.weights;
     let h = &c.header;
     let cfg = |k: &str| h.config.as_ref().and_then(|c| c.get(k)).cloned();
     let linears: Vec<_> = c

@@ -14,7 +14,7 @@ pub const DEFAULT_CALIB: &str = "data/calib.txt";
 #[derive(Args)]
 pub struct QuantizeArgs {
     /// A .gguf file or a Hugging Face directory.
-    #[arg(long, default_value = super::eval::DEFAULT_MODEL)]
+    #[arg(long, default_value = super::common::DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Method SPEC: a code of the lab (`llvq-sg:m=12,gain=1`, `llvq-ss:m=13`, `e8p12`,
     /// `lloyd:bits=2`, ...) or `rtn[:bits=2]` / `gptq[:bits=2]`; pipeline keys `ldlq=0|1` and
@@ -38,7 +38,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value = "sequential")]
     pub mode: CalibMode,
     /// Diagonal damping of the Hessians, relative to their mean diagonal.
-    #[arg(long, default_value_t = LdlqParams::default().damp, value_parser = super::non_negative)]
+    #[arg(long, default_value_t = LdlqParams::default().damp, value_parser = super::common::non_negative)]
     pub damp: f64,
     /// Seed of the rotations.
     #[arg(long, default_value_t = 0)]
@@ -53,7 +53,7 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub resume: bool,
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
-    #[arg(long, value_parser = super::threads)]
+    #[arg(long, value_parser = super::common::threads)]
     pub threads: Option<usize>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
@@ -61,8 +61,8 @@ pub struct QuantizeArgs {
 }
 
 pub fn run(a: QuantizeArgs) -> Result<()> {
-    super::eval::set_threads(a.threads);
-    if !a.model.exists() && a.model == Path::new(super::eval::DEFAULT_MODEL) {
+    super::common::set_threads(a.threads);
+    if !a.model.exists() && a.model == Path::new(super::common::DEFAULT_MODEL) {
         bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", a.model.display());
     }
     let params = QuantizeParams {

@@ -215,7 +215,7 @@ fn glvq_row(label: &str, spec: &str, c: &Common) -> Result<Row> {
     Ok(Row {
         label: label.to_string(),
         spec: p.to_spec(),
-        method_id: llvq_codes::Method::Glvq.id(),
+        method_id: llvq_codes::CodeId::Glvq.id(),
         dim: p.d,
         bits_per_block: p.vector_bits()?,
         rate,

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::eval::{load_model, set_threads, DEFAULT_MODEL};
+use super::common::{load_model, set_threads, DEFAULT_MODEL};
 
 #[derive(Args)]
 pub struct TasksArgs {
@@ -36,7 +36,7 @@ pub struct TasksArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub runtime: super::eval::RuntimeArgs,
+    pub runtime: super::common::RuntimeArgs,
 }
 
 #[derive(serde::Serialize)]

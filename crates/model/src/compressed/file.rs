@@ -23,7 +23,7 @@ use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde_json::Value;
 
-use super::header::{Header, LinearMeta, FORMAT, FORMAT_VERSION};
+use super::header::{Bits, Header, LinearMeta, FORMAT, FORMAT_VERSION};
 use crate::error::{ModelError, Result};
 use crate::hadamard::Rotation;
 
@@ -58,6 +58,29 @@ pub struct FileContents {
     pub header: Header,
     pub linears: Vec<QuantLinear>,
     pub plain: Vec<Plain>,
+}
+
+/// All-in bits (codes, scales, seeds) of quantized linears: the one count every report quotes.
+pub fn linear_bits(linears: &[QuantLinear]) -> Bits {
+    let mut bits = Bits::default();
+    for l in linears {
+        bits.add(&l.meta.bits_stored());
+    }
+    bits
+}
+
+impl FileContents {
+    /// Parameters of the whole model: the quantized weights plus every stored tensor but the
+    /// tokenizer (embeddings, norms, an untied head).
+    pub fn params(&self) -> u64 {
+        let plain: u64 = self
+            .plain
+            .iter()
+            .filter(|p| p.name != TOKENIZER_TENSOR)
+            .map(|p| p.shape.iter().product::<usize>() as u64)
+            .sum();
+        linear_bits(&self.linears).weights + plain
+    }
 }
 
 /// Codes rebuilt from their canonical SPEC, once per distinct SPEC.

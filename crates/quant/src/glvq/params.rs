@@ -14,7 +14,7 @@
 //!   when the relative improvement is below `eps` (default 1e-3); Frobenius regulariser weight
 //!   `reg` (default 1e-3, relative: see [`crate::glvq::learn`]).
 
-use llvq_codes::{Method, Spec};
+use llvq_codes::{CodeId, Spec};
 
 use super::error::GlvqError;
 
@@ -49,7 +49,7 @@ impl GlvqParams {
     /// Parses and validates a `glvq:...` SPEC.
     pub fn from_spec(spec: &str) -> Result<GlvqParams, GlvqError> {
         let s = Spec::parse(spec)?;
-        if s.method != Method::Glvq {
+        if s.method != CodeId::Glvq {
             return Err(GlvqError::Spec { spec: spec.to_string(), reason: format!("method is {}, not glvq", s.method) });
         }
         s.only(KEYS)?;

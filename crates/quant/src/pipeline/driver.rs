@@ -9,7 +9,7 @@ use llvq_model::{Config, LinearName, Model, NoHook, Tokenizer};
 
 use crate::calib::{windows, LayerHessians};
 use crate::error::{QuantError, Result};
-use crate::format::{self, Bits, CodeCache, FileContents, Header, Plain};
+use crate::format::{self, CodeCache, FileContents, Header, Plain};
 use crate::method::Method;
 use super::layer::{quantize_layer, set_weight, tensor_f32};
 use super::memory::peak_rss;
@@ -170,10 +170,7 @@ pub(super) fn run(
         stats.append(&mut s);
         linears.extend(c.linears);
     }
-    let mut bits = Bits::default();
-    for ql in &linears {
-        bits.add(&ql.meta.bits_stored());
-    }
+    let bits = format::linear_bits(&linears);
     let code = method.code.as_ref();
     let header = Header {
         config: Some(cfg.to_hf_json()),

@@ -1,0 +1,66 @@
+//! What several subcommands share: the default model, thread setup, loading a model for
+//! evaluation (GGUF, Hugging Face directory or `.llvq`, compressed or dense), and argument
+//! parsers that refuse values which would otherwise reach the numerics.
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use llvq_model::compressed::{HeadFormat, LoadOptions};
+
+/// Where `llvq fetch-defaults` puts the default model.
+pub const DEFAULT_MODEL: &str = "data/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Set the thread count before candle/rayon start their pools.
+pub fn set_threads(n: Option<usize>) {
+    if let Some(n) = n {
+        // SAFETY: called at start-up before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string()) };
+    }
+}
+
+/// How a compressed (`.llvq`) model is held in memory; shared by every command that runs one.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct RuntimeArgs {
+    /// Decode every compressed linear to a dense f32 matrix (the reference path) instead of
+    /// running it compressed.
+    #[arg(long)]
+    pub dense: bool,
+    /// LM head of a compressed model: `f16` as stored, or `q8` (8 bits per weight, one scale
+    /// per row; smaller and faster, see the README for its effect on perplexity).
+    #[arg(long, default_value = "f16")]
+    pub head: HeadFormat,
+}
+
+impl RuntimeArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions { dense: self.dense, head: self.head }
+    }
+}
+
+/// The one place the CLI loads a model for evaluation (GGUF, HF directory or `.llvq`).
+pub fn load_model(path: &Path, rt: &RuntimeArgs) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
+    if !path.exists() && path == Path::new(DEFAULT_MODEL) {
+        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
+    }
+    // The library's errors already name the file or tensor.
+    Ok(llvq_model::compressed::load_any(path, &rt.options())?)
+}
+
+/// `--threads`: a positive count (0 would leave rayon to pick, silently).
+pub fn threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite, non-negative float (`--damp`, `--temperature`): NaN or a negative value would
+/// otherwise reach the numerics and come out as NaN weights or NaN probabilities.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        Ok(x) => Err(format!("{x} is not a finite non-negative number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
