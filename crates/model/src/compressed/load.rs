@@ -23,6 +23,7 @@ use crate::error::{ModelError, Result, TensorContext};
 use crate::hadamard::Rotation;
 use crate::linear::{Compressed, Exec, F32Rows, Linear, Weight};
 use crate::model::Model;
+use crate::qmatmul::rotate::OnlineRotation;
 use crate::qmatmul::{F16Matrix, PackError, PackedWeight};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{expected_tensors, Weights};
@@ -117,9 +118,9 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
     let tok = tok.ok_or_else(|| bad(format!("no `{TOKENIZER_TENSOR}` tensor")))?;
     let mut codes = CodeCache::default();
     let mut given = BTreeMap::new();
-    let mut rotations: BTreeMap<(usize, u64), Arc<Rotation>> = BTreeMap::new();
+    let mut rotations: BTreeMap<(usize, u64), Arc<OnlineRotation>> = BTreeMap::new();
     let mut rotation = |n: usize, seed: Option<u64>| {
-        seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(Rotation::new(n, s))).clone())
+        seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(OnlineRotation::new(Arc::new(Rotation::new(n, s))))).clone())
     };
     // A bad code or scale is a fault of this file: say which file.
     let in_file = |e: ModelError| ModelError::llvq_format(path, e.to_string());

@@ -34,6 +34,7 @@
 mod dense;
 pub mod kernels;
 pub mod packed;
+pub mod rotate;
 mod tile;
 
 pub use dense::F16Matrix;
