@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Result, TensorContext};
 use crate::qmatmul::rotate::OnlineRotation;
-use crate::qmatmul::{F16Matrix, MatVec, PackedWeight};
+use crate::qmatmul::{F16Matrix, I8Weight, MatVec, PackedWeight};
 
 /// A matrix in an execution layout ([`MatVec`]: `y = W·x`, `Y = X·Wᵀ`), plus what the model
 /// needs besides products.
@@ -33,6 +33,12 @@ pub trait Exec: MatVec + Send {
 }
 
 impl Exec for PackedWeight {
+    fn to_f32(&self) -> Vec<f32> {
+        self.to_dense()
+    }
+}
+
+impl Exec for I8Weight {
     fn to_f32(&self) -> Vec<f32> {
         self.to_dense()
     }
