@@ -104,3 +104,39 @@ fn other_layouts_are_refused() {
         assert!(matches!(I8Weight::from_packed(&p), Err(PackError::NoChunk { .. })), "{spec}");
     }
 }
+
+/// Timing probe (not a check): `cargo test -p llvq-model --test int8 -- --ignored --nocapture`.
+/// Best of 20 bursts, single thread, so a loaded machine shows the kernels' own cost.
+#[test]
+#[ignore]
+fn probe_int8_vs_f32_matvec() {
+    use llvq_model::qmatmul::packed::Scratch;
+    let mut rng = StdRng::seed_from_u64(3);
+    for (rows, cols) in [(1536, 576), (576, 1536), (192, 576)] {
+        let p = packed("llvq-ss:m=2,scale=1.3", rows, cols, &mut rng);
+        let w = I8Weight::from_packed(&p).unwrap();
+        let x = gauss(&mut rng, cols);
+        let mut y = vec![0f32; rows];
+        let best = |f: &mut dyn FnMut()| {
+            (0..20)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..50 {
+                        f();
+                    }
+                    t0.elapsed().as_secs_f64() / 50.0 * 1e6
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        pool.install(|| {
+            let mut s = Scratch::default();
+            let mut s8 = I8Scratch::default();
+            for isa in available() {
+                let f = best(&mut || p.matvec_on(&x, &mut y, &mut s, isa));
+                let i = best(&mut || w.matvec_on(&x, &mut y, &mut s8, isa));
+                eprintln!("{rows}x{cols} {isa:?}: f32 activations {f:.1} µs, int8 {i:.1} µs");
+            }
+        });
+    }
+}

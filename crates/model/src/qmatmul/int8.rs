@@ -157,7 +157,7 @@ impl I8Weight {
                 // `position` of weight j in chunk ch, as a byte of the activation stream.
                 let (g, k) = (ch / 8, ch % 8);
                 let at = g * 8 * c + (j / 4) * 32 + k * 4 + j % 4;
-                s.xq[at] = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                s.xq[at] = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
             }
         }
     }
