@@ -208,11 +208,11 @@ impl I8Weight {
                 for ch in 0..self.cols.div_ceil(c) {
                     let seg = &x[ch * c..((ch + 1) * c).min(self.cols)];
                     let d = seg.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
-                    for j in 0..seg.len() {
+                    let o = self.offset[r * self.nch + ch] as f64;
+                    for (j, &xj) in seg.iter().enumerate() {
+                        // |mult·n_j| = |w − offset|; x_j is rounded by at most d_c/2.
                         let w = self.weight(r, ch * c + j) as f64;
-                        let m = self.mult[r * self.nch + ch] as f64;
-                        let n = (w - self.offset[r * self.nch + ch] as f64) / m.abs().max(1e-30);
-                        b += (m * n).abs() * d * 0.5 + 1e-5 * (w * seg[j] as f64).abs();
+                        b += (w - o).abs() * d * 0.5 + 1e-5 * (w * xj as f64).abs();
                     }
                 }
                 (b * 1.001 + 1e-6) as f32
