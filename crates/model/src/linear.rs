@@ -17,8 +17,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Result, TensorContext};
-use crate::hadamard::Rotation;
-use crate::qmatmul::{F16Matrix, MatVec, PackedWeight};
+use crate::qmatmul::rotate::OnlineRotation;
+use crate::qmatmul::{F16Matrix, I8Weight, MatVec, PackedWeight};
 
 /// A matrix in an execution layout ([`MatVec`]: `y = W·x`, `Y = X·Wᵀ`), plus what the model
 /// needs besides products.
@@ -33,6 +33,12 @@ pub trait Exec: MatVec + Send {
 }
 
 impl Exec for PackedWeight {
+    fn to_f32(&self) -> Vec<f32> {
+        self.to_dense()
+    }
+}
+
+impl Exec for I8Weight {
     fn to_f32(&self) -> Vec<f32> {
         self.to_dense()
     }
@@ -107,8 +113,8 @@ pub struct Compressed {
     pub rows: usize,
     pub cols: usize,
     pub exec: Arc<dyn Exec>,
-    pub rot_in: Option<Arc<Rotation>>,
-    pub rot_out: Option<Arc<Rotation>>,
+    pub rot_in: Option<Arc<OnlineRotation>>,
+    pub rot_out: Option<Arc<OnlineRotation>>,
 }
 
 impl std::fmt::Debug for Compressed {
@@ -166,10 +172,10 @@ impl Linear {
             Weight::Compressed(c) => {
                 let mut w: Vec<f64> = c.exec.to_f32().into_iter().map(|v| v as f64).collect();
                 if let Some(r) = &c.rot_out {
-                    r.rotate_cols_t(&mut w, c.cols);
+                    r.rotation().rotate_cols_t(&mut w, c.cols);
                 }
                 if let Some(r) = &c.rot_in {
-                    r.rotate_rows_t(&mut w, c.rows);
+                    r.rotation().rotate_rows_t(&mut w, c.rows);
                 }
                 let v: Vec<f32> = w.into_iter().map(|x| x as f32).collect();
                 Tensor::from_vec(v, (c.rows, c.cols), &Device::Cpu).ctx("linear weight")
@@ -200,18 +206,6 @@ impl Linear {
     }
 }
 
-/// Each of the `t` rows of `x` rotated: `R·row` (or `Rᵀ·row` with `transpose`), in f64.
-fn rotate_rows_f32(x: &[f32], t: usize, rot: &Rotation, transpose: bool) -> Vec<f32> {
-    let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
-    match (t, transpose) {
-        (1, false) => rot.apply(&mut xd),
-        (1, true) => rot.apply_t(&mut xd),
-        (_, false) => rot.rotate_rows(&mut xd, t),
-        (_, true) => rot.rotate_rows_t(&mut xd, t),
-    }
-    xd.into_iter().map(|v| v as f32).collect()
-}
-
 /// Runs several linears on the same input `x` (`[tokens, in]`). Compressed ones with the same
 /// input rotation and padded width share one rotated copy of `x`.
 pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
@@ -237,7 +231,9 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                         let i = match prepared.iter().position(|(s, _)| *s == r.seed()) {
                             Some(i) => i,
                             None => {
-                                prepared.push((r.seed(), rotate_rows_f32(xs, t, r, false)));
+                                let mut v = xs.clone();
+                                r.rows(&mut v, t, false);
+                                prepared.push((r.seed(), v));
                                 prepared.len() - 1
                             }
                         };
@@ -247,10 +243,9 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                 let n = c.rows;
                 let mut y = vec![0f32; t * n];
                 c.exec.matmul(input, &mut y);
-                let y = match &c.rot_out {
-                    None => y,
-                    Some(r) => rotate_rows_f32(&y, t, r, true),
-                };
+                if let Some(r) = &c.rot_out {
+                    r.rows(&mut y, t, true);
+                }
                 Tensor::from_vec(y, (t, n), &Device::Cpu)?
             }
         };

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use llvq_model::compressed::{HeadFormat, LoadOptions};
+use llvq_model::compressed::{Activations, HeadFormat, LoadOptions};
 
 /// Where `llvq fetch-defaults` puts the default model.
 pub const DEFAULT_MODEL: &str = "data/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -29,11 +29,16 @@ pub struct RuntimeArgs {
     /// per row; smaller and faster, see the README for its effect on perplexity).
     #[arg(long, default_value = "f16")]
     pub head: HeadFormat,
+    /// Activations of the compressed products: `f32`, or `i8` (generation rounds activations
+    /// to int8 per chunk and multiplies integers; faster, see the README for its effect on
+    /// perplexity), or `i8-all` (int8 in prefill too, one product per token; for measuring).
+    #[arg(long, default_value = "f32")]
+    pub act: Activations,
 }
 
 impl RuntimeArgs {
     pub fn options(&self) -> LoadOptions {
-        LoadOptions { dense: self.dense, head: self.head }
+        LoadOptions { dense: self.dense, head: self.head, act: self.act }
     }
 }
 

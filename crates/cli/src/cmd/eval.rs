@@ -82,7 +82,6 @@ pub fn default_text() -> Option<PathBuf> {
 }
 
 
-
 pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {
         EvalCmd::Ppl(a) => ppl(a),

@@ -23,7 +23,8 @@ use crate::error::{ModelError, Result, TensorContext};
 use crate::hadamard::Rotation;
 use crate::linear::{Compressed, Exec, F32Rows, Linear, Weight};
 use crate::model::Model;
-use crate::qmatmul::{F16Matrix, PackError, PackedWeight};
+use crate::qmatmul::rotate::OnlineRotation;
+use crate::qmatmul::{F16Matrix, I8Weight, PackError, PackedWeight};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{expected_tensors, Weights};
 
@@ -48,12 +49,39 @@ impl std::str::FromStr for HeadFormat {
     }
 }
 
+/// Activations of the compressed linears' products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activations {
+    /// f32 activations everywhere: the products equal the dense path's to f32 rounding.
+    #[default]
+    F32,
+    /// Generation (matrix-vector products) rounds activations to int8 per chunk and multiplies
+    /// integers ([`crate::qmatmul::I8Weight`]); prefill keeps f32 activations.
+    I8,
+    /// int8 activations in prefill too (one matrix-vector product per token: slow; for
+    /// measuring what int8 activations cost in perplexity).
+    I8All,
+}
+
+impl std::str::FromStr for Activations {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Activations, String> {
+        match s {
+            "f32" => Ok(Activations::F32),
+            "i8" => Ok(Activations::I8),
+            "i8-all" => Ok(Activations::I8All),
+            _ => Err(format!("activations {s:?} must be f32, i8 or i8-all")),
+        }
+    }
+}
+
 /// How to hold a compressed file in memory.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
     /// Decode every linear to a dense f32 matrix (the reference path).
     pub dense: bool,
     pub head: HeadFormat,
+    pub act: Activations,
 }
 
 /// Loads any model: an llvq file (by its header, or by a `.llvq` name so a broken file gets an
@@ -117,9 +145,9 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
     let tok = tok.ok_or_else(|| bad(format!("no `{TOKENIZER_TENSOR}` tensor")))?;
     let mut codes = CodeCache::default();
     let mut given = BTreeMap::new();
-    let mut rotations: BTreeMap<(usize, u64), Arc<Rotation>> = BTreeMap::new();
+    let mut rotations: BTreeMap<(usize, u64), Arc<OnlineRotation>> = BTreeMap::new();
     let mut rotation = |n: usize, seed: Option<u64>| {
-        seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(Rotation::new(n, s))).clone())
+        seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(OnlineRotation::new(Arc::new(Rotation::new(n, s))))).clone())
     };
     // A bad code or scale is a fault of this file: say which file.
     let in_file = |e: ModelError| ModelError::llvq_format(path, e.to_string());
@@ -129,7 +157,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
             let v: Vec<f32> = ql.decode(code).map_err(in_file)?.into_iter().map(|x| x as f32).collect();
             w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
         } else {
-            let exec = exec_for(ql, code).map_err(in_file)?;
+            let exec = exec_for(ql, code, opts.act).map_err(in_file)?;
             let compressed = Compressed {
                 rows: ql.meta.rows,
                 cols: ql.meta.cols,
@@ -147,12 +175,20 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
 }
 
 /// The execution layout of one quantized linear: Ŵ' (rotated domain, scales applied) decoded
-/// once into the packed layout of [`crate::qmatmul`]; a code with no grid view is kept as f32.
-pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer) -> Result<Arc<dyn Exec>> {
+/// once into the packed layout of [`crate::qmatmul`] (re-laid for int8 activations when `act`
+/// asks for them and the levels are 4-bit identity ones); a code with no grid view is kept as f32.
+pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer, act: Activations) -> Result<Arc<dyn Exec>> {
     let m = &ql.meta;
     let codes = ql.unpack_codes(code)?;
     match PackedWeight::from_codes(code, m.rows, m.cols, m.padded_cols(), &codes, &ql.block_scales()) {
-        Ok(p) => Ok(Arc::new(p)),
+        Ok(p) if act == Activations::F32 => Ok(Arc::new(p)),
+        Ok(p) => match I8Weight::from_packed(&p) {
+            Ok(mut w) => {
+                w.set_int8_prefill(act == Activations::I8All);
+                Ok(Arc::new(w))
+            }
+            Err(_) => Ok(Arc::new(p)),
+        },
         Err(PackError::NoGrid { .. }) => {
             let pc = m.padded_cols();
             let w: Vec<f32> = ql.decode_rotated(code)?.chunks_exact(pc).flat_map(|r| r[..m.cols].to_vec()).collect();

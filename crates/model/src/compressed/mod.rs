@@ -17,4 +17,4 @@ pub mod load;
 
 pub use file::{is_llvq_file, linear_bits, read, CodeCache, FileContents, Plain, QuantLinear, TOKENIZER_TENSOR};
 pub use header::{Bits, Header, LinearMeta, LinearStats, Rotate, CODEC_VERSION, FORMAT, FORMAT_VERSION};
-pub use load::{load, load_any, HeadFormat, LoadOptions};
+pub use load::{load, load_any, Activations, HeadFormat, LoadOptions};

@@ -32,11 +32,14 @@
 //! embedding / LM head. Every kernel has a plain `*_ref` twin that the tests compare against.
 
 mod dense;
+pub mod int8;
 pub mod kernels;
 pub mod packed;
+pub mod rotate;
 mod tile;
 
 pub use dense::F16Matrix;
+pub use int8::I8Weight;
 pub use packed::PackedWeight;
 
 use llvq_codes::CodeError;

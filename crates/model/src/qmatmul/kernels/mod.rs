@@ -7,6 +7,7 @@
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+pub mod int8;
 
 use half::f16;
 
@@ -28,24 +29,54 @@ pub enum Layout {
 pub enum Isa {
     Scalar,
     Avx2,
+    /// AVX2 plus AVX-512 VNNI (with AVX512VL): `vpdpbusd` for the int8-activation kernel; the
+    /// f32 kernels run their AVX2 code.
+    Avx512Vnni,
+}
+
+/// Whether the CPU runs the AVX2/FMA/F16C kernels.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the CPU has AVX-512 VNNI on 256-bit registers.
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        has_avx2() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// The fastest family this CPU runs.
 pub fn best() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
-            return Isa::Avx2;
-        }
+    if has_vnni() {
+        Isa::Avx512Vnni
+    } else if has_avx2() {
+        Isa::Avx2
+    } else {
+        Isa::Scalar
     }
-    Isa::Scalar
 }
 
 /// Every family this CPU runs (the tests compare each with the reference).
 pub fn available() -> Vec<Isa> {
     let mut v = vec![Isa::Scalar];
-    if best() == Isa::Avx2 {
+    if has_avx2() {
         v.push(Isa::Avx2);
+    }
+    if has_vnni() {
+        v.push(Isa::Avx512Vnni);
     }
     v
 }
@@ -74,8 +105,8 @@ pub(crate) fn rows_dot(
         // SAFETY: `Isa::Avx2` is only produced by `best()` after detecting AVX2, FMA and F16C;
         // the slice lengths are those the kernel indexes (checked above in debug builds, and by
         // construction in `PackedWeight`).
-        Isa::Avx2 => unsafe { avx2::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys) },
-        _ => scalar::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys),
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { avx2::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys) },
+        Isa::Scalar => scalar::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys),
     }
 }
 
@@ -89,7 +120,44 @@ pub(crate) fn f16_rows_dot(isa: Isa, w: &[f16], cols: usize, x: &[f32], ys: &mut
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `rows_dot`; `w` holds `ys.len()` rows of `cols` values, `x` `cols`.
-        Isa::Avx2 => unsafe { avx2::f16_rows_dot(w, cols, x, ys) },
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { avx2::f16_rows_dot(w, cols, x, ys) },
         _ => scalar::f16_rows_dot(w, cols, x, ys),
+    }
+}
+
+/// The int8-activation product of [`int8`] over consecutive rows of the interleaved layout.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_dot_i8(
+    isa: Isa,
+    levels: &[u8],
+    rb: usize,
+    chunk: usize,
+    mult: &[f32],
+    offset: &[f32],
+    xq: &[i8],
+    d: &[f32],
+    sums: &[f32],
+    ys: &mut [f32],
+) {
+    let nch = d.len();
+    assert!(
+        nch % 8 == 0
+            && rb == nch / 8 * 4 * chunk
+            && levels.len() == ys.len() * rb
+            && mult.len() == ys.len() * nch
+            && offset.len() == mult.len()
+            && xq.len() == nch * chunk
+            && sums.len() == nch
+            && matches!(chunk, 8 | 16 | 24 | 32),
+        "rows_dot_i8: inconsistent slices"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2`/`Isa::Avx512Vnni` only come from `best()`/`available()` after
+        // detecting the features; the slice lengths are checked above.
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe {
+            int8::x86::rows_dot(isa == Isa::Avx512Vnni, levels, rb, chunk, mult, offset, xq, d, sums, ys)
+        },
+        _ => int8::rows_dot_scalar(levels, rb, chunk, mult, offset, xq, d, sums, ys),
     }
 }

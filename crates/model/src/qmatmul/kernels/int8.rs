@@ -1,0 +1,172 @@
+//! Integer dot products of 4-bit levels with int8 activations (the layout of
+//! [`crate::qmatmul::int8::I8Weight`]).
+//!
+//! A group is 8 chunks of one row; lane k of every 8 × i32 vector belongs to chunk k, so one
+//! group's integer sums Σ_{j∈c} n_j·q_j come out as one vector without horizontal adds, next
+//! to the group's 8 contiguous mult values. Per group and 32 bytes of levels (64 weights):
+//! one load, a mask and a shift give the low- and high-nibble vectors, and two u8×i8 products
+//! (`vpmaddubsw` on AVX2, `vpdpbusd` with AVX-512 VNNI) accumulate them. Products are at most
+//! 2·15·127 per i16 lane and a chunk of ≤ 32 weights makes ≤ 8 of them, so the i16 sums of
+//! the AVX2 path cannot overflow.
+
+/// `ys[i] = Σ_c md_c·isum_ic·mult_ic + offset_ic·S_c` over rows of `rb` bytes; `xq` is the
+/// activation in the same interleaved order, `d` its per-chunk scales and `sums` its per-chunk
+/// f32 sums (`nch` = 8 × groups values each).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_dot_scalar(
+    levels: &[u8],
+    rb: usize,
+    chunk: usize,
+    mult: &[f32],
+    offset: &[f32],
+    xq: &[i8],
+    d: &[f32],
+    sums: &[f32],
+    ys: &mut [f32],
+) {
+    let nch = d.len();
+    let gb = 4 * chunk; // bytes of levels per group
+    for (i, y) in ys.iter_mut().enumerate() {
+        let row = &levels[i * rb..(i + 1) * rb];
+        let mut acc = 0f32;
+        for (g, lv) in row.chunks_exact(gb).enumerate() {
+            let xg = &xq[g * 8 * chunk..(g + 1) * 8 * chunk];
+            let mut isum = [0i32; 8];
+            for (u, blk) in lv.chunks_exact(32).enumerate() {
+                for (b, &byte) in blk.iter().enumerate() {
+                    let lane = b / 4;
+                    isum[lane] += (byte & 0xF) as i32 * xg[64 * u + b] as i32;
+                    isum[lane] += (byte >> 4) as i32 * xg[64 * u + 32 + b] as i32;
+                }
+            }
+            for (k, &s) in isum.iter().enumerate() {
+                let c = g * 8 + k;
+                acc += s as f32 * (mult[i * nch + c] * d[c]) + offset[i * nch + c] * sums[c];
+            }
+        }
+        *y = acc;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// `acc += Σ_{4 bytes} a·b` per i32 lane (u8 × i8): the EVEX `vpdpbusd` of AVX-512 VNNI
+    /// on ymm registers (needs AVX512VNNI + AVX512VL). Written as inline assembly so the crate
+    /// keeps building on toolchains older than the stabilised AVX-512 intrinsics (Rust 1.89).
+    #[inline(always)]
+    unsafe fn dpbusd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        let mut acc = acc;
+        std::arch::asm!(
+            "vpdpbusd {acc}, {a}, {b}",
+            acc = inout(ymm_reg) acc,
+            a = in(ymm_reg) a,
+            b = in(ymm_reg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }
+
+    /// The kernel for chunks of `U·8` weights (`U` 32-byte blocks of levels per group); `VNNI`
+    /// picks `vpdpbusd` over `vpmaddubsw` + `vpmaddwd`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const U: usize, const VNNI: bool>(
+        levels: &[u8],
+        rb: usize,
+        mult: &[f32],
+        offset: &[f32],
+        xq: &[i8],
+        d: &[f32],
+        sums: &[f32],
+        ys: &mut [f32],
+    ) {
+        let nch = d.len();
+        let ng = nch / 8;
+        let mask = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let xp = xq.as_ptr() as *const __m256i;
+        for (i, y) in ys.iter_mut().enumerate() {
+            let row = levels.as_ptr().add(i * rb) as *const __m256i;
+            let m = mult.as_ptr().add(i * nch);
+            let o = offset.as_ptr().add(i * nch);
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            for g in 0..ng {
+                let isum = if VNNI {
+                    let mut s = _mm256_setzero_si256();
+                    for u in 0..U {
+                        let l = _mm256_loadu_si256(row.add(g * U + u));
+                        let lo = _mm256_and_si256(l, mask);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(l, 4), mask);
+                        let xb = xp.add(2 * (g * U + u));
+                        s = dpbusd(s, lo, _mm256_loadu_si256(xb));
+                        s = dpbusd(s, hi, _mm256_loadu_si256(xb.add(1)));
+                    }
+                    s
+                } else {
+                    let mut s = _mm256_setzero_si256();
+                    for u in 0..U {
+                        let l = _mm256_loadu_si256(row.add(g * U + u));
+                        let lo = _mm256_and_si256(l, mask);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(l, 4), mask);
+                        let xb = xp.add(2 * (g * U + u));
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, _mm256_loadu_si256(xb)));
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xb.add(1))));
+                    }
+                    _mm256_madd_epi16(s, ones)
+                };
+                let md = _mm256_mul_ps(_mm256_loadu_ps(m.add(8 * g)), _mm256_loadu_ps(d.as_ptr().add(8 * g)));
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), md, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(o.add(8 * g)), _mm256_loadu_ps(sums.as_ptr().add(8 * g)), acc1);
+            }
+            *y = hsum(_mm256_add_ps(acc0, acc1));
+        }
+    }
+
+    /// Dispatch on the chunk length (8, 16, 24 or 32 weights).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (and AVX512VNNI + AVX512VL with `vnni`); `levels` holds
+    /// `ys.len()` rows of `rb = groups·4·chunk` bytes, `mult`/`offset` `ys.len() × nch`
+    /// values, `xq` `nch·chunk` bytes, `d`/`sums` `nch = 8·groups` values.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn rows_dot(
+        vnni: bool,
+        levels: &[u8],
+        rb: usize,
+        chunk: usize,
+        mult: &[f32],
+        offset: &[f32],
+        xq: &[i8],
+        d: &[f32],
+        sums: &[f32],
+        ys: &mut [f32],
+    ) {
+        macro_rules! go {
+            ($u:literal) => {
+                if vnni {
+                    rows::<$u, true>(levels, rb, mult, offset, xq, d, sums, ys)
+                } else {
+                    rows::<$u, false>(levels, rb, mult, offset, xq, d, sums, ys)
+                }
+            };
+        }
+        match chunk {
+            8 => go!(1),
+            16 => go!(2),
+            24 => go!(3),
+            32 => go!(4),
+            _ => unreachable!("chunk {chunk} is not 8, 16, 24 or 32"),
+        }
+    }
+}
