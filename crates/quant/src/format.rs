@@ -56,7 +56,7 @@ pub fn write_with(path: &Path, c: &FileContents, extra: &[(&str, String)]) -> Re
 
 /// `path` with `suffix` appended to its file name (`model.llvq` → `model.llvq.tmp`): temporary
 /// and part-file names that keep the user's whole name, whatever its extension.
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     s.into()
