@@ -100,6 +100,21 @@ impl Hessian {
         Ok(Hessian { n, sum: Sum::Fixed(sum), tokens })
     }
 
+    /// An f64 accumulator holding fixed-point sums already rounded to f64 (`v as f64 · 2⁻⁶⁴`,
+    /// exactly what [`Hessian::mean`] of the fixed-point form computes first): same mean
+    /// bits, half the memory. For quantizing from stored sums, which are never added to.
+    pub fn from_rounded(n: usize, sum: Vec<f64>, tokens: usize) -> Result<Hessian> {
+        if sum.len() != n * n {
+            return Err(QuantError::Calibration(format!("a {n}×{n} Hessian needs {} entries, got {}", n * n, sum.len())));
+        }
+        Ok(Hessian { n, sum: Sum::Float(sum), tokens })
+    }
+
+    /// A stored fixed-point entry rounded to f64, as [`Hessian::from_rounded`] expects.
+    pub fn round_fixed(v: i128) -> f64 {
+        v as f64 / FIXED_ONE
+    }
+
     /// The fixed-point sums (`None` for an f64 accumulator).
     pub fn fixed(&self) -> Option<&[i128]> {
         match &self.sum {
@@ -180,7 +195,7 @@ impl Hessian {
         let d = self.tokens.max(1) as f64;
         match &self.sum {
             Sum::Float(sum) => sum.iter().map(|v| v / d).collect(),
-            Sum::Fixed(sum) => sum.iter().map(|&v| v as f64 / FIXED_ONE / d).collect(),
+            Sum::Fixed(sum) => sum.iter().map(|&v| Hessian::round_fixed(v) / d).collect(),
         }
     }
 }

@@ -13,7 +13,6 @@
 use std::path::{Path, PathBuf};
 
 use llvq_model::LinearInput;
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::calib::{CalibParams, Hessian, LayerHessians};
@@ -97,53 +96,101 @@ pub(crate) fn write_manifest(dir: &Path, m: &HessianManifest) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(|e| QuantError::io(&path, e))
 }
 
-/// Writes the exact sums of one layer (atomically).
+/// Writes the exact sums of one layer (atomically), streamed: a safetensors file whose data
+/// is converted to bytes as it is written, so writing costs no second copy of the sums.
 pub fn write_layer(path: &Path, h: &LayerHessians) -> Result<()> {
-    let mut bytes: Vec<(String, usize, Vec<u8>)> = Vec::new();
+    use std::io::Write;
+    let mut entries: Vec<(String, &[i128], usize)> = Vec::new();
+    let mut header = serde_json::Map::new();
+    let mut off = 0usize;
     for input in INPUTS {
         let name = format!("{input:?}");
         let hs = h.get(input).ok_or_else(|| QuantError::Calibration(format!("layer {}: input {name} was never observed", h.layer)))?;
         let fixed = hs.fixed().ok_or_else(|| QuantError::tensor(&name, "only exact Hessians are stored"))?;
-        bytes.push((name, hs.n, fixed.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        let len = fixed.len() * 16;
+        header.insert(name.clone(), serde_json::json!({"dtype": "U8", "shape": [hs.n, hs.n, 16], "data_offsets": [off, off + len]}));
+        entries.push((name, fixed, hs.n));
+        off += len;
     }
     let tokens = h.get(INPUTS[0]).map_or(0, Hessian::tokens);
-    let mut views = Vec::new();
-    for (name, n, b) in &bytes {
-        views.push((name.clone(), TensorView::new(Dtype::U8, vec![*n, *n, 16], b).map_err(|e| QuantError::tensor(name, e.to_string()))?));
-    }
-    let meta = std::collections::HashMap::from([
-        ("layer".to_string(), h.layer.to_string()),
-        ("tokens".to_string(), tokens.to_string()),
-    ]);
+    header.insert("__metadata__".into(), serde_json::json!({"layer": h.layer.to_string(), "tokens": tokens.to_string()}));
+    let mut hb = serde_json::to_vec(&header).expect("plain JSON");
+    // Data starts 8-byte aligned, as the safetensors writer does.
+    hb.resize(hb.len().div_ceil(8) * 8, b' ');
     let tmp = with_suffix(path, ".tmp");
-    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| QuantError::format(&tmp, e.to_string()))?;
+    let io = |e| QuantError::io(&tmp, e);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    f.write_all(&(hb.len() as u64).to_le_bytes()).map_err(io)?;
+    f.write_all(&hb).map_err(io)?;
+    for (_, fixed, _) in &entries {
+        for v in fixed.iter() {
+            f.write_all(&v.to_le_bytes()).map_err(io)?;
+        }
+    }
+    f.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| QuantError::io(path, e))
 }
 
 /// Reads the exact sums of layer `l`, checking the file is that layer's with `tokens` tokens.
-pub fn read_layer(path: &Path, l: usize, tokens: usize) -> Result<LayerHessians> {
+/// Streamed, one input at a time. With `rounded` the sums come back already rounded to f64
+/// ([`Hessian::from_rounded`]: same means, half the memory) for quantizing; without, as the
+/// exact integers, for merging.
+pub fn read_layer(path: &Path, l: usize, tokens: usize, rounded: bool) -> Result<LayerHessians> {
+    use std::io::{Read, Seek, SeekFrom};
     let bad = |r: String| QuantError::format(path, r);
-    let bytes = std::fs::read(path).map_err(|e| QuantError::io(path, e))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    let get = |k: &str| meta.get(k).and_then(|v| v.parse::<usize>().ok()).ok_or_else(|| bad(format!("no `{k}` in the metadata")));
-    if get("layer")? != l {
-        return Err(bad(format!("holds layer {}, expected {l}", get("layer")?)));
+    let io = |e| QuantError::io(path, e);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut f = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| bad("shorter than a safetensors header".into()))?;
+    let hlen = u64::from_le_bytes(len);
+    if hlen > (1 << 20) || 8 + hlen > file_len {
+        return Err(bad(format!("a header of {hlen} bytes")));
     }
-    if get("tokens")? != tokens {
-        return Err(bad(format!("sums {} tokens, the manifest says {tokens}", get("tokens")?)));
+    let mut hb = vec![0u8; hlen as usize];
+    f.read_exact(&mut hb).map_err(|_| bad("truncated header".into()))?;
+    let v: serde_json::Value = serde_json::from_slice(&hb).map_err(|e| bad(e.to_string()))?;
+    let meta = |k: &str| {
+        v.get("__metadata__").and_then(|m| m.get(k)).and_then(|x| x.as_str()).and_then(|x| x.parse::<usize>().ok()).ok_or_else(|| bad(format!("no `{k}` in the metadata")))
+    };
+    if meta("layer")? != l {
+        return Err(bad(format!("holds layer {}, expected {l}", meta("layer")?)));
     }
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    if meta("tokens")? != tokens {
+        return Err(bad(format!("sums {} tokens, the manifest says {tokens}", meta("tokens")?)));
+    }
     let mut out = LayerHessians::exact(l);
+    let mut buf = vec![0u8; 1 << 20];
     for input in INPUTS {
         let name = format!("{input:?}");
-        let t = st.tensor(&name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        let n = t.shape().first().copied().unwrap_or(0);
-        if t.dtype() != Dtype::U8 || t.shape() != [n, n, 16] {
-            return Err(bad(format!("tensor `{name}` is {:?} {:?}, expected U8 [n, n, 16]", t.dtype(), t.shape())));
+        let e = v.get(&name).ok_or_else(|| bad(format!("no tensor `{name}`")))?;
+        let nums = |k: &str| -> Vec<u64> { e.get(k).and_then(|x| x.as_array()).map_or(vec![], |a| a.iter().filter_map(|x| x.as_u64()).collect()) };
+        let (shape, offs) = (nums("shape"), nums("data_offsets"));
+        let n = shape.first().copied().unwrap_or(0);
+        let ok = e.get("dtype").and_then(|x| x.as_str()) == Some("U8") && shape == [n, n, 16] && offs.len() == 2 && offs[1] >= offs[0] && offs[1] - offs[0] == n * n * 16;
+        if !ok || 8 + hlen + offs[1] > file_len {
+            return Err(bad(format!("tensor `{name}` is not U8 [n, n, 16] within the file ({e})")));
         }
-        let sum = t.data().chunks_exact(16).map(|c| i128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
-        out.hessians.push((input, Hessian::from_fixed(n, sum, tokens)?));
+        let n = n as usize;
+        f.seek(SeekFrom::Start(8 + hlen + offs[0])).map_err(io)?;
+        let (mut exact, mut approx) = (Vec::new(), Vec::new());
+        let mut left = n * n * 16;
+        while left > 0 {
+            let k = left.min(buf.len());
+            f.read_exact(&mut buf[..k]).map_err(io)?;
+            for c in buf[..k].chunks_exact(16) {
+                let x = i128::from_le_bytes(c.try_into().expect("16 bytes"));
+                if rounded {
+                    approx.push(Hessian::round_fixed(x));
+                } else {
+                    exact.push(x);
+                }
+            }
+            left -= k;
+        }
+        let h = if rounded { Hessian::from_rounded(n, approx, tokens)? } else { Hessian::from_fixed(n, exact, tokens)? };
+        out.hessians.push((input, h));
     }
     Ok(out)
 }
@@ -169,9 +216,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<HessianManifest> {
     let man = HessianManifest { windows, tokens, model: mans[0].model.clone(), ..mans[0].clone() };
     let tmp = begin_dir(out)?;
     for l in 0..man.num_layers {
-        let mut acc = read_layer(&layer_path(first, l), l, mans[0].tokens)?;
+        let mut acc = read_layer(&layer_path(first, l), l, mans[0].tokens, false)?;
         for (d, m) in dirs.iter().zip(&mans).skip(1) {
-            let h = read_layer(&layer_path(d, l), l, m.tokens)?;
+            let h = read_layer(&layer_path(d, l), l, m.tokens, false)?;
             for ((input, a), (_, b)) in acc.hessians.iter_mut().zip(&h.hessians) {
                 a.merge(b, &format!("{} layer {l} input {input:?}", d.display()))?;
             }

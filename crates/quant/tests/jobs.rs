@@ -78,8 +78,15 @@ fn hessian_bits(dir: &Path) -> Vec<Vec<u64>> {
     let m = hessians::read_manifest(dir).unwrap();
     (0..m.num_layers)
         .flat_map(|l| {
-            let h = hessians::read_layer(&hessians::layer_path(dir, l), l, m.tokens).unwrap();
-            h.hessians.into_iter().map(|(_, h)| h.mean().into_iter().map(f64::to_bits).collect::<Vec<_>>()).collect::<Vec<_>>()
+            let path = hessians::layer_path(dir, l);
+            let h = hessians::read_layer(&path, l, m.tokens, false).unwrap();
+            let bits = |h: llvq_quant::calib::LayerHessians| -> Vec<Vec<u64>> {
+                h.hessians.into_iter().map(|(_, h)| h.mean().into_iter().map(f64::to_bits).collect()).collect()
+            };
+            let exact = bits(h);
+            // Sums rounded to f64 on reading (what quantizing uses) give the same means.
+            assert_eq!(bits(hessians::read_layer(&path, l, m.tokens, true).unwrap()), exact);
+            exact
         })
         .collect()
 }
@@ -137,7 +144,8 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
 #[test]
 fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
     let (dir, model, calib) = setup("jobs-bad", Arch::Qwen3, false, 5);
-    let p = params(&calib);
+    // A scalar code keeps this many runs fast; the Hessian path is the same.
+    let p = QuantizeParams { method: "gptq".into(), ..params(&calib) };
     let h = dir.join("h");
     calibrate(&model, &h, &calib_params(&p, Shard::default()), &mut go).unwrap();
     let part = |name: &str, r: Range<usize>, p: &QuantizeParams, h: &Path| {
@@ -204,6 +212,16 @@ fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
     assert!(!dir.join("hh").exists());
     let e = calibrate(&model, &h, &calib_params(&p, Shard::default()), &mut go).unwrap_err().to_string();
     assert!(e.contains("exists"), "{e}");
+    // A truncated or misplaced layer file is an error naming it.
+    let l1 = hessians::layer_path(&h, 1);
+    let bytes = std::fs::read(&l1).unwrap();
+    std::fs::write(&l1, &bytes[..bytes.len() - 16]).unwrap();
+    let e = quantize_layers(&model, &h, 1..2, &dir.join("t.llvq"), &p, None, &mut go).unwrap_err().to_string();
+    assert!(e.contains("layer-0001"), "{e}");
+    std::fs::copy(hessians::layer_path(&h, 2), &l1).unwrap();
+    let e = quantize_layers(&model, &h, 1..2, &dir.join("t.llvq"), &p, None, &mut go).unwrap_err().to_string();
+    assert!(e.contains("holds layer 2"), "{e}");
+    assert!(!dir.join("t.llvq").exists());
     std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_dir_all(&dir2).ok();
 }

@@ -128,26 +128,27 @@ fn input_widths(cfg: &Config) -> [u64; 4] {
 }
 
 /// Memory of `calibrate` on `windows` windows: the embedding table while embedding, then one
-/// f32 layer, the hidden states in and out, the exact sums (twice while writing), and one
-/// window's activations and attention scores.
+/// f32 layer, the hidden states in and out, the exact sums, one window's XᵀX (f32) and its
+/// activations and attention scores.
 pub fn calibrate_memory(cfg: &Config, layer_f32: u64, embed_f32: u64, windows: usize, ctx: usize) -> u64 {
     let (w, t) = (windows as u64, ctx as u64);
     let xs = w * t * cfg.hidden_size as u64 * 4;
     let h16: u64 = input_widths(cfg).iter().map(|n| n * n * 16).sum();
     let act = t * (3 * cfg.intermediate_size as u64 + 6 * cfg.hidden_size as u64) * 4 + 2 * cfg.num_heads as u64 * t * t * 4;
-    BASE_BYTES + (embed_f32 + xs).max(layer_f32 + 2 * xs + 2 * h16 + act)
+    let nmax = *input_widths(cfg).iter().max().expect("four inputs");
+    BASE_BYTES + (embed_f32 + xs).max(layer_f32 + 2 * xs + h16 + nmax * nmax * 4 + act)
 }
 
-/// Memory of quantizing one layer: its f32 weights, its exact sums (twice while reading), the
-/// f64 mean, rotated and padded Hessian and factor of the widest input, and f64 working copies
-/// of the largest linear; plus the outer tensors (f32 and stored) for the part holding layer 0.
+/// Memory of quantizing one layer: its f32 weights, its sums rounded to f64, the f64 mean,
+/// rotated and padded Hessian and factor of the widest input, and f64 working copies of the
+/// largest linear; plus the outer tensors (f32 and stored) for the part holding layer 0.
 pub fn quantize_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, with_outer: bool) -> u64 {
     let widths = input_widths(cfg);
-    let h16: u64 = widths.iter().map(|n| n * n * 16).sum();
+    let h8: u64 = widths.iter().map(|n| n * n * 8).sum();
     let nmax = *widths.iter().max().expect("four inputs");
     let (h, i) = (cfg.hidden_size as u64, cfg.intermediate_size as u64);
     let lin = (h * i).max(h * (cfg.num_heads * cfg.head_dim) as u64);
-    let work = (2 * h16).max(h16 + 5 * nmax * nmax * 8 + 5 * lin * 8);
+    let work = h8 + 4 * nmax * nmax * 8 + 5 * lin * 8;
     BASE_BYTES + layer_f32 + work + if with_outer { outer_f32 * 3 / 2 } else { 0 }
 }
 
@@ -339,7 +340,7 @@ pub fn quantize_layers(
     for l in layers.clone() {
         let t = Instant::now();
         progress(Event::Layer { layer: l, layers: cfg.num_layers, step: "loading" })?;
-        let hook = hessians::read_layer(&hessians::layer_path(hdir, l), l, man.tokens)?;
+        let hook = hessians::read_layer(&hessians::layer_path(hdir, l), l, man.tokens, true)?;
         let mut w = lazy.layer_weights(l)?;
         for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
             plain.push(plain_tensor(name, t, p.embed_f16)?);
