@@ -119,7 +119,8 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
         assert!(bits.iter().all(|b| *b == bits[0]), "{arch:?}: Hessian bits depend on the sharding");
 
         // Layer ranges as jobs, merged in any order: the single-process bytes.
-        let ranges: [&[Range<usize>]; 3] = [&[0..3], &[0..1, 1..3], &[2..3, 0..1, 1..2]];
+        let all: Range<usize> = 0..3;
+        let ranges: [&[Range<usize>]; 3] = [std::slice::from_ref(&all), &[0..1, 1..3], &[2..3, 0..1, 1..2]];
         for (k, rs) in ranges.iter().enumerate() {
             let parts: Vec<PathBuf> = rs
                 .iter()
