@@ -53,15 +53,19 @@ rm -rf "$OUT" "$WORK/run"
 ids=$(WORK=$WORK/run LLVQ=$LLVQ SBATCH_ARGS="--cpus-per-task=$cpus --mem=0" scripts/slurm/submit.sh data/SmolLM2-135M-Instruct.Q4_1.gguf "$OUT" 2 2)
 echo "submitted: $ids"
 last=${ids##* }
-while squeue -h -j "${ids// /,}" 2>/dev/null | grep -q .; do sleep 10; done
+while squeue -h -j "${ids// /,}" 2>/dev/null | grep -q .; do
+  if squeue -h -j "${ids// /,}" -o %r | grep -q DependencyNeverSatisfied; then
+    scancel ${ids}; echo "FAIL: a job failed; logs in $WORK/run/logs"; tail -n 5 "$WORK"/run/logs/*.out; exit 1
+  fi
+  sleep 10
+done
 t2=$(date +%s)
-cat "$WORK"/run/logs/llvq-eval-*.out || true
-state=$(sacct -n -j "$last" -o State 2>/dev/null | head -1 || true)
+echo "eval of $OUT (job $last):"; cat "$WORK"/run/logs/llvq-eval-*.out || true
 [ -f "$OUT" ] || { echo "FAIL: no merged file; logs in $WORK/run/logs"; tail -n 5 "$WORK"/run/logs/*.out; exit 1; }
 if [ -z "$REF" ]; then
   REF=$WORK/single.llvq
   rm -f "$REF"
   "$LLVQ" quantize --mode full --out "$REF" ${LLVQ_ARGS:-} ${QUANT_ARGS:-} >/dev/null
 fi
-echo "slurm chain: $((t2 - t1)) s (setup $((t1 - t0)) s); eval state ${state:-unknown}"
+echo "slurm chain: $((t2 - t1)) s (setup $((t1 - t0)) s)"
 if cmp "$OUT" "$REF"; then echo "IDENTICAL: $OUT == $REF"; else echo "FAIL: $OUT differs from $REF"; exit 1; fi
