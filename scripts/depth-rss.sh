@@ -13,8 +13,9 @@ rss() { grep -o '"peak_rss":[0-9]*' "$1" | cut -d: -f2; }
 for L in $DEPTHS; do
   M=$W/synth-$L
   [ -d "$M" ] || "$B" synth --like smollm2-360m --layers "$L" --vocab 8192 --out "$M" >/dev/null
-  rm -rf "$W/h-$L" "$W/q-$L.llvq"
-  "$B" calibrate --model "$M" --calib data/calib.txt --calib-seqs 4 --calib-ctx 256 --out "$W/h-$L" --json > "$W/cal-$L.json"
+  rm -f "$W/q-$L.llvq"
+  # The sums are deterministic: kept from an earlier run (remove $W/h-$L to measure calibrate again).
+  [ -d "$W/h-$L" ] || "$B" calibrate --model "$M" --calib data/calib.txt --calib-seqs 4 --calib-ctx 256 --out "$W/h-$L" --json > "$W/cal-$L.json"
   "$B" quantize --model "$M" --calib data/calib.txt --calib-seqs 4 --calib-ctx 256 --mode full --method gptq \
     --hessians "$W/h-$L" --out "$W/q-$L.llvq" --json > "$W/q-$L.json"
   F32=$(( $(du -sb "$M" | cut -f1) * 2 ))

@@ -16,7 +16,10 @@ use crate::tokenizer::Tokenizer;
 use crate::weights::{expected_tensors, MappedSafetensors, Weights};
 
 enum Source {
-    Safetensors(MappedSafetensors),
+    /// The files, and the file of each tensor. Files are mapped afresh for each batch of
+    /// tensors and unmapped after: mapped pages a load touched count as resident memory for
+    /// as long as the mapping lives, which would grow with every layer read.
+    Safetensors { files: Vec<std::path::PathBuf>, index: BTreeMap<String, usize> },
     Gguf(Box<GgufFile>),
 }
 
@@ -36,7 +39,8 @@ pub fn open(path: &Path) -> Result<(Config, Tokenizer, LazyWeights)> {
         let tok = Tokenizer::from_file(&path.join("tokenizer.json"))?;
         let st = MappedSafetensors::open(&crate::hf::safetensors_files(path)?)?;
         st.check_names(&cfg)?;
-        (cfg, tok, Source::Safetensors(st))
+        let (files, index) = st.files();
+        (cfg, tok, Source::Safetensors { files: files.to_vec(), index: index.clone() })
     } else {
         let g = GgufFile::open(path)?;
         let cfg = g.config()?;
@@ -55,11 +59,32 @@ impl LazyWeights {
 
     /// One tensor the config needs, by HF name, f32 in HF layout, validated.
     pub fn tensor(&mut self, name: &str) -> Result<Tensor> {
-        let shape = self.shapes.get(name).ok_or_else(|| ModelError::MissingTensor { name: format!("{name} (not a tensor of this config)") })?;
+        let mut w = self.tensors(&[name.to_string()])?;
+        w.take(name)
+    }
+
+    /// Tensors the config needs, by HF name, f32 in HF layout, validated.
+    pub fn tensors(&mut self, names: &[String]) -> Result<Weights> {
+        let mut w = Weights::default();
+        let shape = |n: &str| self.shapes.get(n).ok_or_else(|| ModelError::MissingTensor { name: format!("{n} (not a tensor of this config)") });
         match &mut self.src {
-            Source::Safetensors(st) => st.load(name, shape),
-            Source::Gguf(g) => g.tensor_hf(&self.cfg, name, shape),
+            Source::Safetensors { files, index } => {
+                let mut fis: Vec<usize> = names.iter().filter_map(|n| index.get(n).copied()).collect();
+                fis.sort_unstable();
+                fis.dedup();
+                let st = MappedSafetensors::open(&fis.iter().map(|&i| files[i].clone()).collect::<Vec<_>>())?;
+                for n in names {
+                    w.insert(n.clone(), st.load(n, shape(n)?)?);
+                }
+            }
+            Source::Gguf(g) => {
+                for n in names {
+                    let t = g.tensor_hf(&self.cfg, n, shape(n)?)?;
+                    w.insert(n.clone(), t);
+                }
+            }
         }
+        Ok(w)
     }
 
     /// The names of the tensors of decoder layer `l`, in load order.
@@ -70,12 +95,7 @@ impl LazyWeights {
 
     /// Every tensor of decoder layer `l`.
     pub fn layer_weights(&mut self, l: usize) -> Result<Weights> {
-        let mut w = Weights::default();
-        for name in self.layer_names(l) {
-            let t = self.tensor(&name)?;
-            w.insert(name, t);
-        }
-        Ok(w)
+        self.tensors(&self.layer_names(l))
     }
 
     /// Decoder layer `l`, built alone.
@@ -87,12 +107,7 @@ impl LazyWeights {
     /// The tensors outside the decoder layers: embeddings, final norm, an untied LM head.
     pub fn outer_weights(&mut self) -> Result<Weights> {
         let names: Vec<String> = self.shapes.keys().filter(|n| !n.starts_with("model.layers.")).cloned().collect();
-        let mut w = Weights::default();
-        for name in names {
-            let t = self.tensor(&name)?;
-            w.insert(name, t);
-        }
-        Ok(w)
+        self.tensors(&names)
     }
 
     /// f32 bytes of the largest decoder layer and of the tensors outside the layers (for

@@ -198,6 +198,11 @@ impl MappedSafetensors {
         check_unused(dir, self.index.keys().map(String::as_str).filter(|n| !ignorable(n)), &used)
     }
 
+    /// The files opened, and for each tensor name the index of the file holding it.
+    pub fn files(&self) -> (&[PathBuf], &BTreeMap<String, usize>) {
+        (&self.files, &self.index)
+    }
+
     /// Tensor `name` as f32 (from f32, f16 or bf16 storage), shape and finiteness checked.
     pub fn load(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let fi = *self.index.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })?;
