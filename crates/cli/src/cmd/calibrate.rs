@@ -71,6 +71,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     }
     let a = a.run;
     super::eval::set_threads(a.threads);
+    super::fixed_mmap_threshold();
     let out = a.out.expect("required by clap");
     if !a.model.exists() && a.model == Path::new(super::eval::DEFAULT_MODEL) {
         bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", a.model.display());

@@ -49,3 +49,22 @@ pub fn bytes(s: &str) -> Result<u64, String> {
         _ => Err(format!("{s:?} is not a size (e.g. 24G, 1500M)")),
     }
 }
+
+/// For jobs whose memory must not grow with depth (`calibrate`, `quantize --hessians`): glibc
+/// raises its mmap threshold after each large free (up to 32 MB), after which the per-layer
+/// buffers come from heap arenas that keep freed memory, and the peak creeps up layer by layer
+/// (measured: 594 → 728 MB from 4 to 16 layers). A fixed 1 MiB threshold hands every large
+/// buffer back to the OS when it is freed.
+pub fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: glibc's documented tuning call, made at start-up before the job's allocations.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        }
+    }
+}

@@ -88,6 +88,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     let bar = bar("quantize");
     let mut on_event = |e: Event<'_>| show(&bar, e);
     if let Some(hdir) = &a.hessians {
+        super::fixed_mmap_threshold();
         if a.resume {
             bail!("--resume does not apply to --hessians jobs: rerun the job (its part is written whole or not at all)");
         }
