@@ -114,9 +114,9 @@ pub struct JobReport {
 const BASE_BYTES: u64 = 100 << 20;
 
 /// Refuses before any work when `needs` exceeds `max`.
-fn check_memory(needs: u64, max: Option<u64>, what: &str) -> Result<()> {
+fn check_memory(needs: u64, max: Option<u64>, what: &str, hint: &str) -> Result<()> {
     match max {
-        Some(max) if needs > max => Err(QuantError::Memory { needs, max, what: what.to_string() }),
+        Some(max) if needs > max => Err(QuantError::Memory { needs, max, what: what.to_string(), hint: hint.to_string() }),
         _ => Ok(()),
     }
 }
@@ -190,7 +190,7 @@ pub fn calibrate(
     let (layer_f32, _) = lazy.f32_bytes();
     let embed_f32 = (cfg.vocab_size * cfg.hidden_size * 4) as u64;
     let needs = calibrate_memory(&cfg, layer_f32, embed_f32, text.len() as u64, range.len(), p.calib.ctx);
-    check_memory(needs, p.max_memory, "calibrate")?;
+    check_memory(needs, p.max_memory, "calibrate", "use more shards (--shard i/n), a smaller --calib-ctx or a shorter --calib text")?;
     let _ = progress(Event::Memory { needs });
     let wins = windows(&tok, &text, &p.calib)?;
     let mut man = HessianManifest {
@@ -328,7 +328,7 @@ pub fn quantize_layers(
     }
     let (layer_f32, outer_f32) = lazy.f32_bytes();
     let needs = quantize_memory(&cfg, layer_f32, outer_f32, layers.start == 0);
-    check_memory(needs, max_memory, "quantize")?;
+    check_memory(needs, max_memory, "quantize", "one layer and its Hessians must fit: use a machine with more memory")?;
     let _ = progress(Event::Memory { needs });
 
     let mut progress = |e: Event<'_>| -> Result<()> {
@@ -417,7 +417,7 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
     let heads: Vec<(Header, PartInfo)> = parts.iter().map(|p| read_part_header(p)).collect::<Result<_>>()?;
     let (first_path, (h0, i0)) = match parts.first() {
         Some(p) => (p, &heads[0]),
-        None => return Err(QuantError::Calibration("no parts to merge".into())),
+        None => return Err(QuantError::Output { path: out.to_path_buf(), reason: "no parts to merge".into() }),
     };
     // The run's fields of a header (what must agree), without its layers' statistics.
     let run = |h: &Header| Header { stats: None, linears: Default::default(), ..h.clone() };
@@ -454,12 +454,12 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
             return bad(&parts[k], format!("layers {}..{} overlap {} (layers {}..{})", i.first, i.end, parts[*other].display(), heads[*other].1.first, heads[*other].1.end));
         }
         if i.first > next {
-            return Err(QuantError::Calibration(format!("no part holds layers {next}..{} (of {})", i.first, i0.num_layers)));
+            return Err(QuantError::Output { path: out.to_path_buf(), reason: format!("no part holds layers {next}..{} (of {})", i.first, i0.num_layers) });
         }
         next = i.end;
     }
     if next != i0.num_layers {
-        return Err(QuantError::Calibration(format!("no part holds layers {next}..{} (of {})", i0.num_layers, i0.num_layers)));
+        return Err(QuantError::Output { path: out.to_path_buf(), reason: format!("no part holds layers {next}..{} (of {})", i0.num_layers, i0.num_layers) });
     }
     for p in parts {
         if p.exists() && out.exists() && std::fs::canonicalize(p).ok() == std::fs::canonicalize(out).ok() {
