@@ -39,6 +39,13 @@ enum Command {
     Rd(cmd::rd::RdArgs),
     /// Quantize a model (calibration, rotations, block LDLQ) into one compressed file.
     Quantize(cmd::quantize::QuantizeArgs),
+    /// Offline Hessians of the full-precision model, sharded by calibration windows (`merge` adds shards).
+    Calibrate(cmd::calibrate::CalibrateArgs),
+    /// Assemble layer-range parts (`quantize --hessians --layers`) into one model file.
+    Merge(cmd::merge::MergeArgs),
+    /// Write a synthetic checkpoint with a real model's shapes and a few layers (for measurements).
+    #[command(hide = true)]
+    Synth(cmd::synth::SynthArgs),
     /// Show the layout and all-in bits/weight of a compressed model file.
     Inspect(cmd::inspect::InspectArgs),
     /// Quantize raw little-endian f32 vectors from stdin with a code SPEC (stdout: reconstructions).
@@ -58,6 +65,9 @@ fn main() -> std::process::ExitCode {
         Command::Rd(a) => cmd::rd::run(a),
         Command::Vq(a) => cmd::vq::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Calibrate(a) => cmd::calibrate::run(a),
+        Command::Merge(a) => cmd::merge::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
     };
     // A write error still held in stdout's line buffer surfaces in this flush.

@@ -252,32 +252,45 @@ impl GgufFile {
         q.dequantize(&Device::Cpu).ctx(gguf_name)
     }
 
+    /// The tensors present are those `cfg` needs (checked before anything is read).
+    pub fn check_names(&self, cfg: &Config) -> Result<()> {
+        check_layer_count(cfg, self.content.tensor_infos.len(), &self.path)?;
+        let used: std::collections::BTreeSet<String> = expected_tensors(cfg)
+            .iter()
+            .map(|(hf, _)| gguf_name(hf).expect("every expected tensor has a GGUF name"))
+            .collect();
+        check_unused(&self.path, self.content.tensor_infos.keys().map(String::as_str), &used)
+    }
+
+    /// One tensor by its HF name, f32 in HF layout (Llama Q/K rows unpermuted), validated
+    /// (shape, finite): read and dequantized alone, for loading one layer at a time.
+    pub fn tensor_hf(&mut self, cfg: &Config, hf: &str, shape: &[usize]) -> Result<Tensor> {
+        let gname = gguf_name(hf).ok_or_else(|| ModelError::MissingTensor { name: format!("{hf} (no GGUF name)") })?;
+        let mut t = self.tensor_f32(&gname)?;
+        if t.dims() != shape {
+            return Err(ModelError::Shape {
+                name: format!("{gname} (in {})", self.path.display()),
+                got: t.dims().to_vec(),
+                expected: shape.to_vec(),
+            });
+        }
+        if cfg.arch == Arch::Llama {
+            if hf.contains("self_attn.q_proj") {
+                t = unpermute_qk(&t, cfg.num_heads).ctx(hf)?;
+            } else if hf.contains("self_attn.k_proj") {
+                t = unpermute_qk(&t, cfg.num_kv_heads).ctx(hf)?;
+            }
+        }
+        check_tensor(&gname, &t, shape)?;
+        Ok(t)
+    }
+
     /// All weights the model needs, f32, HF names and layout, validated (shape, finite).
     pub fn weights(&mut self, cfg: &Config) -> Result<Weights> {
-        check_layer_count(cfg, self.content.tensor_infos.len(), &self.path)?;
-        let expected = expected_tensors(cfg);
-        let used: std::collections::BTreeSet<String> =
-            expected.iter().map(|(hf, _)| gguf_name(hf).expect("every expected tensor has a GGUF name")).collect();
-        check_unused(&self.path, self.content.tensor_infos.keys().map(String::as_str), &used)?;
+        self.check_names(cfg)?;
         let mut w = Weights::default();
-        for (hf, shape) in expected {
-            let gname = gguf_name(&hf).expect("every expected tensor has a GGUF name");
-            let mut t = self.tensor_f32(&gname)?;
-            if t.dims() != shape.as_slice() {
-                return Err(ModelError::Shape {
-                    name: format!("{gname} (in {})", self.path.display()),
-                    got: t.dims().to_vec(),
-                    expected: shape,
-                });
-            }
-            if cfg.arch == Arch::Llama {
-                if hf.contains("self_attn.q_proj") {
-                    t = unpermute_qk(&t, cfg.num_heads).ctx(&hf)?;
-                } else if hf.contains("self_attn.k_proj") {
-                    t = unpermute_qk(&t, cfg.num_kv_heads).ctx(&hf)?;
-                }
-            }
-            check_tensor(&gname, &t, &shape)?;
+        for (hf, shape) in expected_tensors(cfg) {
+            let t = self.tensor_hf(cfg, &hf, &shape)?;
             w.insert(hf, t);
         }
         Ok(w)

@@ -48,6 +48,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hadamard;
 pub mod hf;
+pub mod lazy;
 pub mod linear;
 pub mod model;
 pub mod qmatmul;
@@ -61,7 +62,7 @@ pub use candle_core;
 pub use config::{Arch, Config};
 pub use error::{ModelError, Result};
 pub use linear::Linear;
-pub use model::{KvCache, Layer, LinearHook, LinearInput, LinearName, Model, NoHook};
+pub use model::{KvCache, Layer, LinearHook, LinearInput, LinearName, Model, NoHook, Rope};
 pub use tokenizer::Tokenizer;
 pub use weights::Weights;
 

@@ -157,6 +157,31 @@ pub struct Rope {
     sin: Tensor,
 }
 
+impl Rope {
+    /// The table for positions `pos..pos+len` of a model with config `cfg` (what
+    /// [`Model::rope`] returns, for running layers without a whole model).
+    pub fn new(cfg: &Config, pos: usize, len: usize) -> Result<Rope> {
+        Rope::from_inv_freq(&cfg.inv_freq(), pos, len)
+    }
+
+    fn from_inv_freq(inv_freq: &[f64], pos: usize, len: usize) -> Result<Rope> {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in pos..pos + len {
+            for &f in inv_freq {
+                // f32 angle like HF, so long contexts round the same way.
+                let a = (p as f32) * (f as f32);
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (len, half), &Device::Cpu).ctx("rope")?;
+        let sin = Tensor::from_vec(sin, (len, half), &Device::Cpu).ctx("rope")?;
+        Ok(Rope { cos, sin })
+    }
+}
+
 impl Layer {
     fn from_weights(cfg: &Config, w: &mut Weights, given: &mut BTreeMap<String, Weight>, index: usize) -> Result<Layer> {
         let p = format!("model.layers.{index}");
@@ -202,6 +227,16 @@ impl Layer {
             up,
             down,
         })
+    }
+
+    /// Builds layer `index` alone, moving its tensors out of `w` (shapes checked): the
+    /// streaming pipeline holds one decoder layer in memory at a time.
+    pub fn load(cfg: &Config, w: &mut Weights, index: usize) -> Result<Layer> {
+        let p = format!("model.layers.{index}.");
+        for (name, shape) in expected_tensors(cfg).into_iter().filter(|(n, _)| n.starts_with(&p)) {
+            check_tensor(&name, w.get(&name)?, &shape)?;
+        }
+        Layer::from_weights(cfg, w, &mut BTreeMap::new(), index)
     }
 
     pub fn index(&self) -> usize {
@@ -542,20 +577,7 @@ impl Model {
 
     /// RoPE table for positions `pos..pos+len`.
     pub fn rope(&self, pos: usize, len: usize) -> Result<Rope> {
-        let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(len * half);
-        let mut sin = Vec::with_capacity(len * half);
-        for p in pos..pos + len {
-            for &f in &self.inv_freq {
-                // f32 angle like HF, so long contexts round the same way.
-                let a = (p as f32) * (f as f32);
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        let cos = Tensor::from_vec(cos, (len, half), &Device::Cpu).ctx("rope")?;
-        let sin = Tensor::from_vec(sin, (len, half), &Device::Cpu).ctx("rope")?;
-        Ok(Rope { cos, sin })
+        Rope::from_inv_freq(&self.inv_freq, pos, len)
     }
 
     /// Final norm and LM head: `[tokens, hidden]` → logits `[tokens, vocab]`.

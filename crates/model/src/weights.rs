@@ -147,47 +147,75 @@ impl Weights {
     /// Files are memory-mapped and only the needed tensors are copied out. Tensors absent
     /// from every file are reported by name; a tied `lm_head.weight`, if present, is ignored.
     pub fn load_safetensors(files: &[PathBuf], cfg: &Config) -> Result<Weights> {
-        let mut name_to_file: BTreeMap<String, usize> = BTreeMap::new();
+        let st = MappedSafetensors::open(files)?;
+        st.check_names(cfg)?;
+        let mut w = Weights::default();
+        for (name, shape) in expected_tensors(cfg) {
+            let t = st.load(&name, &shape)?;
+            w.insert(name, t);
+        }
+        Ok(w)
+    }
+}
+
+/// Memory-mapped safetensors files (one checkpoint, possibly sharded): names are indexed when
+/// opened, and tensors are copied out and converted to f32 one at a time, so a caller that
+/// drops each layer after use holds one layer in memory whatever the checkpoint's size.
+pub struct MappedSafetensors {
+    files: Vec<PathBuf>,
+    mmaps: Vec<candle_core::safetensors::MmapedSafetensors>,
+    index: BTreeMap<String, usize>,
+}
+
+impl MappedSafetensors {
+    pub fn open(files: &[PathBuf]) -> Result<MappedSafetensors> {
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut mmaps = Vec::with_capacity(files.len());
         for (fi, path) in files.iter().enumerate() {
             // SAFETY: the file is only read; a concurrent writer truncating it would be a
             // user error that can at worst produce garbage values, which validation catches.
-            let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(
-                |e| ModelError::Format {
-                    path: path.clone(),
-                    format: "safetensors",
-                    reason: e.to_string(),
-                },
-            )?;
+            let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| ModelError::Format {
+                path: path.clone(),
+                format: "safetensors",
+                reason: e.to_string(),
+            })?;
             for (name, _) in st.tensors() {
-                name_to_file.insert(name, fi);
+                index.insert(name, fi);
             }
             mmaps.push(st);
         }
-        let dir = files.first().and_then(|f| f.parent()).unwrap_or(Path::new("."));
-        check_layer_count(cfg, name_to_file.len(), dir)?;
-        let expected = expected_tensors(cfg);
+        Ok(MappedSafetensors { files: files.to_vec(), mmaps, index })
+    }
+
+    /// The tensors present are those `cfg` needs: too few for its layer count, or any the
+    /// config does not use, is an error before anything is read.
+    pub fn check_names(&self, cfg: &Config) -> Result<()> {
+        let dir = self.files.first().and_then(|f| f.parent()).unwrap_or(Path::new("."));
+        check_layer_count(cfg, self.index.len(), dir)?;
         // A tied `lm_head.weight` (ignored) and RoPE buffers older exports carry are not weights.
         let ignorable = |n: &str| (cfg.tie_embeddings && n == "lm_head.weight") || n.ends_with("rotary_emb.inv_freq");
-        let used: std::collections::BTreeSet<String> = expected.iter().map(|(n, _)| n.clone()).collect();
-        check_unused(dir, name_to_file.keys().map(String::as_str).filter(|n| !ignorable(n)), &used)?;
-        let mut w = Weights::default();
-        for (name, shape) in expected {
-            let fi = *name_to_file
-                .get(&name)
-                .ok_or_else(|| ModelError::MissingTensor { name: name.clone() })?;
-            let t = mmaps[fi]
-                .load(&name, &Device::Cpu)
-                .map_err(|e| ModelError::Format {
-                    path: files[fi].clone(),
-                    format: "safetensors",
-                    reason: format!("tensor `{name}`: {e}"),
-                })?
-                .to_dtype(DType::F32)
-                .ctx(&name)?;
-            check_tensor(&name, &t, &shape)?;
-            w.insert(name, t);
-        }
-        Ok(w)
+        let used: std::collections::BTreeSet<String> = expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
+        check_unused(dir, self.index.keys().map(String::as_str).filter(|n| !ignorable(n)), &used)
+    }
+
+    /// The files opened, and for each tensor name the index of the file holding it.
+    pub fn files(&self) -> (&[PathBuf], &BTreeMap<String, usize>) {
+        (&self.files, &self.index)
+    }
+
+    /// Tensor `name` as f32 (from f32, f16 or bf16 storage), shape and finiteness checked.
+    pub fn load(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let fi = *self.index.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })?;
+        let t = self.mmaps[fi]
+            .load(name, &Device::Cpu)
+            .map_err(|e| ModelError::Format {
+                path: self.files[fi].clone(),
+                format: "safetensors",
+                reason: format!("tensor `{name}`: {e}"),
+            })?
+            .to_dtype(DType::F32)
+            .ctx(name)?;
+        check_tensor(name, &t, shape)?;
+        Ok(t)
     }
 }

@@ -53,17 +53,74 @@ pub fn windows(tok: &Tokenizer, text: &str, p: &CalibParams) -> Result<Vec<Vec<u
         .collect())
 }
 
+/// Fixed-point unit of the exact sums: 2⁻⁶⁴ (see [`Hessian::exact`]).
+const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0;
+/// Largest |entry| of one window's XᵀX the exact sum takes: 2⁵⁰·2⁶⁴ leaves 2¹³ windows of
+/// headroom below i128's 2¹²⁷ (and a checked add catches the rest).
+const FIXED_MAX: f64 = 1_125_899_906_842_624.0;
+
+#[derive(Clone, Debug)]
+enum Sum {
+    /// f64 sums in window order (sequential mode: today's numbers).
+    Float(Vec<f64>),
+    /// i128 fixed-point sums in units of 2⁻⁶⁴: integer addition is associative, so the sum
+    /// does not depend on how windows are grouped into shards.
+    Fixed(Vec<i128>),
+}
+
 /// Running sum of xxᵀ over the tokens seen.
 #[derive(Clone, Debug)]
 pub struct Hessian {
     pub n: usize,
-    sum: Vec<f64>,
+    sum: Sum,
     tokens: usize,
 }
 
 impl Hessian {
+    /// An f64 accumulator (the sequential pipeline's).
     pub fn new(n: usize) -> Hessian {
-        Hessian { n, sum: vec![0.0; n * n], tokens: 0 }
+        Hessian { n, sum: Sum::Float(vec![0.0; n * n]), tokens: 0 }
+    }
+
+    /// A grouping-free accumulator, for Hessians of the full-precision model that may be
+    /// computed in shards (`llvq calibrate --shard i/n`) and merged: each window's f32 XᵀX
+    /// entry is rounded once to a multiple of 2⁻⁶⁴ and summed as an integer, so any split of
+    /// the windows gives the same bits (a float sum would depend on the grouping). The
+    /// rounding drops only what lies below 2⁻⁶⁴ absolute, far below f64 precision of any
+    /// non-negligible entry.
+    pub fn exact(n: usize) -> Hessian {
+        Hessian { n, sum: Sum::Fixed(vec![0; n * n]), tokens: 0 }
+    }
+
+    /// A fixed-point sum read back from a Hessian file.
+    pub fn from_fixed(n: usize, sum: Vec<i128>, tokens: usize) -> Result<Hessian> {
+        if sum.len() != n * n {
+            return Err(QuantError::Calibration(format!("a {n}×{n} Hessian needs {} entries, got {}", n * n, sum.len())));
+        }
+        Ok(Hessian { n, sum: Sum::Fixed(sum), tokens })
+    }
+
+    /// An f64 accumulator holding fixed-point sums already rounded to f64 (`v as f64 · 2⁻⁶⁴`,
+    /// exactly what [`Hessian::mean`] of the fixed-point form computes first): same mean
+    /// bits, half the memory. For quantizing from stored sums, which are never added to.
+    pub fn from_rounded(n: usize, sum: Vec<f64>, tokens: usize) -> Result<Hessian> {
+        if sum.len() != n * n {
+            return Err(QuantError::Calibration(format!("a {n}×{n} Hessian needs {} entries, got {}", n * n, sum.len())));
+        }
+        Ok(Hessian { n, sum: Sum::Float(sum), tokens })
+    }
+
+    /// A stored fixed-point entry rounded to f64, as [`Hessian::from_rounded`] expects.
+    pub fn round_fixed(v: i128) -> f64 {
+        v as f64 / FIXED_ONE
+    }
+
+    /// The fixed-point sums (`None` for an f64 accumulator).
+    pub fn fixed(&self) -> Option<&[i128]> {
+        match &self.sum {
+            Sum::Fixed(v) => Some(v),
+            Sum::Float(_) => None,
+        }
     }
 
     /// Adds the rows of `x` (`[tokens, n]`).
@@ -77,12 +134,54 @@ impl Hessian {
         if let Some(i) = xtx.iter().position(|v| !v.is_finite()) {
             return Err(QuantError::Calibration(format!("{name}: non-finite activation product at ({}, {})", i / n, i % n)));
         }
-        self.sum.par_chunks_mut(n).zip(xtx.par_chunks(n)).for_each(|(s, v)| {
-            for (a, &b) in s.iter_mut().zip(v) {
-                *a += b as f64;
+        match &mut self.sum {
+            Sum::Float(sum) => sum.par_chunks_mut(n).zip(xtx.par_chunks(n)).for_each(|(s, v)| {
+                for (a, &b) in s.iter_mut().zip(v) {
+                    *a += b as f64;
+                }
+            }),
+            Sum::Fixed(sum) => {
+                if let Some(i) = xtx.iter().position(|v| (*v as f64).abs() >= FIXED_MAX) {
+                    return Err(QuantError::Calibration(format!(
+                        "{name}: activation product {} at ({}, {}) is beyond the exact accumulator's range (2^50)",
+                        xtx[i],
+                        i / n,
+                        i % n
+                    )));
+                }
+                let overflow = sum.par_chunks_mut(n).zip(xtx.par_chunks(n)).any(|(s, v)| {
+                    let mut bad = false;
+                    for (a, &b) in s.iter_mut().zip(v) {
+                        match a.checked_add((b as f64 * FIXED_ONE).round() as i128) {
+                            Some(c) => *a = c,
+                            None => bad = true,
+                        }
+                    }
+                    bad
+                });
+                if overflow {
+                    return Err(QuantError::Calibration(format!("{name}: the exact Hessian sum overflowed")));
+                }
             }
-        });
+        }
         self.tokens += t;
+        Ok(())
+    }
+
+    /// Adds another partial sum of the same kind and width (merging shards).
+    pub fn merge(&mut self, other: &Hessian, name: &str) -> Result<()> {
+        if other.n != self.n {
+            return Err(QuantError::tensor(name, format!("merging a {0}×{0} Hessian into a {1}×{1} one", other.n, self.n)));
+        }
+        match (&mut self.sum, &other.sum) {
+            (Sum::Fixed(a), Sum::Fixed(b)) => {
+                for (x, &y) in a.iter_mut().zip(b) {
+                    *x = x.checked_add(y).ok_or_else(|| QuantError::Calibration(format!("{name}: the exact Hessian sum overflowed")))?;
+                }
+            }
+            _ => return Err(QuantError::tensor(name, "only exact (fixed-point) Hessians merge")),
+        }
+        self.tokens += other.tokens;
         Ok(())
     }
 
@@ -91,10 +190,13 @@ impl Hessian {
         self.tokens
     }
 
-    /// E[xxᵀ] = XᵀX / tokens, `n × n` row-major.
+    /// E[xxᵀ] = XᵀX / tokens, `n × n` row-major. An exact sum is rounded to f64 once, here.
     pub fn mean(&self) -> Vec<f64> {
         let d = self.tokens.max(1) as f64;
-        self.sum.iter().map(|v| v / d).collect()
+        match &self.sum {
+            Sum::Float(sum) => sum.iter().map(|v| v / d).collect(),
+            Sum::Fixed(sum) => sum.iter().map(|&v| Hessian::round_fixed(v) / d).collect(),
+        }
     }
 }
 
@@ -102,11 +204,19 @@ impl Hessian {
 pub struct LayerHessians {
     pub layer: usize,
     pub hessians: Vec<(LinearInput, Hessian)>,
+    /// New Hessians are [`Hessian::exact`].
+    exact: bool,
 }
 
 impl LayerHessians {
+    /// f64 accumulation (sequential mode).
     pub fn new(layer: usize) -> LayerHessians {
-        LayerHessians { layer, hessians: Vec::new() }
+        LayerHessians { layer, hessians: Vec::new(), exact: false }
+    }
+
+    /// Grouping-free accumulation (full mode, offline Hessians).
+    pub fn exact(layer: usize) -> LayerHessians {
+        LayerHessians { layer, hessians: Vec::new(), exact: true }
     }
 
     /// The mean Hessian of `input`, if it was observed.
@@ -124,7 +234,7 @@ impl LinearHook for LayerHessians {
         let idx = match self.hessians.iter().position(|(i, _)| *i == input) {
             Some(i) => i,
             None => {
-                self.hessians.push((input, Hessian::new(n)));
+                self.hessians.push((input, if self.exact { Hessian::exact(n) } else { Hessian::new(n) }));
                 self.hessians.len() - 1
             }
         };
@@ -154,7 +264,48 @@ mod tests {
             }
         }
         assert_eq!(h.tokens(), 2 * t);
+        // The exact accumulator agrees to f64 precision, and any grouping gives the same bits.
+        let mut e = Hessian::exact(n);
+        e.add(&x, "x").unwrap();
+        e.add(&x, "x").unwrap();
+        for (a, b) in e.mean().iter().zip(&m) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-3), "{a} {b}");
+        }
         let bad = Tensor::from_vec(vec![0f32; 4], (2, 2), &Device::Cpu).unwrap();
         assert!(h.add(&bad, "model.layers.3 input Qkv").unwrap_err().to_string().contains("layers.3"));
+    }
+
+    /// Windows of very different magnitudes summed in one pass, or in shards merged in other
+    /// orders, give identical bits; an f64 sum of the same windows does not in general.
+    #[test]
+    fn exact_sums_do_not_depend_on_the_grouping() {
+        let (t, n) = (7, 5);
+        let wins: Vec<Tensor> = (0..9)
+            .map(|w| {
+                let scale = 10f32.powi(w as i32 % 5 - 2);
+                let d: Vec<f32> = (0..t * n).map(|i| ((i * 31 + w * 17) as f32 * 0.713).sin() * scale).collect();
+                Tensor::from_vec(d, (t, n), &Device::Cpu).unwrap()
+            })
+            .collect();
+        let one = |ws: &[Tensor]| {
+            let mut h = Hessian::exact(n);
+            for x in ws {
+                h.add(x, "x").unwrap();
+            }
+            h
+        };
+        let whole = one(&wins);
+        for split in [vec![0, 9], vec![0, 4, 9], vec![0, 2, 3, 9], vec![0, 1, 5, 8, 9]] {
+            let mut parts: Vec<Hessian> = split.windows(2).map(|r| one(&wins[r[0]..r[1]])).collect();
+            parts.reverse();
+            let mut m = parts.pop().unwrap();
+            for p in &parts {
+                m.merge(p, "x").unwrap();
+            }
+            assert_eq!(m.tokens(), whole.tokens());
+            let bits = |h: &Hessian| h.mean().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&m), bits(&whole), "split {split:?}");
+        }
+        assert!(Hessian::new(n).merge(&whole, "x").is_err());
     }
 }

@@ -24,6 +24,8 @@ pub enum QuantError {
     Interrupted { layer: usize },
     #[error("output {path}: {reason}")]
     Output { path: PathBuf, reason: String },
+    #[error("{what} needs about {:.2} GB, more than --max-memory {:.2} GB; {hint}", *needs as f64 / 1e9, *max as f64 / 1e9)]
+    Memory { needs: u64, max: u64, what: String, hint: String },
     #[error("resume: {0}")]
     Resume(String),
     #[error("tensor `{name}`: {err}")]

@@ -21,6 +21,12 @@ use crate::error::{QuantError, Result};
 /// Writes `c` to `path` atomically (temporary file, then rename). The header gets the format
 /// fields and one [`LinearMeta`] entry per quantized linear.
 pub fn write(path: &Path, c: &FileContents) -> Result<()> {
+    write_with(path, c, &[])
+}
+
+/// [`write`] with extra safetensors metadata entries beside the `llvq` header (a layer-range
+/// part's job description, which a whole model file never has).
+pub fn write_with(path: &Path, c: &FileContents, extra: &[(&str, String)]) -> Result<()> {
     let mut header = c.header.clone();
     header.format = FORMAT.into();
     header.format_version = FORMAT_VERSION;
@@ -38,7 +44,8 @@ pub fn write(path: &Path, c: &FileContents) -> Result<()> {
     for p in &c.plain {
         views.push((p.name.clone(), tv(&p.name, p.dtype, p.shape.clone(), &p.data)?));
     }
-    let info = std::collections::HashMap::from([(FORMAT.to_string(), meta.to_string())]);
+    let mut info = std::collections::HashMap::from([(FORMAT.to_string(), meta.to_string())]);
+    info.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let tmp = with_suffix(path, ".tmp");
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| QuantError::io(dir, e))?;
@@ -49,7 +56,7 @@ pub fn write(path: &Path, c: &FileContents) -> Result<()> {
 
 /// `path` with `suffix` appended to its file name (`model.llvq` → `model.llvq.tmp`): temporary
 /// and part-file names that keep the user's whole name, whatever its extension.
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+pub fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     s.into()

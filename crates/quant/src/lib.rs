@@ -9,12 +9,14 @@
 //!   `e8p12`, `rtn`, `gptq`, ...);
 //! - [`format`]: writing the compressed model file (its read side is `llvq_model::compressed`);
 //! - [`glvq`]: GLVQ, learned per-group lattices (arXiv 2510.20984), one layer at a time;
-//! - [`pipeline`]: the layer-by-layer driver with resumable part files.
+//! - [`pipeline`]: the layer-by-layer driver with resumable part files, and layer-range jobs;
+//! - [`hessians`]: offline Hessian sums on disk, sharded by calibration windows.
 
 pub mod calib;
 pub mod error;
 pub mod format;
 pub mod glvq;
+pub mod hessians;
 pub mod ldlq;
 pub mod method;
 pub mod pipeline;

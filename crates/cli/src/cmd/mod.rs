@@ -1,5 +1,6 @@
 //! One module per top-level subcommand.
 pub mod bench;
+pub mod calibrate;
 pub mod codec;
 pub mod common;
 pub mod lattice;
@@ -8,7 +9,9 @@ pub mod export;
 pub mod fetch;
 pub mod generate;
 pub mod inspect;
+pub mod merge;
 pub mod quantize;
 pub mod rd;
+pub mod synth;
 pub mod tasks;
 pub mod vq;

@@ -4,7 +4,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use llvq_quant::calib::CalibParams;
 use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::Event;
+use llvq_quant::pipeline::{quantize_layers, Event, LayerRange};
 use llvq_quant::{quantize_model, CalibMode, QuantizeParams, Rotate};
 use std::path::{Path, PathBuf};
 
@@ -46,9 +46,19 @@ pub struct QuantizeArgs {
     /// Keep the token embeddings (and an untied LM head) in f32 instead of f16.
     #[arg(long)]
     pub embed_f32: bool,
-    /// Output file.
+    /// Output file (with --hessians: a part file for `llvq merge`).
     #[arg(long)]
     pub out: PathBuf,
+    /// Quantize from offline Hessians (`llvq calibrate`, merged): layers become independent
+    /// jobs, read one at a time. Needs --mode full.
+    #[arg(long)]
+    pub hessians: Option<PathBuf>,
+    /// With --hessians: the layers of this job, `A..B` (B excluded) or `A`; default all.
+    #[arg(long, requires = "hessians")]
+    pub layers: Option<LayerRange>,
+    /// With --hessians: refuse to start when the memory estimate exceeds this (`24G`, `1500M`).
+    #[arg(long, value_parser = super::common::bytes, requires = "hessians")]
+    pub max_memory: Option<u64>,
     /// Continue an interrupted run from the finished layers in OUT.parts/.
     #[arg(long)]
     pub resume: bool,
@@ -75,28 +85,21 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         ldlq: LdlqParams { damp: a.damp, ..Default::default() },
         embed_f16: !a.embed_f32,
     };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{prefix:>12} {bar:30} {pos}/{len} layers {msg:24} {elapsed_precise} eta {eta}")
-            .expect("valid template"),
-    );
-    bar.set_prefix("quantize");
-    let mut on_event = |e: Event<'_>| {
-        match e {
-        Event::Phase(p) => bar.set_message(p.to_string()),
-        Event::Layer { layer, layers, step } => {
-            bar.set_length(layers as u64);
-            bar.set_message(format!("layer {layer}: {step}"));
+    let bar = bar("quantize");
+    let mut on_event = |e: Event<'_>| show(&bar, e);
+    if let Some(hdir) = &a.hessians {
+        super::common::fixed_mmap_threshold();
+        if a.resume {
+            bail!("--resume does not apply to --hessians jobs: rerun the job (its part is written whole or not at all)");
         }
-        Event::LayerDone { layer, layers, resumed } => {
-            bar.set_length(layers as u64);
-            bar.set_position(layer as u64 + 1);
-            if resumed {
-                bar.set_message(format!("layer {layer}: resumed"));
-            }
-        }
-        }
-        std::ops::ControlFlow::Continue(())
-    };
+        let layers = match a.layers {
+            Some(r) => r.0,
+            None => 0..llvq_quant::hessians::read_manifest(hdir)?.num_layers,
+        };
+        let r = quantize_layers(&a.model, hdir, layers, &a.out, &params, a.max_memory, &mut on_event)?;
+        bar.finish_and_clear();
+        return super::calibrate::report(&r, a.json);
+    }
     let r = quantize_model(&a.model, &a.out, &params, a.resume, &mut on_event)?;
     bar.finish_and_clear();
     if a.json {
@@ -137,4 +140,34 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         outln!("peak RSS     {:.0} MB", m as f64 / 1e6)?;
     }
     Ok(())
+}
+
+/// A progress bar over layers.
+pub fn bar(prefix: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{prefix:>12} {bar:30} {pos}/{len} layers {msg:24} {elapsed_precise} eta {eta}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Shows a pipeline event on `bar`; the memory estimate goes to stderr before the work starts.
+pub fn show(bar: &ProgressBar, e: Event<'_>) -> std::ops::ControlFlow<()> {
+    match e {
+        Event::Phase(p) => bar.set_message(p.to_string()),
+        Event::Layer { layer, layers, step } => {
+            bar.set_length(layers as u64);
+            bar.set_message(format!("layer {layer}: {step}"));
+        }
+        Event::LayerDone { layer, layers, resumed } => {
+            bar.set_length(layers as u64);
+            bar.set_position(layer as u64 + 1);
+            if resumed {
+                bar.set_message(format!("layer {layer}: resumed"));
+            }
+        }
+        Event::Memory { needs } => bar.suspend(|| eprintln!("needs about {:.2} GB", needs as f64 / 1e9)),
+    }
+    std::ops::ControlFlow::Continue(())
 }

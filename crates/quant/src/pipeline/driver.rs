@@ -9,7 +9,7 @@ use llvq_model::{Config, LinearName, Model, NoHook, Tokenizer};
 
 use crate::calib::{windows, LayerHessians};
 use crate::error::{QuantError, Result};
-use crate::format::{self, CodeCache, FileContents, Header, Plain};
+use crate::format::{self, CodeCache, FileContents, Header, LinearStats, Plain, QuantLinear};
 use crate::method::Method;
 use super::layer::{quantize_layer, set_weight, tensor_f32};
 use super::memory::peak_rss;
@@ -23,12 +23,22 @@ pub(super) fn plain_tensors(cfg: &Config, tok: &Tokenizer, w: &llvq_model::Weigh
         (0..cfg.num_layers).flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l))).collect();
     let mut plain = Vec::new();
     for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
-        let big = name == "model.embed_tokens.weight" || name == "lm_head.weight";
-        plain.push(Plain::from_f32(name, t.dims(), &tensor_f32(t, name)?, big && embed_f16));
+        plain.push(plain_tensor(name, t, embed_f16)?);
     }
-    let json = tok.json().as_bytes().to_vec();
-    plain.push(Plain { name: format::TOKENIZER_TENSOR.into(), dtype: safetensors::Dtype::U8, shape: vec![json.len()], data: json });
+    plain.push(tokenizer_tensor(tok));
     Ok(plain)
+}
+
+/// One tensor stored as it is: f16 for the embeddings and an untied LM head when `embed_f16`.
+pub(super) fn plain_tensor(name: &str, t: &Tensor, embed_f16: bool) -> Result<Plain> {
+    let big = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+    Ok(Plain::from_f32(name, t.dims(), &tensor_f32(t, name)?, big && embed_f16))
+}
+
+/// The tokenizer's JSON as a byte tensor.
+pub(super) fn tokenizer_tensor(tok: &Tokenizer) -> Plain {
+    let json = tok.json().as_bytes().to_vec();
+    Plain { name: format::TOKENIZER_TENSOR.into(), dtype: safetensors::Dtype::U8, shape: vec![json.len()], data: json }
 }
 
 /// Runs the whole pipeline on `model_path` and writes `out`.
@@ -133,12 +143,16 @@ pub(super) fn run(
 
         progress(Event::Layer { layer: l, layers, step: "calibration" })?;
         let t = Instant::now();
-        let mut hook = LayerHessians::new(l);
+        // Full mode sums exactly, so offline Hessians merged from shards give the same bits.
+        let mut hook = match p.mode {
+            CalibMode::Full => LayerHessians::exact(l),
+            CalibMode::Sequential => LayerHessians::new(l),
+        };
         let next = run_layer(&model, &xs, &mut hook)?;
         tm.calibration += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let (linears, stats) = quantize_layer(&mut model, l, &hook, method, p, progress)?;
+        let (linears, stats) = quantize_layer(&mut model.layers_mut()[l], layers, &hook, method, p, progress)?;
         let header = Header { layer: Some(l), stats: Some(stats), ..Header::default() };
         format::write(&part, &FileContents { header, linears, plain: vec![] })?;
         tm.quantization += t.elapsed().as_secs_f64();
@@ -170,23 +184,9 @@ pub(super) fn run(
         stats.append(&mut s);
         linears.extend(c.linears);
     }
-    let bits = format::linear_bits(&linears);
     let code = method.code.as_ref();
-    let header = Header {
-        config: Some(cfg.to_hf_json()),
-        method: Some(method.name.clone()),
-        code: Some(code.spec()),
-        ldlq: Some(method.ldlq),
-        rotate: Some(p.rotate),
-        seed: Some(p.seed),
-        mode: Some(p.mode.name().into()),
-        calib: Some(serde_json::to_value(p.calib).expect("plain struct")),
-        damp: Some(p.ldlq.damp),
-        bits: Some(bits),
-        bpw: Some(bits.bpw()),
-        stats: Some(stats.clone()),
-        ..Header::default()
-    };
+    let header = finish_header(run_header(&cfg, method, p), &linears, stats.clone());
+    let bits = header.bits.expect("set by finish_header");
     format::write(out, &FileContents { header, linears, plain })?;
     std::fs::remove_dir_all(&parts).map_err(|e| QuantError::io(&parts, e))?;
     tm.write = t.elapsed().as_secs_f64();
@@ -207,4 +207,27 @@ pub(super) fn run(
         peak_rss: peak_rss(),
         stats,
     })
+}
+
+/// The run's fields of a model file's header: everything but the bits and the statistics.
+/// Layer-range parts carry the same fields, so `llvq merge` writes the same header.
+pub(super) fn run_header(cfg: &Config, method: &Method, p: &QuantizeParams) -> Header {
+    Header {
+        config: Some(cfg.to_hf_json()),
+        method: Some(method.name.clone()),
+        code: Some(method.code.spec()),
+        ldlq: Some(method.ldlq),
+        rotate: Some(p.rotate),
+        seed: Some(p.seed),
+        mode: Some(p.mode.name().into()),
+        calib: Some(serde_json::to_value(p.calib).expect("plain struct")),
+        damp: Some(p.ldlq.damp),
+        ..Header::default()
+    }
+}
+
+/// Completes a run header with the all-in bits of `linears` and the statistics of every layer.
+pub(super) fn finish_header(h: Header, linears: &[QuantLinear], stats: Vec<LinearStats>) -> Header {
+    let bits = format::linear_bits(linears);
+    Header { bits: Some(bits), bpw: Some(bits.bpw()), stats: Some(stats), ..h }
 }

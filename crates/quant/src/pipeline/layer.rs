@@ -5,7 +5,7 @@
 use llvq_lattice::seed::{finalize, fnv1a, FNV_OFFSET};
 use half::f16;
 use llvq_model::candle_core::{Device, Tensor};
-use llvq_model::{LinearInput, LinearName, Model};
+use llvq_model::{Layer, LinearInput, LinearName, Model};
 
 use crate::calib::LayerHessians;
 use crate::error::{CandleContext, QuantError, Result};
@@ -103,15 +103,16 @@ pub(super) fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
 
 /// Quantizes the seven linears of layer `l` with the Hessians in `hook` (steps 2-4 of the
 /// module doc) and puts their restored weights into `model`.
+/// `layers` (the model's depth) is for progress events only.
 pub(super) fn quantize_layer(
-    model: &mut Model,
-    l: usize,
+    layer: &mut Layer,
+    layers: usize,
     hook: &LayerHessians,
     method: &Method,
     p: &QuantizeParams,
     progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
 ) -> Result<(Vec<QuantLinear>, Vec<LinearStats>)> {
-    let (code, layers) = (method.code.as_ref(), model.config().num_layers);
+    let (code, l) = (method.code.as_ref(), layer.index());
     let mut qls = Vec::new();
     let mut stats = Vec::new();
     for input in [LinearInput::Qkv, LinearInput::O, LinearInput::GateUp, LinearInput::Down] {
@@ -137,7 +138,7 @@ pub(super) fn quantize_layer(
         for &lin in input.linears() {
             let name = lin.weight_name(l);
             progress(Event::Layer { layer: l, layers, step: lin.module() })?;
-            let wt = model.layers()[l].linear(lin).weight()?;
+            let wt = layer.linear(lin).weight()?;
             let (rows, cols) = wt.dims2().ctx(&name)?;
             let w = tensor_f32(&wt, &name)?;
             let meta = LinearMeta {
@@ -154,7 +155,7 @@ pub(super) fn quantize_layer(
             let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
             let restored = ql.decode(code)?;
             stats.push(linear_stats(&name, &w, &restored, rows, cols, &h, factor.as_ref().map_or(0.0, |f| f.damp)));
-            set_weight(model, l, &name, &restored, &ql.meta)?;
+            set_layer_weight(layer, &name, &restored, &ql.meta)?;
             qls.push(ql);
         }
     }
@@ -163,11 +164,17 @@ pub(super) fn quantize_layer(
 
 /// Puts a restored `rows × cols` f64 weight into the model.
 pub(super) fn set_weight(model: &mut Model, layer: usize, name: &str, w: &[f64], meta: &LinearMeta) -> Result<()> {
+    set_layer_weight(&mut model.layers_mut()[layer], name, w, meta)
+}
+
+/// Puts a restored `rows × cols` f64 weight into one decoder layer.
+pub(super) fn set_layer_weight(layer: &mut Layer, name: &str, w: &[f64], meta: &LinearMeta) -> Result<()> {
+    let index = layer.index();
     let lin = LinearName::ALL
         .into_iter()
-        .find(|n| n.weight_name(layer) == name)
-        .ok_or_else(|| QuantError::tensor(name, format!("not a linear of layer {layer}")))?;
+        .find(|n| n.weight_name(index) == name)
+        .ok_or_else(|| QuantError::tensor(name, format!("not a linear of layer {index}")))?;
     let v: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     let t = Tensor::from_vec(v, (meta.rows, meta.cols), &Device::Cpu).ctx(name)?;
-    Ok(model.layers_mut()[layer].set_weight(lin, t)?)
+    Ok(layer.set_weight(lin, t)?)
 }

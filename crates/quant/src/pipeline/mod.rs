@@ -22,9 +22,11 @@
 //! every step is deterministic, so the final file has the same bytes as an uninterrupted run.
 //!
 //! Files: [`params`] (what a run takes and reports), [`layer`] (one layer's maths), [`resume`]
-//! (manifest and part files), [`driver`] (the loop), [`load`] (dense loading), [`memory`].
+//! (manifest and part files), [`driver`] (the loop), [`load`] (dense loading), [`memory`],
+//! [`jobs`] (offline Hessians, layer-range jobs and their merge: models that do not fit).
 
 mod driver;
+mod jobs;
 mod layer;
 mod load;
 mod memory;
@@ -32,6 +34,10 @@ mod params;
 mod resume;
 
 pub use driver::quantize_model;
+pub use jobs::{
+    calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, sharded_run, CalibrateParams,
+    JobReport, LayerRange, PartInfo, Shard, PART_KEY,
+};
 pub use layer::quantize_linear;
 pub use load::{load_any, load_llvq};
 pub use memory::peak_rss;
