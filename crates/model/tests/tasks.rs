@@ -5,7 +5,10 @@ use std::path::Path;
 
 use llvq_model::tasks::requests::parse_requests;
 use llvq_model::tasks::score::{encode_pair, mean_stderr, Encoded};
-use llvq_model::tasks::{load_task, score_doc, score_doc_scratch, task_file, Doc, TaskError, TaskResult};
+use llvq_model::tasks::{
+    load_task, score_doc, score_doc_kv, score_doc_scratch, score_docs, task_file, Doc, DocScore, Scoring, TaskError,
+    TaskResult,
+};
 use llvq_model::testing::{random_weights, tiny_config, tiny_tokenizer, tmpdir};
 use llvq_model::{Arch, Model};
 
@@ -140,20 +143,73 @@ fn docs() -> Vec<Doc> {
     ]
 }
 
+fn assert_same_scores(a: &DocScore, b: &DocScore, tol: f64, what: &str) {
+    assert_eq!(a.lls.len(), b.lls.len(), "{what}: doc {}", b.doc_id);
+    for (x, y) in a.lls.iter().zip(&b.lls) {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}: doc {}: {x} vs {y}", b.doc_id);
+    }
+    assert_eq!((a.pred, a.pred_norm), (b.pred, b.pred_norm), "{what}: doc {}", b.doc_id);
+}
+
 #[test]
-fn shared_context_scoring_equals_scoring_from_scratch() {
+fn batched_and_kv_cache_scoring_equal_scoring_from_scratch() {
     let tok = tiny_tokenizer();
     for (arch, seed) in [(Arch::Llama, 3), (Arch::Qwen3, 4)] {
         let model = tiny_model(arch, seed);
-        for doc in docs() {
-            let a = score_doc(&model, &tok, &doc).unwrap();
-            let b = score_doc_scratch(&model, &tok, &doc).unwrap();
-            for (x, y) in a.lls.iter().zip(&b.lls) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "doc {}: {x} vs {y}", doc.doc_id);
-            }
-            assert_eq!((a.pred, a.pred_norm), (b.pred, b.pred_norm));
+        let docs = docs();
+        let scratch: Vec<DocScore> = docs.iter().map(|d| score_doc_scratch(&model, &tok, d).unwrap()).collect();
+        for (doc, b) in docs.iter().zip(&scratch) {
+            let a = score_doc(&model, &tok, doc).unwrap();
+            assert_same_scores(&a, b, 1e-4, "batched");
+            assert_same_scores(&score_doc_kv(&model, &tok, doc).unwrap(), b, 1e-4, "kv");
             assert!(a.tokens <= b.tokens);
         }
+        // Packing several documents into one forest changes nothing: 1 token per pass is
+        // one document per pass, 40 packs some, 10^4 all.
+        for pack in [1, 40, 10_000] {
+            let packed = score_docs(&model, &tok, &docs, Scoring::Batched, pack).unwrap();
+            assert_eq!(packed.len(), docs.len());
+            for (a, b) in packed.iter().zip(&scratch) {
+                assert_eq!(a.doc_id, b.doc_id);
+                assert_same_scores(a, b, 1e-4, &format!("packed {pack}"));
+            }
+        }
+    }
+}
+
+/// Every row of `forward_tree` equals the last row of a plain causal forward over that
+/// token's own path (root to token), for a forest with branches at several depths and two
+/// roots; and bad layouts are errors.
+#[test]
+fn forward_tree_rows_equal_plain_forwards_of_each_path() {
+    for (arch, seed) in [(Arch::Llama, 5), (Arch::Qwen3, 6)] {
+        let model = tiny_model(arch, seed);
+        let vocab = model.config().vocab_size as u32;
+        // 0-4: a chain; 5-7 branch off 2; 8-9 branch off 4; 10-12 a second root; 13 off 0.
+        let parents: Vec<Option<usize>> = vec![
+            None, Some(0), Some(1), Some(2), Some(3),
+            Some(2), Some(5), Some(6),
+            Some(4), Some(8),
+            None, Some(10), Some(11),
+            Some(0),
+        ];
+        let ids: Vec<u32> = (0..parents.len() as u32).map(|i| (i * 7 + 3) % vocab).collect();
+        let rows: Vec<usize> = (0..ids.len()).rev().collect();
+        let got = model.forward_tree(&ids, &parents, &rows).unwrap().to_vec2::<f32>().unwrap();
+        for (r, &i) in rows.iter().enumerate() {
+            let mut path = vec![i];
+            while let Some(p) = parents[*path.last().unwrap()] {
+                path.push(p);
+            }
+            let path: Vec<u32> = path.iter().rev().map(|&j| ids[j]).collect();
+            let want = model.logits(&path).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
+            for (x, y) in got[r].iter().zip(&want) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{arch:?} token {i}: {x} vs {y}");
+            }
+        }
+        assert!(model.forward_tree(&ids[..2], &[None, Some(1)], &[0]).is_err());
+        assert!(model.forward_tree(&ids[..2], &[None], &[0]).is_err());
+        assert!(model.forward_tree(&ids[..2], &[None, Some(0)], &[2]).is_err());
     }
 }
 
@@ -208,4 +264,196 @@ fn accuracy_counts_and_stderr_are_the_harness_ones() {
     // Sample standard deviation over sqrt(n): sqrt(sum (x - p)^2 / (n - 1) / n).
     let brute = ((3.0 * 0.25f64.powi(2) + 0.75f64.powi(2)) / 3.0 / 4.0).sqrt();
     assert!((se - brute).abs() < 1e-15);
+}
+
+// ---- The default model (and a compressed file of it when data/table has one). ----
+
+fn data_file(name: &str) -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("note: {} absent (run `llvq fetch-defaults`); skipping", p.display());
+        None
+    }
+}
+
+fn check_batched_against_one_at_a_time(path: &Path) {
+    let (model, tok) = llvq_model::compressed::load_any(path, &Default::default()).unwrap();
+    let mut docs = docs();
+    docs.push(Doc {
+        doc_id: 9,
+        label: 2,
+        choices: ["Paris.", "Berlin, the capital of Germany.", "a city in France"]
+            .iter()
+            .map(|c| ("Question: Which city is the capital of France?\nAnswer:".to_string(), format!(" {c}")))
+            .collect(),
+    });
+    let packed = score_docs(&model, &tok, &docs, Scoring::Batched, 10_000).unwrap();
+    for (doc, a) in docs.iter().zip(&packed) {
+        let kv = score_doc_kv(&model, &tok, doc).unwrap();
+        assert_same_scores(a, &kv, 1e-4, &format!("{}: batched vs kv", path.display()));
+        assert_same_scores(a, &score_doc_scratch(&model, &tok, doc).unwrap(), 1e-4, "batched vs scratch");
+    }
+}
+
+#[test]
+fn batched_scoring_equals_one_choice_at_a_time_on_the_default_model() {
+    if let Some(p) = data_file(llvq_model::data::MODEL_FILE) {
+        check_batched_against_one_at_a_time(&p);
+    }
+}
+
+/// A `.llvq` file runs its compressed linears through the same forest forward.
+#[test]
+fn batched_scoring_equals_one_choice_at_a_time_on_a_compressed_file() {
+    if let Some(p) = data_file("table/sg1-both.llvq") {
+        check_batched_against_one_at_a_time(&p);
+    }
+}
+
+// ---- Arrow IPC streams and MMLU. ----
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn column_json(c: &llvq_model::tasks::arrow::Column) -> serde_json::Value {
+    use llvq_model::tasks::arrow::Column;
+    match c {
+        Column::Int(v) => serde_json::json!(v),
+        Column::Utf8(v) => serde_json::json!(v),
+        Column::List { offsets, child } => {
+            let inner = column_json(child);
+            let inner = inner.as_array().unwrap();
+            serde_json::Value::Array(offsets.windows(2).map(|w| serde_json::json!(inner[w[0]..w[1]])).collect())
+        }
+    }
+}
+
+/// The fixtures were written by pyarrow (scripts/tasks_arrow_fixture.py), which also wrote
+/// what it reads back as JSON: the reader here must see the same names and values.
+#[test]
+fn arrow_reader_agrees_with_pyarrow() {
+    for name in ["mmlu_like", "widths", "sliced", "mmlu_four"] {
+        let bytes = std::fs::read(fixture(&format!("{name}.arrow"))).unwrap();
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.json"))).unwrap()).unwrap();
+        let t = llvq_model::tasks::arrow::read_stream(&bytes).unwrap();
+        assert_eq!(serde_json::json!(t.names), want["names"], "{name}");
+        for (n, c) in t.names.iter().zip(&t.columns) {
+            assert_eq!(c.len(), t.rows, "{name}.{n}");
+            assert_eq!(column_json(c), want["columns"][n], "{name}.{n}");
+        }
+    }
+}
+
+/// Truncated or corrupted streams are errors, never panics.
+#[test]
+fn broken_arrow_streams_are_errors() {
+    use llvq_model::tasks::arrow::read_stream;
+    let bytes = std::fs::read(fixture("mmlu_four.arrow")).unwrap();
+    assert!(read_stream(&[]).is_err());
+    assert!(read_stream(b"not an arrow file at all").is_err());
+    for cut in (0..bytes.len()).step_by(7) {
+        let _ = read_stream(&bytes[..cut]);
+    }
+    // Flip bytes one at a time over the whole file (xorshift positions and values).
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut b = bytes.clone();
+        let i = (x % b.len() as u64) as usize;
+        b[i] ^= (x >> 32) as u8 | 1;
+        let _ = read_stream(&b);
+    }
+    // Through the MMLU loader the error names the task and the file.
+    let dir = tmpdir("mmlu-broken");
+    let test = llvq_model::tasks::mmlu::split_file(&dir, "anatomy", "test");
+    std::fs::create_dir_all(test.parent().unwrap()).unwrap();
+    std::fs::write(&test, &bytes[..bytes.len() / 2]).unwrap();
+    let e = llvq_model::tasks::load_task(&dir, "mmlu_anatomy").unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("mmlu_anatomy") && m.contains("test.arrow") && m.contains("Arrow"), "{m}");
+    // Rows without four choices are named.
+    std::fs::copy(fixture("mmlu_like.arrow"), &test).unwrap();
+    let m = llvq_model::tasks::load_task(&dir, "mmlu_anatomy").unwrap_err().to_string();
+    assert!(m.contains("row 0") && m.contains("test.arrow"), "{m}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let m = llvq_model::tasks::load_task(&dir, "mmlu_5shot_virology").unwrap_err().to_string();
+    assert!(m.contains("mmlu_5shot_virology") && m.contains("fetch-defaults --tasks"), "{m}");
+}
+
+#[test]
+fn mmlu_names_expand_and_unknown_names_are_errors() {
+    use llvq_model::tasks::expand_names;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let all = expand_names(&s(&["arc_easy", "mmlu"])).unwrap();
+    assert_eq!(all.len(), 58);
+    assert_eq!((all[0].as_str(), all[1].as_str(), all[57].as_str()), ("arc_easy", "mmlu_abstract_algebra", "mmlu_world_religions"));
+    let five = expand_names(&s(&["mmlu_5shot"])).unwrap();
+    assert!(five.iter().all(|n| n.starts_with("mmlu_5shot_")) && five.len() == 57);
+    assert_eq!(expand_names(&s(&["mmlu_anatomy"])).unwrap(), ["mmlu_anatomy"]);
+    for bad in ["mmlu_anatomyy", "mmlu_5shot_", "arc"] {
+        let m = expand_names(&s(&[bad])).unwrap_err().to_string();
+        assert!(m.contains(bad) && m.contains("mmlu_5shot"), "{m}");
+    }
+}
+
+/// The prompt is the harness's `mmlu/default` template, written out here by hand.
+#[test]
+fn mmlu_prompts_follow_the_harness_template() {
+    let dir = tmpdir("mmlu-prompt");
+    for split in ["test", "dev"] {
+        let p = llvq_model::tasks::mmlu::split_file(&dir, "high_school_us_history", split);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::copy(fixture("mmlu_four.arrow"), &p).unwrap();
+    }
+    let zero = llvq_model::tasks::load_task(&dir, "mmlu_high_school_us_history").unwrap();
+    assert_eq!(zero.docs.len(), 6);
+    let d = &zero.docs[1];
+    assert_eq!(d.label, 1);
+    let want = "The following are multiple choice questions (with answers) about high school us history.\n\n\
+                What is 1 times two?\nA. 2\nB. 3\nC. 1\nD. 4\nAnswer:";
+    let conts: Vec<&str> = d.choices.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(conts, [" A", " B", " C", " D"]);
+    assert!(d.choices.iter().all(|c| c.0 == want), "{:?}", d.choices[0].0);
+    let five = llvq_model::tasks::load_task(&dir, "mmlu_5shot_high_school_us_history").unwrap();
+    let ctx = &five.docs[5].choices[0].0;
+    let shot = |i: i64, a: &str| {
+        format!("What is {i} times two?\nA. {}\nB. {}\nC. {}\nD. {}\nAnswer: {a}\n\n", 2 * i, 2 * i + 1, 2 * i - 1, 2 * i + 2)
+    };
+    let want = format!(
+        "The following are multiple choice questions (with answers) about high school us history.\n\n{}{}{}{}{}{}",
+        shot(0, "A"),
+        shot(1, "B"),
+        shot(2, "C"),
+        shot(3, "D"),
+        shot(4, "A"),
+        "What is 5 times two?\nA. 10\nB. 11\nC. 9\nD. 12\nAnswer:"
+    );
+    assert_eq!(ctx, &want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// On the real files (after `llvq fetch-defaults --tasks`): MMLU's published split sizes,
+/// 14,042 test and 5 dev questions per subject over 57 subjects.
+#[test]
+fn mmlu_files_have_the_published_sizes() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let dir = &data;
+    if !llvq_model::tasks::mmlu::split_file(dir, "anatomy", "test").is_file() {
+        eprintln!("note: no data/tasks/mmlu (run `llvq fetch-defaults --tasks`); skipping");
+        return;
+    }
+    let mut test = 0;
+    for s in llvq_model::tasks::mmlu::SUBJECTS {
+        let t = llvq_model::tasks::load_task(dir, &format!("mmlu_5shot_{s}")).unwrap();
+        test += t.docs.len();
+        let dev = llvq_model::tasks::mmlu::read_split(s, &llvq_model::tasks::mmlu::split_file(dir, s, "dev")).unwrap();
+        assert_eq!(dev.len(), 5, "{s}");
+    }
+    assert_eq!(test, 14_042);
 }

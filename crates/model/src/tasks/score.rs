@@ -92,6 +92,133 @@ pub fn choices_ll_shared(model: &Model, encs: &[Encoded]) -> crate::Result<Vec<f
         .collect()
 }
 
+/// Several documents laid out as one forest for [`Model::forward_tree`]: per document its
+/// shared prefix once, then each choice's remaining tokens as a branch off the prefix's
+/// last token (or as its own root when the choices share no prefix).
+#[derive(Debug, Default)]
+struct Forest {
+    ids: Vec<u32>,
+    parents: Vec<Option<usize>>,
+    /// Logit rows to compute and the token each one scores.
+    rows: Vec<usize>,
+    targets: Vec<u32>,
+    /// Per document, per choice: its range in `rows`.
+    choices: Vec<Vec<std::ops::Range<usize>>>,
+    /// Per document, tokens run through the model.
+    tokens: Vec<usize>,
+}
+
+impl Forest {
+    fn push_doc(&mut self, encs: &[Encoded]) {
+        let p = shared_prefix_len(encs);
+        let base = self.ids.len();
+        for (i, &id) in encs[0].tokens[..p].iter().enumerate() {
+            self.ids.push(id);
+            self.parents.push(i.checked_sub(1).map(|j| base + j));
+        }
+        let mut ranges = Vec::with_capacity(encs.len());
+        for e in encs {
+            let n = e.tokens.len();
+            let b = self.ids.len();
+            for q in p..n - 1 {
+                self.ids.push(e.tokens[q]);
+                self.parents.push(if q > p { Some(b + q - p - 1) } else { p.checked_sub(1).map(|j| base + j) });
+            }
+            // Row predicting token j sits at the position of token j - 1 on this path.
+            let row_of = |q: usize| if q < p { base + q } else { b + q - p };
+            let start = self.rows.len();
+            for j in e.cont_start..n {
+                self.rows.push(row_of(j - 1));
+                self.targets.push(e.tokens[j]);
+            }
+            ranges.push(start..self.rows.len());
+        }
+        self.tokens.push(self.ids.len() - base);
+        self.choices.push(ranges);
+    }
+
+    /// One forward pass; per document, per choice the summed log-likelihood.
+    fn run(&self, model: &Model) -> crate::Result<Vec<Vec<f64>>> {
+        let logits = model.forward_tree(&self.ids, &self.parents, &self.rows)?;
+        let rows = logits.to_vec2::<f32>().ctx("logits")?;
+        let lp: Vec<f64> = rows.iter().zip(&self.targets).map(|(r, &t)| log_prob(r, t)).collect();
+        self.choices
+            .iter()
+            .map(|doc| {
+                doc.iter()
+                    .map(|r| {
+                        let ll: f64 = lp[r.clone()].iter().sum();
+                        if ll.is_finite() {
+                            Ok(ll)
+                        } else {
+                            Err(ModelError::Input("non-finite log-likelihood".into()))
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Log-likelihoods of a document's encoded choices in one forward pass over the shared
+/// prefix and all continuations ([`Model::forward_tree`]); equal to [`choices_ll_shared`]
+/// and to scoring each choice from scratch (tested).
+pub fn choices_ll_batched(model: &Model, encs: &[Encoded]) -> crate::Result<Vec<f64>> {
+    let mut f = Forest::default();
+    f.push_doc(encs);
+    Ok(f.run(model)?.pop().expect("one document"))
+}
+
+/// How `score_docs` runs the model: one forest per group of documents (the default), or the
+/// older one-choice-at-a-time paths kept as twins and for timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scoring {
+    /// Documents packed into forests of about `pack_tokens` tokens, one forward each.
+    #[default]
+    Batched,
+    /// Shared prefix once into a KV cache, then each choice from a clone of it.
+    KvCache,
+    /// Every choice from scratch.
+    Scratch,
+}
+
+/// Score documents with `scoring`; with [`Scoring::Batched`] consecutive documents are
+/// packed into one forward until it holds `pack_tokens` tokens (at least one document).
+pub fn score_docs(
+    model: &Model,
+    tok: &Tokenizer,
+    docs: &[Doc],
+    scoring: Scoring,
+    pack_tokens: usize,
+) -> crate::Result<Vec<DocScore>> {
+    match scoring {
+        Scoring::KvCache => return docs.iter().map(|d| score_doc_kv(model, tok, d)).collect(),
+        Scoring::Scratch => return docs.iter().map(|d| score_doc_scratch(model, tok, d)).collect(),
+        Scoring::Batched => {}
+    }
+    let encs: Vec<Vec<Encoded>> = docs.iter().map(|d| encode_doc(tok, d)).collect::<crate::Result<_>>()?;
+    let mut out = Vec::with_capacity(docs.len());
+    let mut i = 0;
+    while i < docs.len() {
+        let mut f = Forest::default();
+        let start = i;
+        while i < docs.len() && (i == start || f.ids.len() + doc_tokens(&encs[i]) <= pack_tokens) {
+            f.push_doc(&encs[i]);
+            i += 1;
+        }
+        for ((doc, lls), &tokens) in docs[start..i].iter().zip(f.run(model)?).zip(&f.tokens) {
+            out.push(doc_score(doc, lls, tokens));
+        }
+    }
+    Ok(out)
+}
+
+/// Tokens a document puts into a forest: its shared prefix once plus every remainder.
+fn doc_tokens(encs: &[Encoded]) -> usize {
+    let p = shared_prefix_len(encs);
+    p + encs.iter().map(|e| e.tokens.len() - 1 - p).sum::<usize>()
+}
+
 /// The scores of one document.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DocScore {
@@ -139,13 +266,18 @@ fn doc_score(doc: &Doc, lls: Vec<f64>, tokens: usize) -> DocScore {
     DocScore { doc_id: doc.doc_id, label: doc.label, lls, chars, pred, pred_norm, tokens }
 }
 
-/// Score a document with the shared-prefix cache.
+/// Score a document in one forward pass ([`choices_ll_batched`]).
 pub fn score_doc(model: &Model, tok: &Tokenizer, doc: &Doc) -> crate::Result<DocScore> {
     let encs = encode_doc(tok, doc)?;
+    let lls = choices_ll_batched(model, &encs)?;
+    Ok(doc_score(doc, lls, doc_tokens(&encs)))
+}
+
+/// Score a document with the shared-prefix KV cache ([`choices_ll_shared`]).
+pub fn score_doc_kv(model: &Model, tok: &Tokenizer, doc: &Doc) -> crate::Result<DocScore> {
+    let encs = encode_doc(tok, doc)?;
     let lls = choices_ll_shared(model, &encs)?;
-    let p = shared_prefix_len(&encs);
-    let tokens = p + encs.iter().map(|e| e.tokens.len() - 1 - p.min(e.tokens.len() - 1)).sum::<usize>();
-    Ok(doc_score(doc, lls, tokens))
+    Ok(doc_score(doc, lls, doc_tokens(&encs)))
 }
 
 /// Score a document running each choice from scratch (reference twin of [`score_doc`]).
@@ -213,24 +345,57 @@ impl TaskResult {
     }
 }
 
-/// Score the first `limit` documents (all when `None`) of a task; `progress(done, total)`
-/// is called after each document.
+/// Options of [`evaluate`].
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    /// Score only the first `limit` documents (all when `None`).
+    pub limit: Option<usize>,
+    pub scoring: Scoring,
+    /// Tokens per forward pass when packing documents ([`Scoring::Batched`]).
+    pub pack_tokens: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> EvalOptions {
+        EvalOptions { limit: None, scoring: Scoring::Batched, pack_tokens: DEFAULT_PACK_TOKENS }
+    }
+}
+
+/// Forest size of one forward pass: a few documents of the CSR tasks (30-150 tokens each).
+pub const DEFAULT_PACK_TOKENS: usize = 256;
+
+/// Score the documents of a task; `progress(done, total)` is called after each group.
 pub fn evaluate(
     model: &Model,
     tok: &Tokenizer,
     task: &Task,
-    limit: Option<usize>,
+    opts: EvalOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TaskResult> {
-    let n = limit.map_or(task.docs.len(), |l| l.min(task.docs.len()));
+    let n = opts.limit.map_or(task.docs.len(), |l| l.min(task.docs.len()));
     let mut per_doc = Vec::with_capacity(n);
-    for (i, doc) in task.docs[..n].iter().enumerate() {
-        let s = score_doc(model, tok, doc).map_err(|e| TaskError::Model {
-            task: task.name.clone(),
-            source: Box::new(ModelError::Input(format!("{}: doc {}: {e}", task.path.display(), doc.doc_id))),
-        })?;
-        per_doc.push(s);
-        progress(i + 1, n);
+    // Groups of documents small enough for progress; a failing group is rescored one
+    // document at a time so the error names the document.
+    let group = 8;
+    for docs in task.docs[..n].chunks(group) {
+        match score_docs(model, tok, docs, opts.scoring, opts.pack_tokens) {
+            Ok(s) => per_doc.extend(s),
+            Err(_) => {
+                for doc in docs {
+                    let s = score_docs(model, tok, std::slice::from_ref(doc), opts.scoring, opts.pack_tokens)
+                        .map_err(|e| TaskError::Model {
+                            task: task.name.clone(),
+                            source: Box::new(ModelError::Input(format!(
+                                "{}: doc {}: {e}",
+                                task.path.display(),
+                                doc.doc_id
+                            ))),
+                        })?;
+                    per_doc.extend(s);
+                }
+            }
+        }
+        progress(per_doc.len(), n);
     }
     Ok(TaskResult::from_scores(&task.name, per_doc, task.config.task_config.primary_metric.clone()))
 }
