@@ -39,6 +39,8 @@ enum Command {
     Rd(cmd::rd::RdArgs),
     /// Quantize a model (calibration, rotations, block LDLQ) into one compressed file.
     Quantize(cmd::quantize::QuantizeArgs),
+    /// Tune the input scales of a compressed file against the full-precision model (§5.4).
+    Finetune(cmd::finetune::FinetuneArgs),
     /// Show the layout and all-in bits/weight of a compressed model file.
     Inspect(cmd::inspect::InspectArgs),
     /// Quantize raw little-endian f32 vectors from stdin with a code SPEC (stdout: reconstructions).
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Vq(a) => cmd::vq::run(a),
         Command::Quantize(a) => cmd::quantize::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
     };
     // A write error still held in stdout's line buffer surfaces in this flush.
     match result.and_then(|()| out::flush()) {

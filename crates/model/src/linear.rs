@@ -11,6 +11,10 @@
 //!
 //! Linears that read the same input with the same input rotation (q/k/v, gate/up share
 //! R_in in files written by the pipeline) rotate it once: [`forward_shared`].
+//!
+//! A tuned file adds input scales s (§5.4): y = W·(s ⊙ x), applied to the input in the
+//! original coordinates, before the input rotation. Linears holding the same `Arc` of scales
+//! (tied ones) still share one scaled, rotated copy of the input.
 
 use std::sync::Arc;
 
@@ -135,11 +139,23 @@ pub enum Weight {
 pub struct Linear {
     pub(crate) weight: Weight,
     pub(crate) bias: Option<Tensor>,
+    /// Tuned input scales (one per column), or `None`.
+    pub(crate) input_scale: Option<Arc<[f32]>>,
 }
 
 impl Linear {
     pub fn new(weight: Weight, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias }
+        Linear { weight, bias, input_scale: None }
+    }
+
+    /// This linear with input scales `s` (one per column): y = W·(s ⊙ x) + b.
+    pub fn with_input_scale(mut self, s: Arc<[f32]>) -> Linear {
+        self.input_scale = Some(s);
+        self
+    }
+
+    pub fn input_scale(&self) -> Option<&[f32]> {
+        self.input_scale.as_deref()
     }
 
     pub fn kind(&self) -> &Weight {
@@ -159,17 +175,24 @@ impl Linear {
     }
 
     /// The weight as a dense `[out, in]` f32 tensor (a compressed layer is expanded:
-    /// W = R_outᵀ Ŵ' R_in).
+    /// W = R_outᵀ Ŵ' R_in), input scales folded in: W·diag(s).
     pub fn weight(&self) -> Result<Tensor> {
-        match &self.weight {
-            Weight::Dense(w) => Ok(w.clone()),
-            Weight::Compressed(c) => {
+        match (&self.weight, &self.input_scale) {
+            (Weight::Dense(w), None) => Ok(w.clone()),
+            (Weight::Dense(w), Some(s)) => {
+                let s = Tensor::from_slice(s, (1, s.len()), &Device::Cpu).ctx("input scale")?;
+                w.broadcast_mul(&s).ctx("linear weight")
+            }
+            (Weight::Compressed(c), _) => {
                 let mut w: Vec<f64> = c.exec.to_f32().into_iter().map(|v| v as f64).collect();
                 if let Some(r) = &c.rot_out {
                     r.rotate_cols_t(&mut w, c.cols);
                 }
                 if let Some(r) = &c.rot_in {
                     r.rotate_rows_t(&mut w, c.rows);
+                }
+                if let Some(s) = &self.input_scale {
+                    scale_columns(&mut w, s);
                 }
                 let v: Vec<f32> = w.into_iter().map(|x| x as f32).collect();
                 Tensor::from_vec(v, (c.rows, c.cols), &Device::Cpu).ctx("linear weight")
@@ -200,6 +223,15 @@ impl Linear {
     }
 }
 
+/// W·diag(s) in place (`w` row-major with `s.len()` columns).
+pub fn scale_columns(w: &mut [f64], s: &[f32]) {
+    for row in w.chunks_exact_mut(s.len()) {
+        for (v, &k) in row.iter_mut().zip(s) {
+            *v *= k as f64;
+        }
+    }
+}
+
 /// Each of the `t` rows of `x` rotated: `R·row` (or `Rᵀ·row` with `transpose`), in f64.
 fn rotate_rows_f32(x: &[f32], t: usize, rot: &Rotation, transpose: bool) -> Vec<f32> {
     let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -217,12 +249,16 @@ fn rotate_rows_f32(x: &[f32], t: usize, rot: &Rotation, transpose: bool) -> Vec<
 pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let (t, cols) = x.dims2()?;
     let mut host: Option<Vec<f32>> = None;
-    // Input rotation seed → rotated input.
-    let mut prepared: Vec<(u64, Vec<f32>)> = Vec::new();
+    // (input rotation seed, input scales) → scaled, rotated input.
+    let mut prepared: Vec<((Option<u64>, usize), Vec<f32>)> = Vec::new();
     let mut outs = Vec::with_capacity(lins.len());
     for lin in lins {
+        let scale = lin.input_scale.as_ref();
         let y = match &lin.weight {
-            Weight::Dense(w) => x.matmul(&w.t()?)?,
+            Weight::Dense(w) => match scale {
+                None => x.matmul(&w.t()?)?,
+                Some(s) => x.broadcast_mul(&Tensor::from_slice(s, (1, s.len()), &Device::Cpu)?)?.matmul(&w.t()?)?,
+            },
             Weight::Compressed(c) => {
                 if c.cols != cols {
                     candle_core::bail!("linear expects {} inputs, got {cols}", c.cols);
@@ -231,13 +267,26 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                     Some(v) => v,
                     None => host.insert(x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
                 };
-                let input: &[f32] = match &c.rot_in {
-                    None => xs,
-                    Some(r) => {
-                        let i = match prepared.iter().position(|(s, _)| *s == r.seed()) {
+                let input: &[f32] = match (&c.rot_in, scale) {
+                    (None, None) => xs,
+                    (rot, scale) => {
+                        let key = (rot.as_ref().map(|r| r.seed()), scale.map_or(0, |s| s.as_ptr() as usize));
+                        let i = match prepared.iter().position(|(k, _)| *k == key) {
                             Some(i) => i,
                             None => {
-                                prepared.push((r.seed(), rotate_rows_f32(xs, t, r, false)));
+                                let scaled: Vec<f32>;
+                                let src = match scale {
+                                    None => &xs[..],
+                                    Some(s) => {
+                                        scaled = xs.chunks_exact(cols).flat_map(|r| r.iter().zip(s.iter()).map(|(a, b)| a * b)).collect();
+                                        &scaled[..]
+                                    }
+                                };
+                                let v = match rot {
+                                    None => src.to_vec(),
+                                    Some(r) => rotate_rows_f32(src, t, r, false),
+                                };
+                                prepared.push((key, v));
                                 prepared.len() - 1
                             }
                         };

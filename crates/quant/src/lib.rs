@@ -9,10 +9,12 @@
 //!   `e8p12`, `rtn`, `gptq`, ...);
 //! - [`format`]: writing the compressed model file (its read side is `llvq_model::compressed`);
 //! - [`glvq`]: GLVQ, learned per-group lattices (arXiv 2510.20984), one layer at a time;
-//! - [`pipeline`]: the layer-by-layer driver with resumable part files.
+//! - [`pipeline`]: the layer-by-layer driver with resumable part files;
+//! - [`finetune`]: tuning the input scales of a quantized file (§5.4).
 
 pub mod calib;
 pub mod error;
+pub mod finetune;
 pub mod format;
 pub mod glvq;
 pub mod ldlq;
