@@ -249,8 +249,9 @@ fn rotate_rows_f32(x: &[f32], t: usize, rot: &Rotation, transpose: bool) -> Vec<
 pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let (t, cols) = x.dims2()?;
     let mut host: Option<Vec<f32>> = None;
-    // (input rotation seed, input scales) → scaled, rotated input.
-    let mut prepared: Vec<((Option<u64>, usize), Vec<f32>)> = Vec::new();
+    // (input rotation seed, address of the input scales) → scaled, rotated input.
+    type Key = (Option<u64>, usize);
+    let mut prepared: Vec<(Key, Vec<f32>)> = Vec::new();
     let mut outs = Vec::with_capacity(lins.len());
     for lin in lins {
         let scale = lin.input_scale.as_ref();

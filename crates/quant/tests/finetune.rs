@@ -268,12 +268,15 @@ fn interrupted_run_resumes_to_the_same_scales() {
     assert!(e.contains("--resume"), "{e}");
     let other = FinetuneParams { lr: 0.01, ..p.clone() };
     assert!(finetune(&q, &cut, &other, true, &mut go).unwrap_err().to_string().contains("other parameters"));
-    let b = finetune(&q, &cut, &p, true, &mut go).unwrap();
+    // Resumed in place (the interrupted output as the input, as `quantize --finetune-tokens`
+    // does): its codes match the checkpoint, and its interrupted scales are not counted twice.
+    let b = finetune(&cut, &cut, &p, true, &mut go).unwrap();
     assert_eq!(b.resumed_at, Some(5));
     let (ca, cb) = (format::read(&whole).unwrap(), format::read(&cut).unwrap());
     assert_eq!(ca.input_scales(&whole).unwrap(), cb.input_scales(&cut).unwrap());
     let (ta, tb) = (ca.header.tuned.unwrap(), cb.header.tuned.unwrap());
     assert_eq!((ta.steps, ta.best_step, ta.held_out_loss, ta.held_out_before), (tb.steps, tb.best_step, tb.held_out_loss, tb.held_out_before));
+    assert_eq!((ta.tokens, tb.tokens), (12 * 32, 12 * 32));
     assert_eq!(a.evals, b.evals);
     assert!(!checkpoint_path(&cut).exists());
     std::fs::remove_dir_all(&dir).ok();

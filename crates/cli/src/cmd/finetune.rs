@@ -15,6 +15,9 @@ pub struct FinetuneArgs {
     /// Output file (may be the input).
     #[arg(long)]
     pub out: PathBuf,
+    /// Training tokens (one window of `--tune-ctx` tokens per Adam step).
+    #[arg(long, default_value_t = FinetuneParams::default().tokens)]
+    pub tokens: usize,
     #[command(flatten)]
     pub tune: TuneArgs,
     /// Continue an interrupted run from OUT.finetune.
@@ -31,15 +34,14 @@ pub struct FinetuneArgs {
 /// The tuning flags, shared with `llvq quantize --finetune-tokens`.
 #[derive(Args, Clone)]
 pub struct TuneArgs {
-    /// Full-precision model the file was quantized from (the teacher of `--objective kl`).
-    #[arg(long = "teacher", default_value = super::eval::DEFAULT_MODEL)]
-    pub teacher: PathBuf,
-    /// Calibration text (its last `--held-out` windows are held out for early stopping).
-    #[arg(long = "tune-calib", default_value = super::quantize::DEFAULT_CALIB)]
-    pub calib: PathBuf,
-    /// Training tokens (one window of `--tune-ctx` tokens per Adam step).
-    #[arg(long, default_value_t = FinetuneParams::default().tokens)]
-    pub tokens: usize,
+    /// Full-precision model the file was quantized from (the teacher of `--objective kl`);
+    /// default: the default model (`llvq finetune`) or `--model` (`llvq quantize`).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Tuning text (its last `--held-out` windows are held out for early stopping); default:
+    /// the calibration text.
+    #[arg(long)]
+    pub tune_calib: Option<PathBuf>,
     /// Tokens per training window.
     #[arg(long, default_value_t = FinetuneParams::default().ctx)]
     pub tune_ctx: usize,
@@ -61,10 +63,11 @@ pub struct TuneArgs {
 }
 
 impl TuneArgs {
-    pub fn params(&self, tokens: usize) -> FinetuneParams {
+    /// The run's parameters; `teacher` and `calib` are the defaults of the calling command.
+    pub fn params(&self, tokens: usize, teacher: &Path, calib: &Path) -> FinetuneParams {
         FinetuneParams {
-            teacher: self.teacher.clone(),
-            calib_text: self.calib.clone(),
+            teacher: self.teacher.clone().unwrap_or_else(|| teacher.to_path_buf()),
+            calib_text: self.tune_calib.clone().unwrap_or_else(|| calib.to_path_buf()),
             tokens,
             ctx: self.tune_ctx,
             held_out: self.held_out,
@@ -94,14 +97,15 @@ fn catch_ctrl_c() {
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
     super::eval::set_threads(a.threads);
-    let r = tune(&a.input, &a.out, &a.tune.params(a.tune.tokens), &a.tune, a.resume)?;
+    let p = a.tune.params(a.tokens, Path::new(super::eval::DEFAULT_MODEL), Path::new(super::quantize::DEFAULT_CALIB));
+    let r = tune(&a.input, &a.out, &p, a.resume)?;
     print_report(&r, a.json)
 }
 
 /// Runs a tuning with a progress bar and Ctrl-C handling.
-pub fn tune(input: &Path, out: &Path, p: &FinetuneParams, t: &TuneArgs, resume: bool) -> Result<FinetuneReport> {
-    if p.objective == Objective::Kl && !t.teacher.exists() {
-        bail!("teacher {} not found: pass --teacher (the model the file was quantized from)", t.teacher.display());
+pub fn tune(input: &Path, out: &Path, p: &FinetuneParams, resume: bool) -> Result<FinetuneReport> {
+    if p.objective == Objective::Kl && !p.teacher.exists() {
+        bail!("teacher {} not found: pass --teacher (the model the file was quantized from)", p.teacher.display());
     }
     catch_ctrl_c();
     let bar = ProgressBar::new(0).with_style(

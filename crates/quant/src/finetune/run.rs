@@ -101,8 +101,9 @@ pub struct FinetuneReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct State {
     params: FinetuneParams,
-    /// Size of the input file, so a checkpoint is not applied to another file.
-    input_bytes: u64,
+    /// Hash of the input's code streams (unchanged by tuning), so a checkpoint is not applied
+    /// to another file; an interrupted output tuned in place still matches.
+    input_codes: u64,
     step: u64,
     best_step: u64,
     best_loss: f64,
@@ -110,6 +111,9 @@ struct State {
     bad_evals: usize,
     evals: Vec<(u64, f64)>,
     seconds: f64,
+    /// Tokens and seconds of earlier runs that tuned the input (before this run started).
+    prior_tokens: u64,
+    prior_seconds: f64,
     #[serde(skip)]
     scales: Vec<Vec<f32>>,
     #[serde(skip)]
@@ -145,8 +149,15 @@ pub fn finetune(
         return Err(QuantError::Resume(format!("{} exists (an interrupted run): pass --resume to continue it, or remove it", ckpt.display())));
     }
     let _ = progress(FtEvent::Phase("loading"));
-    let input_bytes = std::fs::metadata(input).map_err(|e| QuantError::io(input, e))?.len();
     let mut c = format::read(input)?;
+    let input_codes = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        for l in &c.linears {
+            (&l.name, &l.codes, &l.scales).hash(&mut h);
+        }
+        h.finish()
+    };
     let stored = c.input_scales(input)?;
     let prior = c.header.tuned.clone();
     let mut base = c.clone();
@@ -183,7 +194,7 @@ pub fn finetune(
 
     let mut st = if resume && ckpt.exists() {
         let st = read_checkpoint(&ckpt, &map)?;
-        if st.params != *p || st.input_bytes != input_bytes {
+        if st.params != *p || st.input_codes != input_codes {
             return Err(QuantError::Resume(format!(
                 "{} was written for other parameters or another input file; remove it to start over",
                 ckpt.display()
@@ -196,7 +207,7 @@ pub fn finetune(
         let before = held_out_loss(&scales)?;
         State {
             params: p.clone(),
-            input_bytes,
+            input_codes,
             step: 0,
             best_step: 0,
             best_loss: before,
@@ -204,6 +215,8 @@ pub fn finetune(
             bad_evals: 0,
             evals: vec![(0, before)],
             seconds: 0.0,
+            prior_tokens: prior.as_ref().map_or(0, |t| t.tokens),
+            prior_seconds: prior.as_ref().map_or(0.0, |t| t.seconds),
             best: scales.clone(),
             scales,
             adam: Some(Adam::new(&map.lens)),
@@ -282,10 +295,8 @@ pub fn finetune(
         }
     }
     c.set_input_scales(&per_linear);
-    let prior_tokens = prior.as_ref().map_or(0, |t| t.tokens);
-    let prior_seconds = prior.as_ref().map_or(0.0, |t| t.seconds);
     c.header.tuned = Some(Tuned {
-        tokens: prior_tokens + st.step * p.ctx as u64,
+        tokens: st.prior_tokens + st.step * p.ctx as u64,
         objective: p.objective.name().into(),
         lr: p.lr,
         schedule: "warmup 5%, cosine to 0.1".into(),
@@ -295,7 +306,7 @@ pub fn finetune(
         tied: p.tied,
         held_out_before: st.before,
         held_out_loss: st.best_loss,
-        seconds: prior_seconds + st.seconds,
+        seconds: st.prior_seconds + st.seconds,
         interrupted,
     });
     let bits = c.bits();
@@ -352,8 +363,12 @@ fn check_same_shapes(a: &Config, b: &Config, teacher: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Non-overlapping windows of `p.ctx` tokens: the last `p.held_out` are held out.
-fn split_windows(tok: &llvq_model::Tokenizer, text: &str, p: &FinetuneParams) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+/// Token windows.
+type Windows = Vec<Vec<u32>>;
+
+/// Non-overlapping windows of `p.ctx` tokens: (training, held out); the last `p.held_out`
+/// windows of the text are held out.
+fn split_windows(tok: &llvq_model::Tokenizer, text: &str, p: &FinetuneParams) -> Result<(Windows, Windows)> {
     if text.trim().is_empty() {
         return Err(QuantError::Calibration(format!("the calibration text {} is empty", p.calib_text.display())));
     }
