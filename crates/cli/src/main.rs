@@ -46,6 +46,8 @@ enum Command {
     /// Write a synthetic checkpoint with a real model's shapes and a few layers (for measurements).
     #[command(hide = true)]
     Synth(cmd::synth::SynthArgs),
+    /// Tune the input scales of a compressed file against the full-precision model (§5.4).
+    Finetune(cmd::finetune::FinetuneArgs),
     /// Show the layout and all-in bits/weight of a compressed model file.
     Inspect(cmd::inspect::InspectArgs),
     /// Quantize raw little-endian f32 vectors from stdin with a code SPEC (stdout: reconstructions).
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Merge(a) => cmd::merge::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Finetune(a) => cmd::finetune::run(a),
     };
     // A write error still held in stdout's line buffer surfaces in this flush.
     match result.and_then(|()| out::flush()) {

@@ -305,3 +305,30 @@ fn exit_codes_and_messages() {
     let t = json(&run(&["lattice", "theta", "--max-shell", "3", "--json"]));
     assert!(t.is_array() || t.is_object(), "{t}");
 }
+
+/// Issue 11: `quantize --finetune-tokens` tunes in one run and `inspect` says so; `finetune`
+/// refuses a non-llvq input and an empty tuning text, leaving no output.
+#[test]
+fn finetune_tunes_in_one_run_and_refuses_bad_input() {
+    let (dir, model, calib) = setup("finetune");
+    let out = dir.join("t.llvq");
+    let tune = ["--finetune-tokens", "64", "--tune-ctx", "32", "--teacher", p(&model)];
+    let o = quantize(&model, &calib, &out, &tune);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["inspect", p(&out), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tuned"]["tokens"], 64);
+    assert!(v["bits"]["input_scale"].as_u64().unwrap() > 0);
+    let o = run(&["inspect", p(&out)]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tuned          yes: 64 tokens"));
+
+    let again = dir.join("again.llvq");
+    let o = run(&["finetune", p(&calib), "--out", p(&again), "--teacher", p(&model), "--tune-calib", p(&calib)]);
+    assert!(!o.status.success() && stderr(&o).contains("not an llvq file"), "{}", stderr(&o));
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let o = run(&["finetune", p(&out), "--out", p(&again), "--teacher", p(&model), "--tune-calib", p(&empty)]);
+    assert!(!o.status.success() && stderr(&o).contains("empty"), "{}", stderr(&o));
+    assert!(!again.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

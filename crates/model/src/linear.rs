@@ -11,6 +11,10 @@
 //!
 //! Linears that read the same input with the same input rotation (q/k/v, gate/up share
 //! R_in in files written by the pipeline) rotate it once: [`forward_shared`].
+//!
+//! A tuned file adds input scales s (§5.4): y = W·(s ⊙ x), applied to the input in the
+//! original coordinates, before the input rotation. Linears holding the same `Arc` of scales
+//! (tied ones) still share one scaled, rotated copy of the input.
 
 use std::sync::Arc;
 
@@ -141,11 +145,23 @@ pub enum Weight {
 pub struct Linear {
     pub(crate) weight: Weight,
     pub(crate) bias: Option<Tensor>,
+    /// Tuned input scales (one per column), or `None`.
+    pub(crate) input_scale: Option<Arc<[f32]>>,
 }
 
 impl Linear {
     pub fn new(weight: Weight, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias }
+        Linear { weight, bias, input_scale: None }
+    }
+
+    /// This linear with input scales `s` (one per column): y = W·(s ⊙ x) + b.
+    pub fn with_input_scale(mut self, s: Arc<[f32]>) -> Linear {
+        self.input_scale = Some(s);
+        self
+    }
+
+    pub fn input_scale(&self) -> Option<&[f32]> {
+        self.input_scale.as_deref()
     }
 
     pub fn kind(&self) -> &Weight {
@@ -165,17 +181,24 @@ impl Linear {
     }
 
     /// The weight as a dense `[out, in]` f32 tensor (a compressed layer is expanded:
-    /// W = R_outᵀ Ŵ' R_in).
+    /// W = R_outᵀ Ŵ' R_in), input scales folded in: W·diag(s).
     pub fn weight(&self) -> Result<Tensor> {
-        match &self.weight {
-            Weight::Dense(w) => Ok(w.clone()),
-            Weight::Compressed(c) => {
+        match (&self.weight, &self.input_scale) {
+            (Weight::Dense(w), None) => Ok(w.clone()),
+            (Weight::Dense(w), Some(s)) => {
+                let s = Tensor::from_slice(s, (1, s.len()), &Device::Cpu).ctx("input scale")?;
+                w.broadcast_mul(&s).ctx("linear weight")
+            }
+            (Weight::Compressed(c), _) => {
                 let mut w: Vec<f64> = c.exec.to_f32().into_iter().map(|v| v as f64).collect();
                 if let Some(r) = &c.rot_out {
                     r.rotation().rotate_cols_t(&mut w, c.cols);
                 }
                 if let Some(r) = &c.rot_in {
                     r.rotation().rotate_rows_t(&mut w, c.rows);
+                }
+                if let Some(s) = &self.input_scale {
+                    scale_columns(&mut w, s);
                 }
                 let v: Vec<f32> = w.into_iter().map(|x| x as f32).collect();
                 Tensor::from_vec(v, (c.rows, c.cols), &Device::Cpu).ctx("linear weight")
@@ -206,17 +229,31 @@ impl Linear {
     }
 }
 
+/// W·diag(s) in place (`w` row-major with `s.len()` columns).
+pub fn scale_columns(w: &mut [f64], s: &[f32]) {
+    for row in w.chunks_exact_mut(s.len()) {
+        for (v, &k) in row.iter_mut().zip(s) {
+            *v *= k as f64;
+        }
+    }
+}
+
 /// Runs several linears on the same input `x` (`[tokens, in]`). Compressed ones with the same
 /// input rotation and padded width share one rotated copy of `x`.
 pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let (t, cols) = x.dims2()?;
     let mut host: Option<Vec<f32>> = None;
-    // Input rotation seed → rotated input.
-    let mut prepared: Vec<(u64, Vec<f32>)> = Vec::new();
+    // (input rotation seed, address of the input scales) → scaled, rotated input.
+    type Key = (Option<u64>, usize);
+    let mut prepared: Vec<(Key, Vec<f32>)> = Vec::new();
     let mut outs = Vec::with_capacity(lins.len());
     for lin in lins {
+        let scale = lin.input_scale.as_ref();
         let y = match &lin.weight {
-            Weight::Dense(w) => x.matmul(&w.t()?)?,
+            Weight::Dense(w) => match scale {
+                None => x.matmul(&w.t()?)?,
+                Some(s) => x.broadcast_mul(&Tensor::from_slice(s, (1, s.len()), &Device::Cpu)?)?.matmul(&w.t()?)?,
+            },
             Weight::Compressed(c) => {
                 if c.cols != cols {
                     candle_core::bail!("linear expects {} inputs, got {cols}", c.cols);
@@ -225,15 +262,24 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                     Some(v) => v,
                     None => host.insert(x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
                 };
-                let input: &[f32] = match &c.rot_in {
-                    None => xs,
-                    Some(r) => {
-                        let i = match prepared.iter().position(|(s, _)| *s == r.seed()) {
+                let input: &[f32] = match (&c.rot_in, scale) {
+                    (None, None) => xs,
+                    (rot, scale) => {
+                        let key = (rot.as_ref().map(|r| r.seed()), scale.map_or(0, |s| s.as_ptr() as usize));
+                        let i = match prepared.iter().position(|(k, _)| *k == key) {
                             Some(i) => i,
                             None => {
-                                let mut v = xs.clone();
-                                r.rows(&mut v, t, false);
-                                prepared.push((r.seed(), v));
+                                let mut v: Vec<f32> = match scale {
+                                    None => xs.clone(),
+                                    Some(s) => xs
+                                        .chunks_exact(cols)
+                                        .flat_map(|r| r.iter().zip(s.iter()).map(|(a, b)| a * b))
+                                        .collect(),
+                                };
+                                if let Some(r) = rot {
+                                    r.rows(&mut v, t, false);
+                                }
+                                prepared.push((key, v));
                                 prepared.len() - 1
                             }
                         };

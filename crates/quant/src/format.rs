@@ -9,10 +9,10 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 
-pub use llvq_model::compressed::file::{rotate, unrotate, CODES, SCALES};
+pub use llvq_model::compressed::file::{rotate, unrotate, CODES, INPUT_SCALE, SCALES};
 pub use llvq_model::compressed::{
-    is_llvq_file, linear_bits, read, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain, QuantLinear, Rotate,
-    CODEC_VERSION, FORMAT, FORMAT_VERSION, TOKENIZER_TENSOR,
+    is_llvq_file, linear_bits, read, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain, QuantLinear,
+    Rotate, CODEC_VERSION, FORMAT, FORMAT_VERSION, TOKENIZER_TENSOR, Tuned,
 };
 pub use llvq_model::compressed::header::{SCALE_BITS, SEED_BITS};
 
@@ -108,7 +108,7 @@ mod tests {
         assert_eq!(r.plain[0].to_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.5]);
         assert_eq!(r.header.method.as_deref(), Some("e8p12"));
         // Bits: 3 rows × 3 blocks × 16 bits, 3 scales, one seed.
-        assert_eq!(c.linears[0].meta.bits_stored(), Bits { weights: 60, code: 144, scale: 48, seed: 64 });
+        assert_eq!(c.linears[0].meta.bits_stored(), Bits { weights: 60, code: 144, scale: 48, seed: 64, input_scale: 0 });
         std::fs::remove_dir_all(&dir).ok();
     }
 

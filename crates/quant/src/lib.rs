@@ -11,9 +11,11 @@
 //! - [`glvq`]: GLVQ, learned per-group lattices (arXiv 2510.20984), one layer at a time;
 //! - [`pipeline`]: the layer-by-layer driver with resumable part files, and layer-range jobs;
 //! - [`hessians`]: offline Hessian sums on disk, sharded by calibration windows.
+//! - [`finetune`]: tuning the input scales of a quantized file (§5.4).
 
 pub mod calib;
 pub mod error;
+pub mod finetune;
 pub mod format;
 pub mod glvq;
 pub mod hessians;

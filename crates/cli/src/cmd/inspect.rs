@@ -22,7 +22,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
     // too: a file `inspect` describes is one `eval` can load.
     llvq_model::compressed::load(&a.file, &llvq_model::compressed::LoadOptions::default())?;
     let file_bytes = std::fs::metadata(&a.file)?.len();
-    let bits = format::linear_bits(&c.linears);
+    // Codes, scales, seeds and, in a tuned file, the input scales.
+    let bits = c.bits();
     let params = c.params();
     let plain_params = params - bits.weights;
     let h = &c.header;
@@ -49,7 +50,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         "mode": h.mode, "calib": h.calib,
         "architecture": cfg("model_type"), "layers": cfg("num_hidden_layers"),
         "quantized_linears": c.linears.len(), "quantized_weights": bits.weights,
-        "bits": bits, "bpw": bits.bpw(),
+        "bits": bits, "bpw": bits.bpw(), "tuned": h.tuned,
         "plain_tensors": c.plain.len(), "plain_params": plain_params,
         "file_bytes": file_bytes, "params": params, "file_bpw": file_bytes as f64 * 8.0 / params.max(1) as f64,
     });
@@ -88,6 +89,27 @@ pub fn run(a: InspectArgs) -> Result<()> {
         bits.scale as f64 / w,
         bits.seed as f64 / w
     )?;
+    if bits.input_scale > 0 {
+        outln!("  input scales {:.5} bits/weight (f32, one per column of every linear)", bits.input_scale as f64 / w)?;
+    }
+    match &h.tuned {
+        None => outln!("tuned          no")?,
+        Some(t) => outln!(
+            "tuned          yes: {} tokens ({} steps of {}, best at {}{}), objective {}, lr {} ({}), {}held-out {:.5} → {:.5}, {:.0} s",
+            t.tokens,
+            t.steps,
+            t.ctx,
+            t.best_step,
+            if t.interrupted { ", interrupted" } else { "" },
+            t.objective,
+            t.lr,
+            t.schedule,
+            if t.tied { "tied, " } else { "" },
+            t.held_out_before,
+            t.held_out_loss,
+            t.seconds
+        )?,
+    }
     outln!("plain          {} tensors, {} parameters", c.plain.len(), plain_params)?;
     outln!("whole file     {:.3} bits per parameter ({} parameters)", summary["file_bpw"].as_f64().unwrap_or(0.0), params)?;
     if a.tensors {

@@ -7,6 +7,7 @@ pub mod lattice;
 pub mod eval;
 pub mod export;
 pub mod fetch;
+pub mod finetune;
 pub mod generate;
 pub mod inspect;
 pub mod merge;

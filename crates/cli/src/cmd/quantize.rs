@@ -65,6 +65,11 @@ pub struct QuantizeArgs {
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
     #[arg(long, value_parser = super::common::threads)]
     pub threads: Option<usize>,
+    /// Then tune the input scales for this many tokens (§5.4, as `llvq finetune`; 0: no tuning).
+    #[arg(long, default_value_t = 0)]
+    pub finetune_tokens: usize,
+    #[command(flatten)]
+    pub tune: super::finetune::TuneArgs,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -102,12 +107,24 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     }
     let r = quantize_model(&a.model, &a.out, &params, a.resume, &mut on_event)?;
     bar.finish_and_clear();
+    // The file is tuned in place (read whole, written to a temporary name, renamed).
+    let tuned = match a.finetune_tokens {
+        0 => None,
+        n => Some(super::finetune::tune(&a.out, &a.out, &a.tune.params(n, &a.model, &a.calib), a.resume)?),
+    };
     if a.json {
         let mut v = serde_json::to_value(&r)?;
         v["bpw"] = r.bpw().into();
         v["file_bpw"] = r.file_bpw().into();
+        if let Some(t) = &tuned {
+            v["finetune"] = serde_json::to_value(t)?;
+            v["bpw"] = t.linears.bpw().into();
+        }
         outln!("{v}")?;
         return Ok(());
+    }
+    if let Some(t) = &tuned {
+        super::finetune::print_report(t, false)?;
     }
     let t = &r.timings;
     outln!("wrote        {} ({:.1} MB)", r.out.display(), r.file_bytes as f64 / 1e6)?;

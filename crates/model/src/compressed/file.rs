@@ -9,6 +9,8 @@
 //! - the untouched tensors under their HF names (token embeddings and an untied LM head in F16 or
 //!   F32, norms and biases in F32);
 //! - `llvq.tokenizer` (U8): the `tokenizer.json` bytes;
+//! - in a tuned file only, `NAME.llvq_input_scale` (F32 `[cols]`) for every quantized linear: the
+//!   input scales s of §5.4, W = R_outᵀ · Ŵ' · R_in · diag(s) (so y = W_q·(s ⊙ x));
 //! - one metadata key, `llvq`, holding the [`Header`].
 //!
 //! A weight is W = R_outᵀ · Ŵ' · R_in (§5.3): Ŵ' = s·decode(code) per block, cropped to the real
@@ -30,6 +32,8 @@ use crate::hadamard::Rotation;
 /// Suffixes of a quantized linear's two tensors.
 pub const CODES: &str = ".llvq_codes";
 pub const SCALES: &str = ".llvq_scales";
+/// Suffix of a quantized linear's tuned input scales (a plain F32 tensor, tuned files only).
+pub const INPUT_SCALE: &str = ".llvq_input_scale";
 /// Name of the U8 tensor holding `tokenizer.json`.
 pub const TOKENIZER_TENSOR: &str = "llvq.tokenizer";
 
@@ -71,15 +75,54 @@ pub fn linear_bits(linears: &[QuantLinear]) -> Bits {
 
 impl FileContents {
     /// Parameters of the whole model: the quantized weights plus every stored tensor but the
-    /// tokenizer (embeddings, norms, an untied head).
+    /// tokenizer and the tuned input scales (embeddings, norms, an untied head).
     pub fn params(&self) -> u64 {
         let plain: u64 = self
             .plain
             .iter()
-            .filter(|p| p.name != TOKENIZER_TENSOR)
+            .filter(|p| p.name != TOKENIZER_TENSOR && !p.name.ends_with(INPUT_SCALE))
             .map(|p| p.shape.iter().product::<usize>() as u64)
             .sum();
         linear_bits(&self.linears).weights + plain
+    }
+
+    /// The tuned input scales by linear name, each checked against its linear (F32, `[cols]`,
+    /// finite); empty for an untuned file. A scale tensor without its linear is an error.
+    pub fn input_scales(&self, path: &Path) -> Result<BTreeMap<String, Vec<f32>>> {
+        let bad = |r: String| ModelError::llvq_format(path, r);
+        let mut out = BTreeMap::new();
+        for p in self.plain.iter().filter(|p| p.name.ends_with(INPUT_SCALE)) {
+            let lin = &p.name[..p.name.len() - INPUT_SCALE.len()];
+            let ql = self.linears.iter().find(|l| l.name == lin).ok_or_else(|| bad(format!("`{}` scales no quantized linear", p.name)))?;
+            if p.dtype != Dtype::F32 || p.shape != [ql.meta.cols] || p.data.len() != 4 * ql.meta.cols {
+                return Err(bad(format!("`{}` is {:?} {:?}, expected F32 [{}]", p.name, p.dtype, p.shape, ql.meta.cols)));
+            }
+            let v = p.to_f32()?;
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(bad(format!("`{}`: input scale {i} is {}", p.name, v[i])));
+            }
+            out.insert(lin.to_string(), v);
+        }
+        Ok(out)
+    }
+
+    /// Stores `scales` (linear name → one scale per column) as the file's input scales,
+    /// replacing any it had.
+    pub fn set_input_scales(&mut self, scales: &BTreeMap<String, Vec<f32>>) {
+        self.plain.retain(|p| !p.name.ends_with(INPUT_SCALE));
+        for (name, s) in scales {
+            self.plain.push(Plain::from_f32(&format!("{name}{INPUT_SCALE}"), &[s.len()], s, false));
+        }
+        self.plain.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// All-in bits of the quantized linears, input scales included.
+    pub fn bits(&self) -> Bits {
+        let mut b = linear_bits(&self.linears);
+        for p in self.plain.iter().filter(|p| p.name.ends_with(INPUT_SCALE)) {
+            b.add(&Bits::input_scales(p.shape.iter().product()));
+        }
+        b
     }
 }
 

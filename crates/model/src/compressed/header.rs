@@ -19,6 +19,9 @@ pub const CODEC_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const SEED_BITS: u64 = 64;
 /// Bits per stored scale (f16).
 pub const SCALE_BITS: u64 = 16;
+/// Bits per stored input (column) scale of a tuned file (f32: the scales are tuned in f32 and
+/// stored as trained, so a file reproduces the tuning run's held-out loss exactly).
+pub const INPUT_SCALE_BITS: u64 = 32;
 
 /// Which sides of a weight get a randomized Hadamard transform (Table 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ impl LinearMeta {
             code: self.blocks() as u64 * self.bits as u64,
             scale: (self.rows * self.groups()) as u64 * SCALE_BITS,
             seed: (self.rot_in.is_some() as u64 + self.rot_out.is_some() as u64) * SEED_BITS,
+            input_scale: 0,
         }
     }
 }
@@ -115,11 +119,18 @@ pub struct Bits {
     pub scale: u64,
     /// Rotation seeds.
     pub seed: u64,
+    /// Tuned input (column) scales, §5.4 (absent from untuned files, so their header is unchanged).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_scale: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl Bits {
     pub fn total(&self) -> u64 {
-        self.code + self.scale + self.seed
+        self.code + self.scale + self.seed + self.input_scale
     }
     /// All-in bits per weight.
     pub fn bpw(&self) -> f64 {
@@ -130,6 +141,12 @@ impl Bits {
         self.code += o.code;
         self.scale += o.scale;
         self.seed += o.seed;
+        self.input_scale += o.input_scale;
+    }
+
+    /// The bits of one input scale per column of a `cols`-wide linear.
+    pub fn input_scales(cols: usize) -> Bits {
+        Bits { input_scale: cols as u64 * INPUT_SCALE_BITS, ..Bits::default() }
     }
 }
 
@@ -191,10 +208,41 @@ pub struct Header {
     pub bpw: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<Vec<LinearStats>>,
+    /// Set by `llvq finetune`: how the input scales were tuned (§5.4). `None`: not tuned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<Tuned>,
     /// Decoder layer of a part file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<usize>,
     /// One entry per quantized linear, by tensor name.
     #[serde(default)]
     pub linears: BTreeMap<String, LinearMeta>,
+}
+
+/// How a file's input scales were tuned (paper §5.4: one multiplicative scale per input column
+/// of every quantized linear, trained with the codes frozen). Recorded by `llvq finetune`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tuned {
+    /// Training tokens seen, over all runs that tuned this file (a tuned file can be tuned again).
+    pub tokens: u64,
+    /// `kl` (KL(teacher ‖ student) of the next-token distributions) or `ce` (cross-entropy).
+    pub objective: String,
+    /// Adam peak learning rate and its schedule (e.g. `cosine`).
+    pub lr: f64,
+    pub schedule: String,
+    /// Optimizer steps taken, and the step whose scales were kept (best held-out loss).
+    pub steps: u64,
+    pub best_step: u64,
+    /// Tokens per step (context length of a window).
+    pub ctx: usize,
+    /// Whether linears that read the same input (q/k/v, gate/up) share one scale vector.
+    pub tied: bool,
+    /// Held-out objective before tuning and of the kept scales.
+    pub held_out_before: f64,
+    pub held_out_loss: f64,
+    /// Wall time of the tuning run(s), seconds.
+    pub seconds: f64,
+    /// The run was interrupted; the best scales so far were kept.
+    #[serde(default)]
+    pub interrupted: bool,
 }

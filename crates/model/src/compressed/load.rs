@@ -107,8 +107,17 @@ fn is_gguf_file(path: &Path) -> bool {
 /// tensors present before anything is allocated, unused tensors are an error), and a bad code or
 /// scale is reported with the file's name.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header)> {
-    let c = file::read(path)?;
+    load_contents(path, file::read(path)?, opts)
+}
+
+/// [`load`] on the contents of `path` already read (e.g. with its input scales replaced).
+///
+/// Input scales of a tuned file (§5.4) are applied by both paths: dense folds them into the
+/// weight's columns (W·diag(s)), compressed scales the input before the input rotation.
+pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header)> {
     let bad = |r: String| ModelError::llvq_format(path, r);
+    let in_scales = c.input_scales(path)?;
+    c.plain.retain(|p| !p.name.ends_with(file::INPUT_SCALE));
     let cfg_value = c.header.config.as_ref().ok_or_else(|| bad("no model config (a part file of an unfinished run?)".into()))?;
     let cfg = Config::from_hf_value(cfg_value, path)?;
     crate::weights::check_layer_count(&cfg, c.linears.len() + c.plain.len(), path)?;
@@ -154,7 +163,11 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
     for ql in &c.linears {
         let code = codes.get(&ql.meta.code).map_err(in_file)?;
         if opts.dense {
-            let v: Vec<f32> = ql.decode(code).map_err(in_file)?.into_iter().map(|x| x as f32).collect();
+            let mut dw = ql.decode(code).map_err(in_file)?;
+            if let Some(s) = in_scales.get(&ql.name) {
+                crate::linear::scale_columns(&mut dw, s);
+            }
+            let v: Vec<f32> = dw.into_iter().map(|x| x as f32).collect();
             w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
         } else {
             let exec = exec_for(ql, code, opts.act).map_err(in_file)?;
@@ -170,7 +183,20 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer, Header
     }
     drop(c.linears);
     let head = if opts.dense { None } else { Some(head_linear(&cfg, &mut big, &mut w, opts.head)?) };
-    let model = Model::assemble(cfg, w, given, head)?;
+    let mut model = Model::assemble(cfg, w, given, head)?;
+    if !opts.dense && !in_scales.is_empty() {
+        // Equal scale vectors (tied ones) share one `Arc`, so their input is scaled and rotated once.
+        let mut shared: BTreeMap<Vec<u32>, Arc<[f32]>> = BTreeMap::new();
+        for l in 0..model.layers().len() {
+            for name in crate::model::LinearName::ALL {
+                if let Some(s) = in_scales.get(&name.weight_name(l)) {
+                    let s = shared.entry(s.iter().map(|x| x.to_bits()).collect()).or_insert_with(|| s.as_slice().into()).clone();
+                    let lin = model.layers()[l].linear(name).clone().with_input_scale(s);
+                    model.layers_mut()[l].set_linear(name, lin)?;
+                }
+            }
+        }
+    }
     Ok((model, tok, c.header))
 }
 

@@ -15,6 +15,8 @@ pub mod file;
 pub mod header;
 pub mod load;
 
-pub use file::{is_llvq_file, linear_bits, read, CodeCache, FileContents, Plain, QuantLinear, TOKENIZER_TENSOR};
-pub use header::{Bits, Header, LinearMeta, LinearStats, Rotate, CODEC_VERSION, FORMAT, FORMAT_VERSION};
-pub use load::{load, load_any, Activations, HeadFormat, LoadOptions};
+pub use file::{
+    is_llvq_file, linear_bits, read, CodeCache, FileContents, Plain, QuantLinear, INPUT_SCALE, TOKENIZER_TENSOR,
+};
+pub use header::{Bits, Header, LinearMeta, LinearStats, Rotate, Tuned, CODEC_VERSION, FORMAT, FORMAT_VERSION};
+pub use load::{load, load_any, load_contents, Activations, HeadFormat, LoadOptions};
