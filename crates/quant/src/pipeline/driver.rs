@@ -119,7 +119,7 @@ pub(super) fn run(
                 xs = run_layer(&model, &xs, &mut NoHook)?;
             }
             for ql in &format::read(&part)?.linears {
-                let w = ql.decode(codes.get(&ql.meta.code)?)?;
+                let w = ql.restore(&mut codes)?;
                 set_weight(&mut model, l, &ql.name, &w, &ql.meta)?;
             }
             if p.mode == CalibMode::Sequential {
@@ -174,11 +174,10 @@ pub(super) fn run(
     for ql in &linears {
         bits.add(&ql.meta.bits_stored());
     }
-    let code = method.code.as_ref();
     let header = Header {
         config: Some(cfg.to_hf_json()),
         method: Some(method.name.clone()),
-        code: Some(code.spec()),
+        code: Some(method.code_spec()),
         ldlq: Some(method.ldlq),
         rotate: Some(p.rotate),
         seed: Some(p.seed),
@@ -198,7 +197,7 @@ pub(super) fn run(
     Ok(Report {
         out: out.to_path_buf(),
         method: method.name.clone(),
-        code: code.spec(),
+        code: method.code_spec(),
         rotate: p.rotate,
         mode: p.mode,
         linears: bits,
