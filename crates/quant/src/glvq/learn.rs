@@ -375,7 +375,7 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
             (g, z, j, done) = alternate(p, &g0, iters, eps, rho);
             mu = None;
             let j0 = init_loss + rho * frob2(&g0);
-            if !(j < j0) {
+            if j.is_nan() || j >= j0 {
                 (g, z, j) = (g0.clone(), z0.clone(), j0);
             }
         }

@@ -134,7 +134,8 @@ pub(super) fn quantize_layer(
                 let rot_out = p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module())));
                 let (ql, st, restored) = glvq_linear(model, l, lin, &h, &hr, gp, rot_in, rot_out)?;
                 set_weight(model, l, &ql.name, &restored, &ql.meta)?;
-                (qls.push(ql), stats.push(st));
+                qls.push(ql);
+                stats.push(st);
             }
             continue;
         }
