@@ -332,3 +332,34 @@ fn finetune_tunes_in_one_run_and_refuses_bad_input() {
     assert!(!again.exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 12: a GLVQ file quantizes, inspects (its side information shown and counted) and
+/// evaluates through the same commands as every other method.
+#[test]
+fn glvq_quantizes_inspects_and_evaluates() {
+    let (dir, model, calib) = setup("glvq");
+    let out = dir.join("g.llvq");
+    let q = |out: &Path, method: &str| {
+        run(&["quantize", "--model", p(&model), "--calib", p(&calib), "--out", p(out), "--method", method, "--calib-seqs", "2", "--calib-ctx", "32"])
+    };
+    let o = q(&out, "glvq:group=16,iters=2,ldlq=1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["inspect", p(&out), "--json", "--tensors"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["bits"]["side"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["bits"]["code"].as_u64().unwrap(), 2 * v["quantized_weights"].as_u64().unwrap());
+    let g = &v["glvq"];
+    assert_eq!(g["groups"].as_u64().unwrap(), g["below"].as_u64().unwrap() + g["at"].as_u64().unwrap() + g["above"].as_u64().unwrap());
+    assert_eq!(g["below"], g["above"], "SDBA moves as many groups down as up");
+    assert!(v["linears"][0]["glvq"]["side"]["mu"].as_array().is_some_and(|m| !m.is_empty()), "{v}");
+    let o = run(&["inspect", p(&out)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("glvq") && text.contains("side"), "{text}");
+    let o = run(&["eval", "ppl", "--model", p(&out), "--text", p(&calib), "--ctx", "16", "--max-windows", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = q(&dir.join("bad.llvq"), "glvq:bits=8");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bit target 8"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}

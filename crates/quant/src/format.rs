@@ -15,6 +15,7 @@ pub use llvq_model::compressed::{
     Rotate, CODEC_VERSION, FORMAT, FORMAT_VERSION, TOKENIZER_TENSOR, Tuned,
 };
 pub use llvq_model::compressed::header::{SCALE_BITS, SEED_BITS};
+use llvq_model::compressed::glvq;
 
 use crate::error::{QuantError, Result};
 
@@ -34,12 +35,26 @@ pub fn write_with(path: &Path, c: &FileContents, extra: &[(&str, String)]) -> Re
     header.linears = c.linears.iter().map(|l| (l.name.clone(), l.meta.clone())).collect();
     // Through `Value`: keys in sorted order whatever the struct's field order.
     let meta: Value = serde_json::to_value(&header).expect("plain struct");
-    let scale_bytes: Vec<Vec<u8>> =
-        c.linears.iter().map(|l| l.scales.iter().flat_map(|s| s.to_le_bytes()).collect()).collect();
+    let le = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|s| s.to_le_bytes()).collect() };
+    let scale_bytes: Vec<Vec<u8>> = c.linears.iter().map(|l| le(&l.scales)).collect();
+    // GLVQ side tensors (lattices, µ, bit widths): llvq_model::compressed::glvq.
+    let side_bytes: Vec<Option<[Vec<u8>; 3]>> =
+        c.linears.iter().map(|l| l.glvq.as_ref().map(|g| [le(&g.lattice), le(&g.mu), le(&g.vector_bits)])).collect();
     let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
-    for (l, sb) in c.linears.iter().zip(&scale_bytes) {
+    for ((l, sb), side) in c.linears.iter().zip(&scale_bytes).zip(&side_bytes) {
+        let groups = l.meta.groups();
         views.push((format!("{}{CODES}", l.name), tv(&l.name, Dtype::U8, vec![l.codes.len()], &l.codes)?));
-        views.push((format!("{}{SCALES}", l.name), tv(&l.name, Dtype::F16, vec![l.meta.rows, l.meta.groups()], sb)?));
+        // Block codes: one scale per row and group; GLVQ: one per group.
+        let scale_rows = if l.glvq.is_some() { 1 } else { l.meta.rows };
+        views.push((format!("{}{SCALES}", l.name), tv(&l.name, Dtype::F16, vec![scale_rows, groups], sb)?));
+        if let Some([lat, mu, vb]) = side {
+            let d = l.meta.block;
+            views.push((format!("{}{}", l.name, glvq::LATTICE), tv(&l.name, Dtype::F16, vec![groups, d, d], lat)?));
+            if !mu.is_empty() {
+                views.push((format!("{}{}", l.name, glvq::MU), tv(&l.name, Dtype::F16, vec![groups], mu)?));
+            }
+            views.push((format!("{}{}", l.name, glvq::VECTOR_BITS), tv(&l.name, Dtype::U16, vec![groups], vb)?));
+        }
     }
     for p in &c.plain {
         views.push((p.name.clone(), tv(&p.name, p.dtype, p.shape.clone(), &p.data)?));
@@ -83,11 +98,13 @@ mod tests {
             group: 24,
             rot_in: Some(7),
             rot_out: None,
+            glvq: None,
         };
         let l = QuantLinear {
             name: "model.layers.0.mlp.down_proj.weight".into(),
             codes: (0..meta.code_bytes()).map(|i| (i * 37 % 251) as u8).collect(),
             scales: vec![f16::from_f32(0.5).to_bits(); 3],
+            glvq: None,
             meta,
         };
         let p = Plain::from_f32("model.norm.weight", &[4], &[1.0, 2.0, 3.0, 4.5], false);
@@ -108,7 +125,7 @@ mod tests {
         assert_eq!(r.plain[0].to_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.5]);
         assert_eq!(r.header.method.as_deref(), Some("e8p12"));
         // Bits: 3 rows × 3 blocks × 16 bits, 3 scales, one seed.
-        assert_eq!(c.linears[0].meta.bits_stored(), Bits { weights: 60, code: 144, scale: 48, seed: 64, input_scale: 0 });
+        assert_eq!(c.linears[0].meta.bits_stored(), Bits { weights: 60, code: 144, scale: 48, seed: 64, input_scale: 0, side: 0 });
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -26,6 +26,10 @@ pub struct Method {
     pub ldlq: bool,
     /// Columns per scale group; `None` is one scale per row.
     pub group: Option<usize>,
+    /// GLVQ (`glvq:...`, [`crate::glvq`]): learned per-group lattices instead of a block code.
+    /// Then `code` is an unused stand-in (`uniform:bits=2`; GLVQ has no fixed code), `ldlq` is
+    /// false (GLVQ's own `ldlq` key decides its feedback) and [`Method::code_spec`] is the SPEC.
+    pub glvq: Option<crate::glvq::GlvqParams>,
 }
 
 impl std::fmt::Debug for Method {
@@ -35,14 +39,27 @@ impl std::fmt::Debug for Method {
             .field("code", &self.code.spec())
             .field("ldlq", &self.ldlq)
             .field("group", &self.group)
+            .field("glvq", &self.glvq)
             .finish()
     }
 }
 
 impl Method {
+    /// The canonical SPEC that files and manifests record.
+    pub fn code_spec(&self) -> String {
+        match &self.glvq {
+            Some(g) => g.to_spec(),
+            None => self.code.spec(),
+        }
+    }
+
     /// Parses a pipeline SPEC (see the module doc).
     pub fn parse(spec: &str) -> Result<Method> {
         let spec = spec.trim();
+        if spec == "glvq" || spec.starts_with("glvq:") {
+            let g = crate::glvq::GlvqParams::from_spec(spec)?;
+            return Ok(Method { name: spec.to_string(), code: from_spec("uniform:bits=2")?, ldlq: false, group: None, glvq: Some(g) });
+        }
         let bad = |reason: String| QuantError::Method { spec: spec.to_string(), reason };
         let (name, mut params) = split_spec(spec).map_err(bad)?;
         let mut take = |key: &str| params.iter().position(|(k, _)| k == key).map(|i| params.remove(i).1);
@@ -79,7 +96,7 @@ impl Method {
                 return Err(bad(format!("group={g} is not a multiple of the block dimension {}", code.dim())));
             }
         }
-        Ok(Method { name: spec.to_string(), code, ldlq, group })
+        Ok(Method { name: spec.to_string(), code, ldlq, group, glvq: None })
     }
 }
 
@@ -109,5 +126,10 @@ mod tests {
         assert!(e.contains("unknown parameter"), "{e}");
         let e = Method::parse("gptq:ldlq=2").unwrap_err().to_string();
         assert!(e.contains("must be 0 or 1"), "{e}");
+        let e = Method::parse("glvq:d=12").unwrap_err().to_string();
+        assert!(e.contains("d=12"), "{e}");
+        let m = Method::parse("glvq:d=24,group=576,ldlq=1").unwrap();
+        assert_eq!(m.code_spec(), m.glvq.as_ref().unwrap().to_spec());
+        assert!(!m.ldlq && m.glvq.as_ref().unwrap().ldlq);
     }
 }

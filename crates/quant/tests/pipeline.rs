@@ -266,6 +266,7 @@ fn width_4096_tail_and_overhead() {
         group: 4104,
         rot_in: Some(1),
         rot_out: Some(2),
+        glvq: None,
     };
     let big = meta(4096, 4096).bits_stored();
     assert_eq!(big.code, 4096 * 171 * 48);
@@ -576,5 +577,72 @@ fn default_model_runs_compressed_with_the_dense_paths_logits() {
         assert!(rel_diff(&li, &ld) < 0.1, "{method} {rotate:?} int8: {}", rel_diff(&li, &ld));
         std::fs::remove_file(&out).ok();
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+// GLVQ in the pipeline (issue 12): learned per-group lattices, stored with their side tensors.
+
+#[test]
+fn glvq_runs_in_the_pipeline_and_decodes_the_same_in_both_runtimes() {
+    let (dir, model_dir, calib) = setup("glvq");
+    let ids: Vec<u32> = (0..23).map(|i| (i * 7 + 3) % 40).collect();
+    for (method, rotate) in [
+        ("glvq:group=16,iters=3", Rotate::Both),
+        ("glvq:group=16,iters=3,ldlq=1", Rotate::Input),
+        ("glvq:group=16,iters=3,mu=0,sdba=0", Rotate::None),
+        ("glvq:group=16,bits=1.5,iters=2", Rotate::Output),
+    ] {
+        let out = dir.join("g.llvq");
+        let r = quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
+        // Honest bits: codes at exactly the target, side information counted.
+        let target = if method.contains("bits=1.5") { 1.5 } else { 2.0 };
+        assert_eq!(r.linears.code as f64, target * r.linears.weights as f64, "{method}");
+        assert!(r.linears.side > 0 && r.linears.scale > 0, "{method}");
+        let c = llvq_quant::format::read(&out).unwrap();
+        assert!(c.linears.iter().all(|l| l.glvq.is_some() && l.meta.glvq.is_some()), "{method}");
+        assert_eq!(c.header.code.as_deref(), Some(llvq_quant::glvq::GlvqParams::from_spec(method).unwrap().to_spec().as_str()));
+        let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
+        let (cm, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
+        let (ld, lc) = (logits(&d, &ids), logits(&cm, &ids));
+        assert!(rel_diff(&lc, &ld) < 1e-4, "{method} {rotate:?}: {}", rel_diff(&lc, &ld));
+        for l in 0..2 {
+            for lin in LinearName::ALL {
+                let (a, b) = (weight(&cm, l, lin), weight(&d, l, lin));
+                assert!(rel_diff(&a, &b) < 1e-5, "{method} {rotate:?} layer {l} {lin:?}");
+            }
+        }
+        // The dense weights are the original-domain decode, and they are near the originals.
+        let (orig, _) = llvq_model::load(&model_dir).unwrap();
+        let (a, b) = (weight(&d, 1, LinearName::Down), weight(&orig, 1, LinearName::Down));
+        let err: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / b.iter().map(|y| y * y).sum::<f32>();
+        assert!(err < 0.5, "{method}: relative error {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn glvq_run_resumes_to_the_same_bytes() {
+    let (dir, model_dir, calib) = setup("glvq-resume");
+    let p = params("glvq:group=16,iters=3", &calib, Rotate::Both);
+    let whole = dir.join("whole.llvq");
+    quantize_model(&model_dir, &whole, &p, false, &mut go).unwrap();
+    let cut = dir.join("cut.llvq");
+    let mut stop = |e: Event<'_>| match e {
+        Event::LayerDone { layer: 0, .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    assert!(quantize_model(&model_dir, &cut, &p, false, &mut stop).is_err());
+    let r = quantize_model(&model_dir, &cut, &p, true, &mut go).unwrap();
+    assert_eq!(r.layers_resumed, 1);
+    assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&cut).unwrap(), "resumed GLVQ run differs");
+    // Bad GLVQ SPECs fail before any work, naming the value.
+    let e = quantize_model(&model_dir, &dir.join("x.llvq"), &params("glvq:d=8,group=12", &calib, Rotate::Both), false, &mut go)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("group=12") && e.contains("d=8"), "{e}");
+    // A tail group d does not divide (40 columns in groups of 32 leave 8; d = 16 needs 16).
+    let e = quantize_model(&model_dir, &dir.join("y.llvq"), &params("glvq:d=16,group=32", &calib, Rotate::None), false, &mut go)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tail") || e.contains("last group"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -35,7 +35,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
             let b = l.meta.bits_stored();
             json!({"name": l.name, "rows": l.meta.rows, "cols": l.meta.cols, "block": l.meta.block,
                    "bits_per_block": l.meta.bits, "group": l.meta.group, "rot_in": l.meta.rot_in.is_some(),
-                   "rot_out": l.meta.rot_out.is_some(), "code_bytes": l.codes.len(), "bpw": b.bpw()})
+                   "rot_out": l.meta.rot_out.is_some(), "code_bytes": l.codes.len(), "bpw": b.bpw(),
+                   "glvq": l.meta.glvq.as_ref().map(|g| json!({"meta": g, "side": glvq_side(l)}))})
         })
         .collect();
     let plain: Vec<_> = c
@@ -50,7 +51,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
         "mode": h.mode, "calib": h.calib,
         "architecture": cfg("model_type"), "layers": cfg("num_hidden_layers"),
         "quantized_linears": c.linears.len(), "quantized_weights": bits.weights,
-        "bits": bits, "bpw": bits.bpw(), "tuned": h.tuned,
+        "bits": bits, "bpw": bits.bpw(), "tuned": h.tuned, "glvq": glvq_summary(&c.linears),
         "plain_tensors": c.plain.len(), "plain_params": plain_params,
         "file_bytes": file_bytes, "params": params, "file_bpw": file_bytes as f64 * 8.0 / params.max(1) as f64,
     });
@@ -83,11 +84,12 @@ pub fn run(a: InspectArgs) -> Result<()> {
     outln!("linears        {} tensors, {} weights", c.linears.len(), bits.weights)?;
     let w = bits.weights.max(1) as f64;
     outln!(
-        "  bits/weight  {:.4} all-in = code {:.4} + scales {:.4} + seeds {:.5}",
+        "  bits/weight  {:.4} all-in = code {:.4} + scales {:.4} + seeds {:.5} + side {:.4}",
         bits.bpw(),
         bits.code as f64 / w,
         bits.scale as f64 / w,
-        bits.seed as f64 / w
+        bits.seed as f64 / w,
+        bits.side as f64 / w
     )?;
     if bits.input_scale > 0 {
         outln!("  input scales {:.5} bits/weight (f32, one per column of every linear)", bits.input_scale as f64 / w)?;
@@ -109,6 +111,17 @@ pub fn run(a: InspectArgs) -> Result<()> {
             t.held_out_loss,
             t.seconds
         )?,
+    }
+    if let Some(g) = summary["glvq"].as_object() {
+        outln!(
+            "glvq           {} groups: {} at N−1, {} at N, {} at N+1 bits/weight; µ {}; |G|_F median {}",
+            g["groups"],
+            g["below"],
+            g["at"],
+            g["above"],
+            g["mu"],
+            g["g_frobenius_median"]
+        )?;
     }
     outln!("plain          {} tensors, {} parameters", c.plain.len(), plain_params)?;
     outln!("whole file     {:.3} bits per parameter ({} parameters)", summary["file_bpw"].as_f64().unwrap_or(0.0), params)?;
@@ -140,4 +153,54 @@ pub fn run(a: InspectArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One GLVQ linear's side information in numbers: bits per vector, µ and ‖G_g‖_F of each group.
+fn glvq_side(l: &format::QuantLinear) -> serde_json::Value {
+    let Some(side) = &l.glvq else { return serde_json::Value::Null };
+    let f = |b: &u16| f16_bits_to_f64(*b);
+    let d = l.meta.block;
+    let gf: Vec<f64> = side.lattice.chunks(d * d).map(|g| g.iter().map(|b| f(b).powi(2)).sum::<f64>().sqrt()).collect();
+    json!({"vector_bits": side.vector_bits, "mu": side.mu.iter().map(f).collect::<Vec<_>>(), "g_frobenius": gf})
+}
+
+/// GLVQ groups of the whole file: how SDBA moved bits, the range of µ, the typical ‖G_g‖_F.
+fn glvq_summary(linears: &[format::QuantLinear]) -> serde_json::Value {
+    let gl: Vec<&format::QuantLinear> = linears.iter().filter(|l| l.glvq.is_some()).collect();
+    if gl.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let (mut below, mut at, mut above, mut mus, mut gfs) = (0, 0, 0, Vec::new(), Vec::new());
+    for l in &gl {
+        let side = glvq_side(l);
+        for b in l.glvq.as_ref().map(|s| s.vector_bits.clone()).unwrap_or_default() {
+            match (b as u32).cmp(&l.meta.bits) {
+                std::cmp::Ordering::Less => below += 1,
+                std::cmp::Ordering::Equal => at += 1,
+                std::cmp::Ordering::Greater => above += 1,
+            }
+        }
+        mus.extend(side["mu"].as_array().into_iter().flatten().filter_map(|v| v.as_f64()));
+        gfs.extend(side["g_frobenius"].as_array().into_iter().flatten().filter_map(|v| v.as_f64()));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let mu = if mus.is_empty() {
+        json!("off")
+    } else {
+        json!(format!("{:.0}..{:.0} (median {:.0})", mus.iter().cloned().fold(f64::INFINITY, f64::min), mus.iter().cloned().fold(0.0, f64::max), med(&mut mus).unwrap_or(0.0)))
+    };
+    json!({"groups": below + at + above, "below": below, "at": at, "above": above, "mu": mu, "g_frobenius_median": med(&mut gfs)})
+}
+
+/// An IEEE half (bit pattern) as f64.
+fn f16_bits_to_f64(b: u16) -> f64 {
+    let (sign, exp, frac) = (if b >> 15 == 1 { -1.0 } else { 1.0 }, ((b >> 10) & 0x1f) as i32, (b & 0x3ff) as f64);
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 => if frac == 0.0 { f64::INFINITY } else { f64::NAN },
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
 }

@@ -25,6 +25,7 @@ use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use serde_json::Value;
 
+use super::glvq::{self, GlvqSide};
 use super::header::{Bits, Header, LinearMeta, FORMAT, FORMAT_VERSION};
 use crate::error::{ModelError, Result};
 use crate::hadamard::Rotation;
@@ -43,8 +44,10 @@ pub struct QuantLinear {
     pub name: String,
     pub meta: LinearMeta,
     pub codes: Vec<u8>,
-    /// f16 bit patterns, `rows × groups` row-major.
+    /// f16 bit patterns, `rows × groups` row-major (GLVQ: one per group).
     pub scales: Vec<u16>,
+    /// GLVQ's lattices, µ and bit widths ([`super::glvq`]); `None` for a block code.
+    pub glvq: Option<GlvqSide>,
 }
 
 /// An untouched tensor as stored.
@@ -221,6 +224,23 @@ impl QuantLinear {
         Ok(out)
     }
 
+    /// Whether this linear is GLVQ (decoded by [`super::glvq`], not by a block code).
+    pub fn is_glvq(&self) -> bool {
+        self.meta.glvq.is_some()
+    }
+
+    /// The restored `rows × cols` weight, whatever the method: a GLVQ linear through
+    /// [`super::glvq`], a block code through `codes`.
+    pub fn restore(&self, codes: &mut CodeCache) -> Result<Vec<f64>> {
+        if self.is_glvq() {
+            let mut w = glvq::decode_rotated(self)?;
+            unrotate(&mut w, &self.meta);
+            Ok(w)
+        } else {
+            self.decode(codes.get(&self.meta.code)?)
+        }
+    }
+
     /// The restored `rows × cols` weight W = R_outᵀ Ŵ' R_in (f64, row-major).
     pub fn decode(&self, code: &dyn Quantizer) -> Result<Vec<f64>> {
         let m = &self.meta;
@@ -315,13 +335,22 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<FileContents> {
             }
             Ok(t.data().to_vec())
         };
+        let u16s = |b: Vec<u8>| -> Vec<u16> { b.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect() };
         let codes = get(CODES, Dtype::U8)?;
-        let scales = get(SCALES, Dtype::F16)?.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
-        linears.push(QuantLinear { name: name.clone(), meta: lm.clone(), codes, scales });
+        let scales = u16s(get(SCALES, Dtype::F16)?);
+        let side = match &lm.glvq {
+            None => None,
+            Some(g) => Some(GlvqSide {
+                lattice: u16s(get(glvq::LATTICE, Dtype::F16)?),
+                mu: if g.compand { u16s(get(glvq::MU, Dtype::F16)?) } else { vec![] },
+                vector_bits: u16s(get(glvq::VECTOR_BITS, Dtype::U16)?),
+            }),
+        };
+        linears.push(QuantLinear { name: name.clone(), meta: lm.clone(), codes, scales, glvq: side });
     }
     let mut plain = Vec::new();
     for (name, t) in st.tensors() {
-        if name.ends_with(CODES) || name.ends_with(SCALES) {
+        if [CODES, SCALES, glvq::LATTICE, glvq::MU, glvq::VECTOR_BITS].iter().any(|x| name.ends_with(x)) {
             continue;
         }
         plain.push(Plain { name, dtype: t.dtype(), shape: t.shape().to_vec(), data: t.data().to_vec() });

@@ -80,6 +80,10 @@ pub struct LinearMeta {
     /// Seeds of the input-side and output-side randomized Hadamard transforms.
     pub rot_in: Option<u64>,
     pub rot_out: Option<u64>,
+    /// GLVQ's fields (issue 12): present for a GLVQ linear, whose `block` is d, `bits` the target
+    /// bits per d-vector and `group` its column group ([`super::glvq`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glvq: Option<super::glvq::GlvqMeta>,
 }
 
 impl LinearMeta {
@@ -97,13 +101,20 @@ impl LinearMeta {
         llvq_lattice::pack::packed_len(self.blocks(), self.bits)
     }
     /// Everything stored for this linear, in bits.
+    /// A GLVQ linear's codes are exactly `blocks · bits` (SDBA keeps the average; checked on
+    /// read), its scales one per group, and its G_g, µ_g, B_g are `side`.
     pub fn bits_stored(&self) -> Bits {
+        let glvq = self.glvq.as_ref();
         Bits {
             weights: (self.rows * self.cols) as u64,
             code: self.blocks() as u64 * self.bits as u64,
-            scale: (self.rows * self.groups()) as u64 * SCALE_BITS,
+            scale: match glvq {
+                Some(_) => super::glvq::scale_bits(self),
+                None => (self.rows * self.groups()) as u64 * SCALE_BITS,
+            },
             seed: (self.rot_in.is_some() as u64 + self.rot_out.is_some() as u64) * SEED_BITS,
             input_scale: 0,
+            side: glvq.map_or(0, |g| super::glvq::side_bits(self, g.compand)),
         }
     }
 }
@@ -119,6 +130,9 @@ pub struct Bits {
     pub scale: u64,
     /// Rotation seeds.
     pub seed: u64,
+    /// Other side information: GLVQ's lattices G_g, µ_g and per-group bit widths.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub side: u64,
     /// Tuned input (column) scales, §5.4 (absent from untuned files, so their header is unchanged).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub input_scale: u64,
@@ -130,7 +144,7 @@ fn is_zero(x: &u64) -> bool {
 
 impl Bits {
     pub fn total(&self) -> u64 {
-        self.code + self.scale + self.seed + self.input_scale
+        self.code + self.scale + self.seed + self.input_scale + self.side
     }
     /// All-in bits per weight.
     pub fn bpw(&self) -> f64 {
@@ -141,6 +155,7 @@ impl Bits {
         self.code += o.code;
         self.scale += o.scale;
         self.seed += o.seed;
+        self.side += o.side;
         self.input_scale += o.input_scale;
     }
 

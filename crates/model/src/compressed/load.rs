@@ -161,16 +161,19 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
     // A bad code or scale is a fault of this file: say which file.
     let in_file = |e: ModelError| ModelError::llvq_format(path, e.to_string());
     for ql in &c.linears {
-        let code = codes.get(&ql.meta.code).map_err(in_file)?;
         if opts.dense {
-            let mut dw = ql.decode(code).map_err(in_file)?;
+            let mut dw = ql.restore(&mut codes).map_err(in_file)?;
             if let Some(s) = in_scales.get(&ql.name) {
                 crate::linear::scale_columns(&mut dw, s);
             }
             let v: Vec<f32> = dw.into_iter().map(|x| x as f32).collect();
             w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
         } else {
-            let exec = exec_for(ql, code, opts.act).map_err(in_file)?;
+            let exec = if ql.is_glvq() {
+                glvq_exec(ql).map_err(in_file)?
+            } else {
+                exec_for(ql, codes.get(&ql.meta.code).map_err(in_file)?, opts.act).map_err(in_file)?
+            };
             let compressed = Compressed {
                 rows: ql.meta.rows,
                 cols: ql.meta.cols,
@@ -222,6 +225,14 @@ pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer, act: Activations) -> Res
         }
         Err(e) => Err(ModelError::bad_tensor(&ql.name, e.to_string())),
     }
+}
+
+/// A GLVQ linear's execution layout: Ŵ' (rotated domain) decoded once at load into f32 rows.
+/// Its levels have a different lattice (and µ-law) per group, so there is no shared grid for the
+/// packed 8-bit layout; the rotations stay on the activations as for every compressed linear.
+pub fn glvq_exec(ql: &QuantLinear) -> Result<Arc<dyn Exec>> {
+    let w: Vec<f32> = super::glvq::decode_rotated(ql)?.into_iter().map(|v| v as f32).collect();
+    Ok(Arc::new(F32Rows::new(ql.meta.rows, ql.meta.cols, w)))
 }
 
 /// The LM head of a compressed run, and where embeddings come from: with tied embeddings and

@@ -3,6 +3,7 @@
 //!
 //! - [`header`]: the typed, versioned metadata ([`Header`], [`LinearMeta`], bit accounting);
 //! - [`file`]: reading the safetensors container, validating and decoding code streams;
+//! - [`glvq`]: the decode of GLVQ linears (learned per-group lattices, issue 12);
 //! - [`load`]: building a model from a file, either *compressed* (the default: every linear
 //!   stays in an execution layout and runs through [`crate::linear::Exec`] kernels with its
 //!   rotations applied to activations) or *dense* (`--dense`: every linear decoded to f32,
@@ -12,6 +13,7 @@
 //! on the calibration or factorisation code.
 
 pub mod file;
+pub mod glvq;
 pub mod header;
 pub mod load;
 

@@ -15,17 +15,9 @@
 //! Fractional rates: a vector of B bits gives its first B mod d coordinates ⌈B/d⌉ bits and the
 //! others ⌊B/d⌋, so any whole number of bits per vector is exact.
 
-/// Bits of each of the d coordinates for a vector of `vector_bits` bits.
-pub fn coord_bits(d: usize, vector_bits: u32) -> Vec<u32> {
-    let (q, r) = (vector_bits / d as u32, vector_bits as usize % d);
-    (0..d).map(|i| q + (i < r) as u32).collect()
-}
-
-/// The coefficient of level `z` of a `b`-bit coordinate: z − (2^b − 1)/2.
-#[inline]
-pub fn coeff(z: u8, b: u32) -> f64 {
-    z as f64 - ((1u32 << b) - 1) as f64 / 2.0
-}
+// The decoder's half (coordinate bits, coefficient of a level, G·c) is the runtime's: what the
+// encoder measures is what a file decodes to.
+pub use llvq_model::compressed::glvq::{coeff, coord_bits, point};
 
 /// Babai rounding of `u` (length d) with `ginv` = G⁻¹ (d × d, row-major): the level index of
 /// each coordinate, clamped to its bit range.
@@ -37,15 +29,6 @@ pub fn round(ginv: &[f64], u: &[f64], bits: &[u32], z: &mut [u8]) {
         let half = top as f64 / 2.0;
         // Nearest coefficient t' on Zᵈ + ½·top, then its index, clamped.
         z[i] = (t + half).round().clamp(0.0, top as f64) as u8;
-    }
-}
-
-/// y = G·c for the levels `z` of one vector.
-pub fn point(g: &[f64], z: &[u8], bits: &[u32], y: &mut [f64]) {
-    let d = z.len();
-    let c: Vec<f64> = z.iter().zip(bits).map(|(&zi, &b)| coeff(zi, b)).collect();
-    for i in 0..d {
-        y[i] = g[i * d..(i + 1) * d].iter().zip(&c).map(|(a, b)| a * b).sum();
     }
 }
 

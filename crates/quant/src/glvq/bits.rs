@@ -6,10 +6,12 @@
 //!   fit is finished at the stored precision ([`super::learn`]);
 //! - s_g (the scale max|W_g|) in f16: 16 bits;
 //! - µ_g in f16 when companding: 16 bits;
-//! - B_g, the bits per vector: 8 bits (SDBA's choice, stored even when all are equal);
+//! - B_g, the bits per vector: 16 bits (u16; SDBA's choice, stored even when all are equal).
 //!
-//! and a 64-bit layer header (d, group size, flags). Rows and columns come from the model's
-//! config, as for every other method.
+//! d, the group size and the flags are typed fields of the linear's header entry, as every
+//! method's block, bits and group are; rows and columns come from the model's config. This is
+//! exactly what `LinearMeta::bits_stored` counts for a GLVQ linear of the file (plus rotation
+//! seeds, 64 bits each, counted there as for every method).
 //!
 //! What makes ≤ 2.03 bits/weight possible at N = 2 on the default model (widths 576 and 1536):
 //! G_g costs 16·d²/(rows·group) bits per weight, so the side information shrinks with the group
@@ -28,11 +30,7 @@ pub struct BitCount {
     pub scale: u64,
     pub mu: u64,
     pub widths: u64,
-    pub header: u64,
 }
-
-/// Bits of the layer header.
-pub const HEADER_BITS: u64 = 64;
 
 impl BitCount {
     /// Counts a layer of `rows` rows with the given groups and bits per d-vector.
@@ -44,8 +42,7 @@ impl BitCount {
             lattice: n * 16 * (d * d) as u64,
             scale: n * 16,
             mu: if compand { n * 16 } else { 0 },
-            widths: n * 8,
-            header: HEADER_BITS,
+            widths: n * 16,
         }
     }
 
@@ -56,7 +53,7 @@ impl BitCount {
 
     /// Everything but the codes.
     pub fn side(&self) -> u64 {
-        self.lattice + self.scale + self.mu + self.widths + self.header
+        self.lattice + self.scale + self.mu + self.widths
     }
 
     /// All-in bits per weight.
@@ -73,7 +70,6 @@ impl BitCount {
             scale: self.scale + o.scale,
             mu: self.mu + o.mu,
             widths: self.widths + o.widths,
-            header: self.header + o.header,
         }
     }
 }
@@ -109,7 +105,7 @@ mod tests {
         let p = GlvqParams::default();
         let b = plan(576, 576, &p).unwrap();
         assert_eq!(b.codes, 576 * 576 * 2);
-        assert_eq!(b.side(), 5 * (16 * 64 + 16 + 16 + 8) + 64);
+        assert_eq!(b.side(), 5 * (16 * 64 + 16 + 16 + 16));
         // The 2.03 budget on the default model's shapes (same ratio for 30 blocks).
         for spec in ["glvq:d=8,bits=2", "glvq:d=8,bits=2,mu=0", "glvq:d=24,bits=2,group=576"] {
             let m = model_bits(spec);

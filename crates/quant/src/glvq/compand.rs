@@ -20,11 +20,8 @@ pub fn forward(x: f64, mu: f64) -> f64 {
     x.signum() * (mu * x.abs()).ln_1p() / mu.ln_1p()
 }
 
-/// F_µ⁻¹(y).
-#[inline]
-pub fn inverse(y: f64, mu: f64) -> f64 {
-    y.signum() * (y.abs() * mu.ln_1p()).exp_m1() / mu
-}
+/// F_µ⁻¹(y): the runtime's decode (`llvq_model::compressed::glvq`).
+pub use llvq_model::compressed::glvq::mu_law_inverse as inverse;
 
 /// ∂F_µ⁻¹(y)/∂y = ln(1 + µ)·(1 + µ)^|y| / µ.
 #[inline]

@@ -392,7 +392,7 @@ mod tests {
         for (rows, cols) in [(576, 1536), (1536, 576)] {
             let w = weights(rows, cols, &mut rng);
             let h = spd(cols, &mut rng);
-            for spec in ["glvq:d=8", "glvq:d=8,ldlq=1", "glvq:d=24,group=576"] {
+            for spec in ["glvq:d=8", "glvq:d=8,mu=0", "glvq:d=8,ldlq=1", "glvq:d=24,group=576,mu=0"] {
                 let t = std::time::Instant::now();
                 let l = quantize_layer(&w, rows, cols, &h, &GlvqParams::from_spec(spec).unwrap()).unwrap();
                 let s = t.elapsed().as_secs_f64();

@@ -31,6 +31,8 @@ pub mod layer;
 pub mod learn;
 pub mod params;
 pub mod sdba;
+pub mod solve;
+pub mod store;
 
 pub use bits::BitCount;
 pub use error::GlvqError;

@@ -129,7 +129,7 @@ pub(super) fn run(
                 xs = run_layer(&model, &xs, &mut NoHook)?;
             }
             for ql in &format::read(&part)?.linears {
-                let w = ql.decode(codes.get(&ql.meta.code)?)?;
+                let w = ql.restore(&mut codes)?;
                 set_weight(&mut model, l, &ql.name, &w, &ql.meta)?;
             }
             if p.mode == CalibMode::Sequential {
@@ -184,7 +184,6 @@ pub(super) fn run(
         stats.append(&mut s);
         linears.extend(c.linears);
     }
-    let code = method.code.as_ref();
     let header = finish_header(run_header(&cfg, method, p), &linears, stats.clone());
     let bits = header.bits.expect("set by finish_header");
     format::write(out, &FileContents { header, linears, plain })?;
@@ -195,7 +194,7 @@ pub(super) fn run(
     Ok(Report {
         out: out.to_path_buf(),
         method: method.name.clone(),
-        code: code.spec(),
+        code: method.code_spec(),
         rotate: p.rotate,
         mode: p.mode,
         linears: bits,
@@ -215,7 +214,7 @@ pub(super) fn run_header(cfg: &Config, method: &Method, p: &QuantizeParams) -> H
     Header {
         config: Some(cfg.to_hf_json()),
         method: Some(method.name.clone()),
-        code: Some(method.code.spec()),
+        code: Some(method.code_spec()),
         ldlq: Some(method.ldlq),
         rotate: Some(p.rotate),
         seed: Some(p.seed),

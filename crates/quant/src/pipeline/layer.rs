@@ -9,7 +9,7 @@ use llvq_model::{Layer, LinearInput, LinearName, Model};
 
 use crate::calib::LayerHessians;
 use crate::error::{CandleContext, QuantError, Result};
-use crate::format::{self, LinearMeta, LinearStats, QuantLinear};
+use crate::format::{self, CodeCache, LinearMeta, LinearStats, QuantLinear};
 use llvq_model::hadamard::Rotation;
 use crate::ldlq::{self, Factor, LdlqParams};
 use crate::method::Method;
@@ -59,7 +59,7 @@ pub fn quantize_linear(
     let s32: Vec<f32> = scales.iter().map(|&s| f16::from_bits(s).to_f32()).collect();
     let q = ldlq::quantize(&mut padded, rows, pc, factor, code, &s32, meta.group, params, name)?;
     let codes = llvq_lattice::pack::pack(&q.codes, meta.bits)?;
-    Ok(QuantLinear { name: name.to_string(), meta, codes, scales })
+    Ok(QuantLinear { name: name.to_string(), meta, codes, scales, glvq: None })
 }
 
 /// Statistics of a restored weight against the original.
@@ -127,6 +127,17 @@ pub(super) fn quantize_layer(
         if let Some(s) = rot_in {
             Rotation::new(n, s).conjugate(&mut hr);
         }
+        if let Some(gp) = &method.glvq {
+            for &lin in input.linears() {
+                progress(Event::Layer { layer: l, layers, step: lin.module() })?;
+                let rot_out = p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module())));
+                let (ql, st, restored) = glvq_linear(layer, lin, &h, &hr, gp, rot_in, rot_out)?;
+                set_layer_weight(layer, &ql.name, &restored, &ql.meta)?;
+                qls.push(ql);
+                stats.push(st);
+            }
+            continue;
+        }
         let b = code.dim();
         let np = n.div_ceil(b) * b;
         let factor = if method.ldlq {
@@ -151,6 +162,7 @@ pub(super) fn quantize_layer(
                 group: method.group.unwrap_or(np).min(np),
                 rot_in,
                 rot_out: p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
+                glvq: None,
             };
             let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
             let restored = ql.decode(code)?;
@@ -160,6 +172,35 @@ pub(super) fn quantize_layer(
         }
     }
     Ok((qls, stats))
+}
+
+/// One linear as GLVQ (issue 12): rotate W as the block codes do, fit the learned lattices
+/// with the rotated Hessian `hr` (the undamped proxy; `h` is the original-domain one for the
+/// statistics), and store the result. GLVQ's own `ldlq` key gives its block-LDLQ feedback.
+#[allow(clippy::too_many_arguments)] // the per-linear inputs of the layer loop
+fn glvq_linear(
+    layer: &Layer,
+    lin: LinearName,
+    h: &[f64],
+    hr: &[f64],
+    gp: &crate::glvq::GlvqParams,
+    rot_in: Option<u64>,
+    rot_out: Option<u64>,
+) -> Result<(QuantLinear, LinearStats, Vec<f64>)> {
+    let l = layer.index();
+    let name = lin.weight_name(l);
+    let wt = layer.linear(lin).weight()?;
+    let (rows, cols) = wt.dims2().ctx(&name)?;
+    let w = tensor_f32(&wt, &name)?;
+    let mut wr: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    let rot = LinearMeta { rows, cols, code: String::new(), method_id: 0, block: 1, bits: 0, group: 1, rot_in, rot_out, glvq: None };
+    format::rotate(&mut wr, &rot);
+    let layer = crate::glvq::quantize_layer(&wr, rows, cols, hr, gp).map_err(|e| QuantError::tensor(&name, e.to_string()))?;
+    let ql = layer.to_linear(&name, gp, rot_in, rot_out)?;
+    // Restored through the runtime's decode: the model goes on with what the file holds.
+    let restored = ql.restore(&mut CodeCache::default())?;
+    let st = linear_stats(&name, &w, &restored, rows, cols, h, 0.0);
+    Ok((ql, st, restored))
 }
 
 /// Puts a restored `rows × cols` f64 weight into the model.

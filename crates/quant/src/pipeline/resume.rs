@@ -140,7 +140,7 @@ pub(super) fn manifest(model: &Path, calib_text: &[u8], p: &QuantizeParams, meth
         "model": canonical(model)?.display().to_string(),
         "model_fnv1a": content_hash(&model_files)?,
         "method": method.name,
-        "code": method.code.spec(),
+        "code": method.code_spec(),
         "ldlq": method.ldlq,
         "group": method.group,
         "rotate": p.rotate,
