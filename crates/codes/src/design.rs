@@ -31,7 +31,10 @@ pub fn gaussian_mse(levels: &[f64]) -> f64 {
         let a = if k == 0 { f64::NEG_INFINITY } else { t[k - 1] };
         let b = if k == levels.len() - 1 { f64::INFINITY } else { t[k] };
         let (pa, pb) = (big_phi(a), big_phi(b));
-        let (fa, fb) = (if a.is_finite() { phi(a) } else { 0.0 }, if b.is_finite() { phi(b) } else { 0.0 });
+        let (fa, fb) = (
+            if a.is_finite() { phi(a) } else { 0.0 },
+            if b.is_finite() { phi(b) } else { 0.0 },
+        );
         let xa = if a.is_finite() { a * fa } else { 0.0 };
         let xb = if b.is_finite() { b * fb } else { 0.0 };
         let m0 = pb - pa;
@@ -160,12 +163,19 @@ impl Grid {
             bounds.push(self.cumulative(t));
         }
         bounds.push([self.p0[self.w.len()], self.p1[self.w.len()], self.p2[self.w.len()]]);
-        bounds.windows(2).map(|b| [b[1][0] - b[0][0], b[1][1] - b[0][1], b[1][2] - b[0][2]]).collect()
+        bounds
+            .windows(2)
+            .map(|b| [b[1][0] - b[0][0], b[1][1] - b[0][1], b[1][2] - b[0][2]])
+            .collect()
     }
 
     /// MSE of nearest-level quantization with sorted `levels`.
     pub fn mse(&self, levels: &[f64]) -> f64 {
-        self.cells(levels).iter().zip(levels).map(|(m, &c)| m[2] - 2.0 * c * m[1] + c * c * m[0]).sum()
+        self.cells(levels)
+            .iter()
+            .zip(levels)
+            .map(|(m, &c)| m[2] - 2.0 * c * m[1] + c * c * m[0])
+            .sum()
     }
 
     /// Lloyd levels (sorted) with `n` levels, started from equal-mass cells.

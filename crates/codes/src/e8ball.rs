@@ -130,7 +130,9 @@ impl E8Ball {
             .collect();
         let mut q = E8Ball {
             scale: 1.0,
-            columns: (0..DIM).map(|i| points[partial_start..].iter().map(|p| p[i]).collect()).collect(),
+            columns: (0..DIM)
+                .map(|i| points[partial_start..].iter().map(|p| p[i]).collect())
+                .collect(),
             classes,
             partial_start,
             points,
@@ -204,14 +206,20 @@ impl E8Ball {
             x[cheapest.1] = -x[cheapest.1];
         }
         let key = x.map(|v| (v * 2.0) as i8);
-        (best.0, *self.index.get(&key).expect("class points lie in the ball") as u64)
+        (
+            best.0,
+            *self.index.get(&key).expect("class points lie in the ball") as u64,
+        )
     }
 
     /// The partial shell, coordinate-major: minimises |c|² − 2⟨c, y⟩ (vectorises).
     fn scan_partial(&self, y: &[f32]) -> (f32, u64) {
         const BLOCK: usize = 512;
         let n = SIZE - self.partial_start;
-        let norm2 = self.points.get(self.partial_start).map_or(0.0, |p| p.iter().map(|v| v * v).sum::<f32>());
+        let norm2 = self
+            .points
+            .get(self.partial_start)
+            .map_or(0.0, |p| p.iter().map(|v| v * v).sum::<f32>());
         let mut best = (f32::INFINITY, 0usize);
         let mut d = [0f32; BLOCK];
         for start in (0..n).step_by(BLOCK) {
@@ -272,7 +280,10 @@ impl Quantizer for E8Ball {
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
         check_code(code, BITS, "e8ball")?;
         if out.len() != DIM {
-            return Err(CodeError::BadLength { got: out.len(), dim: DIM });
+            return Err(CodeError::BadLength {
+                got: out.len(),
+                dim: DIM,
+            });
         }
         for (o, &v) in out.iter_mut().zip(&self.points[code as usize]) {
             *o = v / self.scale;
@@ -288,7 +299,11 @@ impl Quantizer for E8Ball {
     fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
         check_code(code, BITS, "e8ball")?;
         if levels.len() != DIM {
-            return Err(CodeError::GridLength { method: "e8ball", dim: DIM, got: levels.len() });
+            return Err(CodeError::GridLength {
+                method: "e8ball",
+                dim: DIM,
+                got: levels.len(),
+            });
         }
         let pt = &self.points[code as usize];
         let p = (pt[0] * 2.0) as i32 & 1;

@@ -122,7 +122,12 @@ impl E8p12 {
             norm2[k] = half[k].iter().map(|v| v * v).sum();
             parity[k] = need_parity(a);
         }
-        E8p12 { scale, half, norm2, parity }
+        E8p12 {
+            scale,
+            half,
+            norm2,
+            parity,
+        }
     }
 
     /// The fitted input scale s.
@@ -166,7 +171,9 @@ impl E8p12 {
                     let mut bits = sign_bits;
                     if wrong {
                         // Flip the cheapest coordinate; coordinate 0's sign is implied anyway.
-                        let i = (0..DIM).min_by(|&a, &b| (z[a] * h[a]).total_cmp(&(z[b] * h[b]))).unwrap();
+                        let i = (0..DIM)
+                            .min_by(|&a, &b| (z[a] * h[a]).total_cmp(&(z[b] * h[b])))
+                            .unwrap();
                         if i > 0 {
                             bits ^= 1 << (i - 1);
                         }
@@ -226,7 +233,10 @@ impl Quantizer for E8p12 {
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
         check_code(code, BITS, "e8p12")?;
         if out.len() != DIM {
-            return Err(CodeError::BadLength { got: out.len(), dim: DIM });
+            return Err(CodeError::BadLength {
+                got: out.len(),
+                dim: DIM,
+            });
         }
         self.decode_unscaled(code, out);
         out.iter_mut().for_each(|v| *v /= self.scale);
@@ -241,7 +251,11 @@ impl Quantizer for E8p12 {
     fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
         check_code(code, BITS, "e8p12")?;
         if levels.len() != DIM {
-            return Err(CodeError::GridLength { method: "e8p12", dim: DIM, got: levels.len() });
+            return Err(CodeError::GridLength {
+                method: "e8p12",
+                dim: DIM,
+                got: levels.len(),
+            });
         }
         let k = (code & 0xFF) as usize;
         let signs = (code >> 8) & 0x7F;

@@ -10,9 +10,18 @@ pub enum CodeError {
     #[error("malformed SPEC {spec:?}: {reason}")]
     BadSpec { spec: String, reason: String },
     #[error("{method}: unknown parameter {key:?} (accepted: {accepted})")]
-    UnknownParam { method: &'static str, key: String, accepted: &'static str },
+    UnknownParam {
+        method: &'static str,
+        key: String,
+        accepted: &'static str,
+    },
     #[error("{method}: parameter {key}={value:?} is invalid: {reason}")]
-    BadParam { method: &'static str, key: &'static str, value: String, reason: String },
+    BadParam {
+        method: &'static str,
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("input has {got} values; expected a multiple of the block dimension {dim}")]
     BadLength { got: usize, dim: usize },
     #[error("{got} scales for {blocks} blocks")]
@@ -28,7 +37,11 @@ pub enum CodeError {
     #[error("{method}: decoded values do not lie on a small grid (no packed layout)")]
     NoGrid { method: &'static str },
     #[error("{method}: a block of {dim} weights cannot be written into {got} levels")]
-    GridLength { method: &'static str, dim: usize, got: usize },
+    GridLength {
+        method: &'static str,
+        dim: usize,
+        got: usize,
+    },
     #[error("cannot write figure {path}: {reason}")]
     Plot { path: String, reason: String },
     #[error(transparent)]

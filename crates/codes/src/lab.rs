@@ -136,7 +136,9 @@ pub fn ball_bits(m: u32) -> u32 {
 
 /// The largest M whose index fits in `bits` bits (None below Λ24(2)).
 pub fn largest_ball(bits: u32) -> Option<u32> {
-    (2..=llvq_lattice::MAX_SHELL_LIMIT).take_while(|&m| ball_bits(m) <= bits).last()
+    (2..=llvq_lattice::MAX_SHELL_LIMIT)
+        .take_while(|&m| ball_bits(m) <= bits)
+        .last()
 }
 
 /// The Table 4 rows at `rate` bits/dim (Table 4 is `rate = 2`): label and SPEC, in table order.
@@ -159,7 +161,10 @@ pub fn table_codes(rate: u32) -> Vec<(String, String)> {
         v.push((format!("LLVQ spherical shaping Λ24({m})"), format!("llvq-ss:m={m}")));
     }
     if let Some(m) = largest_ball(bits - 1) {
-        v.push((format!("LLVQ shape-gain Λ24({m}) + 1 gain bit"), format!("llvq-sg:m={m},gain=1")));
+        v.push((
+            format!("LLVQ shape-gain Λ24({m}) + 1 gain bit"),
+            format!("llvq-sg:m={m},gain=1"),
+        ));
     }
     v
 }
@@ -167,7 +172,10 @@ pub fn table_codes(rate: u32) -> Vec<(String, String)> {
 /// Table 7: spherical shaping Λ24(13) and shape-gain Λ24(13−j) + k gain bits at 2 bits/dim,
 /// both gain variants (App. F).
 pub fn gain_sweep_codes() -> Vec<(String, String)> {
-    let mut v = vec![("Leech spherical shaping Λ24(13)".to_string(), "llvq-ss:m=13".to_string())];
+    let mut v = vec![(
+        "Leech spherical shaping Λ24(13)".to_string(),
+        "llvq-ss:m=13".to_string(),
+    )];
     for variant in ["opt", "chi"] {
         for (m, k) in [(13, 0), (12, 1), (11, 2), (10, 4)] {
             let name = if variant == "opt" { "optimal-scale" } else { "χ24" };
@@ -183,15 +191,27 @@ pub fn gain_sweep_codes() -> Vec<(String, String)> {
 /// Figure 1: one family per code, SPECs at rates from about 1 to 2.5 bits/dim.
 pub fn curve_codes() -> Vec<(String, Vec<String>)> {
     let mut v = vec![
-        ("Uniform".to_string(), (1..=3).map(|b| format!("uniform:bits={b}")).collect::<Vec<_>>()),
-        ("Lloyd-Max".to_string(), (1..=3).map(|b| format!("lloyd:bits={b}")).collect()),
+        (
+            "Uniform".to_string(),
+            (1..=3).map(|b| format!("uniform:bits={b}")).collect::<Vec<_>>(),
+        ),
+        (
+            "Lloyd-Max".to_string(),
+            (1..=3).map(|b| format!("lloyd:bits={b}")).collect(),
+        ),
         ("INT2".to_string(), vec!["int2".to_string()]),
         ("E8 ball".to_string(), vec!["e8ball".to_string()]),
         ("QuIP#/E8P12".to_string(), vec!["e8p12".to_string()]),
     ];
     // Λ24(3..=24): 25 to 59 index bits, 1.04 to 2.46 bits/dim.
-    v.push(("LLVQ spherical shaping".to_string(), (3..=24).map(|m| format!("llvq-ss:m={m}")).collect()));
-    v.push(("LLVQ shape-gain (+1 gain bit)".to_string(), (3..=23).map(|m| format!("llvq-sg:m={m},gain=1")).collect()));
+    v.push((
+        "LLVQ spherical shaping".to_string(),
+        (3..=24).map(|m| format!("llvq-ss:m={m}")).collect(),
+    ));
+    v.push((
+        "LLVQ shape-gain (+1 gain bit)".to_string(),
+        (3..=23).map(|m| format!("llvq-sg:m={m},gain=1")).collect(),
+    ));
     v
 }
 
@@ -258,9 +278,22 @@ pub fn angular(samples: usize, seed: u64, max_shell: u32) -> Result<Vec<AngularS
         let n = theta[m as usize];
         cum += n;
         let single: Vec<f64> = cos.iter().map(|c| angle(c[k])).collect();
-        out.push(summary("single shell", format!("Shell({m})"), (n as f64).log2() / 24.0, single));
-        let union: Vec<f64> = cos.iter().map(|c| angle(c[..=k].iter().cloned().fold(f32::MIN, f32::max))).collect();
-        out.push(summary("union of shells", format!("Λ24({m})"), (cum as f64).log2() / 24.0, union));
+        out.push(summary(
+            "single shell",
+            format!("Shell({m})"),
+            (n as f64).log2() / 24.0,
+            single,
+        ));
+        let union: Vec<f64> = cos
+            .iter()
+            .map(|c| angle(c[..=k].iter().cloned().fold(f32::MIN, f32::max)))
+            .collect();
+        out.push(summary(
+            "union of shells",
+            format!("Λ24({m})"),
+            (cum as f64).log2() / 24.0,
+            union,
+        ));
     }
     // E8P12 ×3: best cosine per 8-dim block over the normalised codewords.
     let e8 = crate::e8p12::E8p12::with_scale(1.0);
@@ -275,8 +308,10 @@ pub fn angular(samples: usize, seed: u64, max_shell: u32) -> Result<Vec<AngularS
         .map(|y| {
             let mut num = 0f32;
             for b in y.chunks_exact(8) {
-                let best =
-                    words.iter().map(|w| w.iter().zip(b).map(|(a, c)| a * c).sum::<f32>()).fold(f32::MIN, f32::max);
+                let best = words
+                    .iter()
+                    .map(|w| w.iter().zip(b).map(|(a, c)| a * c).sum::<f32>())
+                    .fold(f32::MIN, f32::max);
                 num += best;
             }
             let n = y.iter().map(|v| v * v).sum::<f32>().sqrt();

@@ -46,7 +46,11 @@ pub fn searcher(m: u32) -> Result<Arc<Searcher>, CodeError> {
 fn ball_m(spec: &Spec, default: u32) -> Result<u32, CodeError> {
     let m: u32 = spec.value("m", default)?;
     if !(2..=llvq_lattice::MAX_SHELL_LIMIT).contains(&m) {
-        return Err(spec.bad("m", &m.to_string(), format!("must be 2..={}", llvq_lattice::MAX_SHELL_LIMIT)));
+        return Err(spec.bad(
+            "m",
+            &m.to_string(),
+            format!("must be 2..={}", llvq_lattice::MAX_SHELL_LIMIT),
+        ));
     }
     Ok(m)
 }
@@ -77,7 +81,11 @@ fn lattice_grid(bias: i32) -> LevelGrid {
 /// coordinate that level 0 stands for (x_i = 2 n_i + (p − bias)).
 fn lattice_levels(x: &Point, bias: i32, levels: &mut [u8], method: &'static str) -> Result<i32, CodeError> {
     if levels.len() != DIM {
-        return Err(CodeError::GridLength { method, dim: DIM, got: levels.len() });
+        return Err(CodeError::GridLength {
+            method,
+            dim: DIM,
+            got: levels.len(),
+        });
     }
     let p = x[0] & 1;
     for (l, &v) in levels.iter_mut().zip(x) {
@@ -101,7 +109,12 @@ impl SphericalShaping {
         let m = ball_m(spec, 13)?;
         let search = searcher(m)?;
         let bias = lattice_grid_bias(search.ball());
-        let mut q = SphericalShaping { m, scale: 1.0, search, bias };
+        let mut q = SphericalShaping {
+            m,
+            scale: 1.0,
+            search,
+            bias,
+        };
         q.scale = match spec.scale("scale")? {
             Some(s) => s,
             None => {
@@ -151,7 +164,10 @@ impl Quantizer for SphericalShaping {
     }
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
         if out.len() != DIM {
-            return Err(CodeError::BadLength { got: out.len(), dim: DIM });
+            return Err(CodeError::BadLength {
+                got: out.len(),
+                dim: DIM,
+            });
         }
         let p = self.ball().decode(code)?;
         for (o, &v) in out.iter_mut().zip(&p) {
@@ -210,7 +226,10 @@ impl ShapeGain {
         let search = searcher(m)?;
         let total = search.ball().bits() + gain_bits;
         if gain_bits > 16 || total > 64 {
-            return Err(CodeError::TooManyBits { method: "llvq-sg", bits: total });
+            return Err(CodeError::TooManyBits {
+                method: "llvq-sg",
+                bits: total,
+            });
         }
         let n = 1usize << gain_bits;
         let levels = match spec.ascending_f32("levels", n)? {
@@ -221,7 +240,10 @@ impl ShapeGain {
                 GainVariant::Optimal => optimal_gain_grid(&search, DESIGN_VECTORS, 0x56_0000 + m as u64).lloyd(n),
             },
         };
-        let thresholds = crate::design::thresholds(&levels).into_iter().map(|t| t as f32).collect();
+        let thresholds = crate::design::thresholds(&levels)
+            .into_iter()
+            .map(|t| t as f32)
+            .collect();
         Ok(ShapeGain {
             m,
             gain_bits,
@@ -302,7 +324,12 @@ impl Quantizer for ShapeGain {
             GainVariant::Chi => "chi",
         };
         let l: Vec<f64> = self.levels.iter().map(|&x| x as f64).collect();
-        format!("llvq-sg:m={},gain={},variant={v},levels={}", self.m, self.gain_bits, join_floats(&l))
+        format!(
+            "llvq-sg:m={},gain={},variant={v},levels={}",
+            self.m,
+            self.gain_bits,
+            join_floats(&l)
+        )
     }
     fn dim(&self) -> usize {
         DIM
@@ -327,7 +354,10 @@ impl Quantizer for ShapeGain {
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
         check_code(code, self.bits(), "llvq-sg")?;
         if out.len() != DIM {
-            return Err(CodeError::BadLength { got: out.len(), dim: DIM });
+            return Err(CodeError::BadLength {
+                got: out.len(),
+                dim: DIM,
+            });
         }
         let sb = self.shape_bits();
         let g = self.levels[(code >> sb) as usize];
@@ -340,7 +370,10 @@ impl Quantizer for ShapeGain {
     /// Batched through the parallel dequantizer of §3.3, then each block rescaled to its gain.
     fn decode(&self, codes: &[u64], out: &mut [f32]) -> Result<(), CodeError> {
         if out.len() != codes.len() * DIM {
-            return Err(CodeError::BadLength { got: out.len(), dim: DIM });
+            return Err(CodeError::BadLength {
+                got: out.len(),
+                dim: DIM,
+            });
         }
         let sb = self.shape_bits();
         for &c in codes {

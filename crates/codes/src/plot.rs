@@ -48,7 +48,10 @@ const COLORS: &[RGBColor] = &[
 ];
 
 fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> CodeError + '_ {
-    move |e| CodeError::Plot { path: path.display().to_string(), reason: format!("{e:?}") }
+    move |e| CodeError::Plot {
+        path: path.display().to_string(),
+        reason: format!("{e:?}"),
+    }
 }
 
 /// A figure drawn on an SVG or a PNG backend, told whether text can be drawn.
@@ -63,7 +66,11 @@ fn with_backend(
     draw: &SvgDraw,
     draw_png: &PngDraw,
 ) -> Result<bool, CodeError> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "svg" => {
             let text = allow_text && system_font();
@@ -79,7 +86,10 @@ fn with_backend(
             root.present().map_err(err(path))?;
             Ok(text)
         }
-        _ => Err(CodeError::Plot { path: path.display().to_string(), reason: "extension must be .svg or .png".into() }),
+        _ => Err(CodeError::Plot {
+            path: path.display().to_string(),
+            reason: "extension must be .svg or .png".into(),
+        }),
     }
 }
 
@@ -104,7 +114,9 @@ fn rate_curves_with(path: &Path, curves: &[Curve], title: &str, allow_text: bool
         let mut b = ChartBuilder::on(root);
         b.margin(15);
         if text {
-            b.caption(title, ("sans-serif", 22)).x_label_area_size(45).y_label_area_size(55);
+            b.caption(title, ("sans-serif", 22))
+                .x_label_area_size(45)
+                .y_label_area_size(55);
         }
         let mut chart = b.build_cartesian_2d(x0..x1, (x0 - 0.4)..x1).map_err(|x| e(&x))?;
         let mut mesh = chart.configure_mesh();
@@ -123,12 +135,16 @@ fn rate_curves_with(path: &Path, curves: &[Curve], title: &str, allow_text: bool
         for (i, c) in curves.iter().enumerate() {
             let col = COLORS[i % COLORS.len()];
             let pts: Vec<(f64, f64)> = c.rows.iter().map(|r| (r.rate, r.sqnr_bits)).collect();
-            let s = chart.draw_series(LineSeries::new(pts.clone(), col.stroke_width(2))).map_err(|x| e(&x))?;
+            let s = chart
+                .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
+                .map_err(|x| e(&x))?;
             if text {
                 s.label(c.family.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
             }
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, col.filled()))).map_err(|x| e(&x))?;
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, col.filled())))
+                .map_err(|x| e(&x))?;
         }
         if text {
             chart
@@ -142,7 +158,13 @@ fn rate_curves_with(path: &Path, curves: &[Curve], title: &str, allow_text: bool
         }
         Ok(())
     }
-    with_backend(path, (900, 650), allow_text, &|r, t| draw(r, t, curves, title), &|r, t| draw(r, t, curves, title))
+    with_backend(
+        path,
+        (900, 650),
+        allow_text,
+        &|r, t| draw(r, t, curves, title),
+        &|r, t| draw(r, t, curves, title),
+    )
 }
 
 /// App. E: box plots of the nearest-codeword angle D = arccos(cos)/π per code, placed at the
@@ -155,7 +177,9 @@ fn angular_boxes_with(path: &Path, sets: &[AngularSet], allow_text: bool) -> Res
     fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: bool, sets: &[AngularSet]) -> Result<(), String> {
         let e = |x: &dyn std::fmt::Debug| format!("{x:?}");
         root.fill(&WHITE).map_err(|x| e(&x))?;
-        let (lo, hi) = sets.iter().fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(s.rate), b.max(s.rate)));
+        let (lo, hi) = sets
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(s.rate), b.max(s.rate)));
         let ymax = sets.iter().map(|s| s.quartiles[4]).fold(0f64, f64::max) * 1.1;
         let mut b = ChartBuilder::on(root);
         b.margin(15);
@@ -164,7 +188,9 @@ fn angular_boxes_with(path: &Path, sets: &[AngularSet], allow_text: bool) -> Res
                 .x_label_area_size(45)
                 .y_label_area_size(60);
         }
-        let mut chart = b.build_cartesian_2d((lo - 0.1)..(hi + 0.15), 0f64..ymax).map_err(|x| e(&x))?;
+        let mut chart = b
+            .build_cartesian_2d((lo - 0.1)..(hi + 0.15), 0f64..ymax)
+            .map_err(|x| e(&x))?;
         let mut mesh = chart.configure_mesh();
         if text {
             mesh.x_desc("bits/dim").y_desc("arccos(cos)/π");
@@ -197,10 +223,14 @@ fn angular_boxes_with(path: &Path, sets: &[AngularSet], allow_text: bool) -> Res
                         PathElement::new(vec![(x - w, q2), (x + w, q2)], style),
                     ])
                     .map_err(|x| e(&x))?;
-                chart.draw_series([Rectangle::new([(x - w, q1), (x + w, q3)], style)]).map_err(|x| e(&x))?;
+                chart
+                    .draw_series([Rectangle::new([(x - w, q1), (x + w, q3)], style)])
+                    .map_err(|x| e(&x))?;
             }
             let line: Vec<(f64, f64)> = mine.iter().map(|s| (s.rate + off, s.quartiles[2])).collect();
-            let s = chart.draw_series(LineSeries::new(line, col.mix(0.6))).map_err(|x| e(&x))?;
+            let s = chart
+                .draw_series(LineSeries::new(line, col.mix(0.6)))
+                .map_err(|x| e(&x))?;
             if text {
                 s.label(fam.to_string())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
@@ -218,7 +248,9 @@ fn angular_boxes_with(path: &Path, sets: &[AngularSet], allow_text: bool) -> Res
         }
         Ok(())
     }
-    with_backend(path, (900, 600), allow_text, &|r, t| draw(r, t, sets), &|r, t| draw(r, t, sets))
+    with_backend(path, (900, 600), allow_text, &|r, t| draw(r, t, sets), &|r, t| {
+        draw(r, t, sets)
+    })
 }
 
 #[cfg(test)]
@@ -233,7 +265,10 @@ mod tests {
         r.sqnr_bits = 0.9;
         let mut r2 = shannon_row(2.0);
         r2.sqnr_bits = 1.85;
-        let curves = vec![Curve { family: "a".into(), rows: vec![r, r2] }];
+        let curves = vec![Curve {
+            family: "a".into(),
+            rows: vec![r, r2],
+        }];
         let sets: Vec<AngularSet> = ["single shell", "union of shells"]
             .iter()
             .enumerate()
@@ -258,7 +293,10 @@ mod tests {
                 assert!(std::fs::metadata(&p).unwrap().len() > 0);
             }
         }
-        assert!(matches!(rate_curves(&dir.join("x.pdf"), &curves, "t"), Err(CodeError::Plot { .. })));
+        assert!(matches!(
+            rate_curves(&dir.join("x.pdf"), &curves, "t"),
+            Err(CodeError::Plot { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

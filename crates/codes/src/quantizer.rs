@@ -28,7 +28,9 @@ pub struct LevelGrid {
 impl LevelGrid {
     /// The identity grid with `2^bits` levels (`bits` is 4 or 8).
     pub fn identity(bits: u32) -> LevelGrid {
-        LevelGrid { lut: (0..1u32 << bits).map(|n| n as f32).collect() }
+        LevelGrid {
+            lut: (0..1u32 << bits).map(|n| n as f32).collect(),
+        }
     }
 
     /// Bits per level: 4 when the LUT has at most 16 entries, else 8.
@@ -77,7 +79,9 @@ pub trait Quantizer: Send + Sync {
     /// up to f32 rounding.
     fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
         let _ = (code, levels);
-        Err(CodeError::NoGrid { method: self.method().name() })
+        Err(CodeError::NoGrid {
+            method: self.method().name(),
+        })
     }
 
     /// Bits per weight.
@@ -97,12 +101,15 @@ pub trait Quantizer: Send + Sync {
         let d = self.dim();
         check_len(xs.len(), d)?;
         let mut codes = vec![0u64; xs.len() / d];
-        codes.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK * d)).try_for_each(|(c, x)| {
-            for (ci, xi) in c.iter_mut().zip(x.chunks_exact(d)) {
-                *ci = self.encode_block(xi)?;
-            }
-            Ok::<(), CodeError>(())
-        })?;
+        codes
+            .par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK * d))
+            .try_for_each(|(c, x)| {
+                for (ci, xi) in c.iter_mut().zip(x.chunks_exact(d)) {
+                    *ci = self.encode_block(xi)?;
+                }
+                Ok::<(), CodeError>(())
+            })?;
         Ok(codes)
     }
 
@@ -112,12 +119,14 @@ pub trait Quantizer: Send + Sync {
         if out.len() != codes.len() * d {
             return Err(CodeError::BadLength { got: out.len(), dim: d });
         }
-        out.par_chunks_mut(CHUNK * d).zip(codes.par_chunks(CHUNK)).try_for_each(|(o, c)| {
-            for (oi, &ci) in o.chunks_exact_mut(d).zip(c) {
-                self.decode_block(ci, oi)?;
-            }
-            Ok(())
-        })
+        out.par_chunks_mut(CHUNK * d)
+            .zip(codes.par_chunks(CHUNK))
+            .try_for_each(|(o, c)| {
+                for (oi, &ci) in o.chunks_exact_mut(d).zip(c) {
+                    self.decode_block(ci, oi)?;
+                }
+                Ok(())
+            })
     }
 
     /// Encodes block i of `xs` as `xs_i / scales[i]` (one positive scale per block).
@@ -126,8 +135,11 @@ pub trait Quantizer: Send + Sync {
         check_len(xs.len(), d)?;
         check_scales(scales, xs.len() / d)?;
         let mut codes = vec![0u64; xs.len() / d];
-        codes.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK * d)).zip(scales.par_chunks(CHUNK)).try_for_each(
-            |((c, x), s)| {
+        codes
+            .par_chunks_mut(CHUNK)
+            .zip(xs.par_chunks(CHUNK * d))
+            .zip(scales.par_chunks(CHUNK))
+            .try_for_each(|((c, x), s)| {
                 let mut buf = vec![0f32; d];
                 for ((ci, xi), &si) in c.iter_mut().zip(x.chunks_exact(d)).zip(s) {
                     for (b, &v) in buf.iter_mut().zip(xi) {
@@ -136,8 +148,7 @@ pub trait Quantizer: Send + Sync {
                     *ci = self.encode_block(&buf)?;
                 }
                 Ok::<(), CodeError>(())
-            },
-        )?;
+            })?;
         Ok(codes)
     }
 
@@ -146,7 +157,9 @@ pub trait Quantizer: Send + Sync {
         check_scales(scales, codes.len())?;
         self.decode(codes, out)?;
         let d = self.dim();
-        out.par_chunks_mut(d).zip(scales.par_iter()).for_each(|(o, &s)| o.iter_mut().for_each(|v| *v *= s));
+        out.par_chunks_mut(d)
+            .zip(scales.par_iter())
+            .for_each(|(o, &s)| o.iter_mut().for_each(|v| *v *= s));
         Ok(())
     }
 }
@@ -161,10 +174,16 @@ fn check_len(len: usize, dim: usize) -> Result<(), CodeError> {
 
 fn check_scales(scales: &[f32], blocks: usize) -> Result<(), CodeError> {
     if scales.len() != blocks {
-        return Err(CodeError::ScaleCount { got: scales.len(), blocks });
+        return Err(CodeError::ScaleCount {
+            got: scales.len(),
+            blocks,
+        });
     }
     match scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-        Some(i) => Err(CodeError::BadScale { block: i, scale: scales[i] }),
+        Some(i) => Err(CodeError::BadScale {
+            block: i,
+            scale: scales[i],
+        }),
         None => Ok(()),
     }
 }
@@ -175,7 +194,10 @@ pub(crate) fn check_block(x: &[f32], dim: usize) -> Result<(), CodeError> {
         return Err(CodeError::BadLength { got: x.len(), dim });
     }
     match x.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(CodeError::NonFinite { position: i, value: x[i] }),
+        Some(i) => Err(CodeError::NonFinite {
+            position: i,
+            value: x[i],
+        }),
         None => Ok(()),
     }
 }

@@ -47,7 +47,10 @@ impl Scalar {
             return Err(spec.bad("dim", "0", "must be positive"));
         }
         if bits as usize * dim > 64 {
-            return Err(CodeError::TooManyBits { method: spec.method.name(), bits: bits * dim as u32 });
+            return Err(CodeError::TooManyBits {
+                method: spec.method.name(),
+                bits: bits * dim as u32,
+            });
         }
         let n = 1usize << bits;
         let levels: Vec<f64> = match spec.method {
@@ -57,7 +60,11 @@ impl Scalar {
                 grid(d).to_vec()
             }
             CodeId::Uniform => {
-                let grid = |d: f64| (0..n).map(|k| (k as f64 - (n as f64 - 1.0) / 2.0) * d).collect::<Vec<_>>();
+                let grid = |d: f64| {
+                    (0..n)
+                        .map(|k| (k as f64 - (n as f64 - 1.0) / 2.0) * d)
+                        .collect::<Vec<_>>()
+                };
                 let d = golden_min(|d| gaussian_mse(&grid(d)), 1e-4, 4.0);
                 grid(d)
             }
@@ -122,12 +129,17 @@ impl Quantizer for Scalar {
     }
     fn encode_block(&self, x: &[f32]) -> Result<u64, CodeError> {
         check_block(x, self.dim)?;
-        Ok(x.iter().enumerate().fold(0u64, |c, (j, &v)| c | self.index(v) << (j as u32 * self.bits)))
+        Ok(x.iter()
+            .enumerate()
+            .fold(0u64, |c, (j, &v)| c | self.index(v) << (j as u32 * self.bits)))
     }
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
         check_code(code, self.bits(), self.method.name())?;
         if out.len() != self.dim {
-            return Err(CodeError::BadLength { got: out.len(), dim: self.dim });
+            return Err(CodeError::BadLength {
+                got: out.len(),
+                dim: self.dim,
+            });
         }
         let mask = (1u64 << self.bits) - 1;
         for (j, o) in out.iter_mut().enumerate() {
@@ -144,17 +156,25 @@ impl Quantizer for Scalar {
         }
         let wide = if self.bits <= 4 { 4 } else { 8 };
         Some(match self.method {
-            CodeId::Lloyd => LevelGrid { lut: self.levels.clone() },
+            CodeId::Lloyd => LevelGrid {
+                lut: self.levels.clone(),
+            },
             _ => LevelGrid::identity(wide),
         })
     }
     fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
         check_code(code, self.bits(), self.method.name())?;
         if self.bits > 8 {
-            return Err(CodeError::NoGrid { method: self.method.name() });
+            return Err(CodeError::NoGrid {
+                method: self.method.name(),
+            });
         }
         if levels.len() != self.dim {
-            return Err(CodeError::GridLength { method: self.method.name(), dim: self.dim, got: levels.len() });
+            return Err(CodeError::GridLength {
+                method: self.method.name(),
+                dim: self.dim,
+                got: levels.len(),
+            });
         }
         let mask = (1u64 << self.bits) - 1;
         for (j, l) in levels.iter_mut().enumerate() {

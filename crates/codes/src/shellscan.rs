@@ -43,11 +43,17 @@ impl ShellScan {
                     let f1: Vec<f32> = vals.iter().filter(|&&v| v % 4 == 2).map(|&v| v as f32).collect();
                     let f0: Vec<f32> = vals.iter().filter(|&&v| v % 4 == 0).map(|&v| v as f32).collect();
                     let slot = weight_slot(f1.len() as u32).expect("even class weight is a Golay weight");
-                    even[slot].push(EvenClass { f1, f0, parity: c.f1_negative_parity() });
+                    even[slot].push(EvenClass {
+                        f1,
+                        f0,
+                        parity: c.f1_negative_parity(),
+                    });
                 }
                 Parity::Odd => {
-                    let mut v: Vec<f32> =
-                        vals.iter().map(|&a| if a % 4 == 1 { a as f32 } else { -(a as f32) }).collect();
+                    let mut v: Vec<f32> = vals
+                        .iter()
+                        .map(|&a| if a % 4 == 1 { a as f32 } else { -(a as f32) })
+                        .collect();
                     v.sort_by(|a, b| b.total_cmp(a));
                     odd.push(v);
                 }

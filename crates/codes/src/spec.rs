@@ -131,13 +131,28 @@ pub struct Alias {
 /// `rtn` is the uniform grid with plain rounding, `gptq` the same grid with LDLQ on one-column
 /// blocks (GPTQ is block LDLQ with blocks of one column).
 pub const ALIASES: &[Alias] = &[
-    Alias { name: "rtn", code: "uniform", accepted: "bits", default_bits: 2, ldlq: false },
-    Alias { name: "gptq", code: "uniform", accepted: "bits", default_bits: 2, ldlq: true },
+    Alias {
+        name: "rtn",
+        code: "uniform",
+        accepted: "bits",
+        default_bits: 2,
+        ldlq: false,
+    },
+    Alias {
+        name: "gptq",
+        code: "uniform",
+        accepted: "bits",
+        default_bits: 2,
+        ldlq: true,
+    },
 ];
 
 /// The registry row of `id`.
 pub fn row(id: CodeId) -> &'static CodeRow {
-    CODES.iter().find(|r| r.id == id).expect("every CodeId has a registry row")
+    CODES
+        .iter()
+        .find(|r| r.id == id)
+        .expect("every CodeId has a registry row")
 }
 
 /// Builds the code named by `spec` (see the module doc for the syntax). Codes with fitted
@@ -147,21 +162,27 @@ pub fn from_spec(spec: &str) -> Result<Box<dyn Quantizer>, CodeError> {
     let s = Spec::parse(spec)?;
     match row(s.method).build {
         Build::Code(build) => build(&s),
-        Build::PipelineOnly(reason) => {
-            Err(CodeError::BadSpec { spec: spec.to_string(), reason: reason.to_string() })
-        }
+        Build::PipelineOnly(reason) => Err(CodeError::BadSpec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        }),
     }
 }
+
+/// A SPEC's `key=value` parameters, in the order given.
+pub type SpecParams = Vec<(String, String)>;
 
 /// Splits `name[:key=value,...]` into the name and its parameters in order (keys and values
 /// trimmed; duplicate keys and pairs without `=` are errors, as the reason string). The one SPEC
 /// syntax of the workspace: codes and pipeline methods both parse with it.
-pub fn split_spec(spec: &str) -> Result<(&str, Vec<(String, String)>), String> {
+pub fn split_spec(spec: &str) -> Result<(&str, SpecParams), String> {
     let spec = spec.trim();
     let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
     let mut params: Vec<(String, String)> = Vec::new();
     for kv in rest.split(',').filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').ok_or_else(|| format!("parameter {kv:?} is not key=value"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("parameter {kv:?} is not key=value"))?;
         let k = k.trim();
         if params.iter().any(|(p, _)| p == k) {
             return Err(format!("parameter {k:?} given twice"));
@@ -207,8 +228,10 @@ impl Spec {
     /// Parses `name[:key=value,...]` ([`split_spec`]) for a registered code name.
     pub fn parse(spec: &str) -> Result<Spec, CodeError> {
         let spec = spec.trim();
-        let (name, params) =
-            split_spec(spec).map_err(|reason| CodeError::BadSpec { spec: spec.to_string(), reason })?;
+        let (name, params) = split_spec(spec).map_err(|reason| CodeError::BadSpec {
+            spec: spec.to_string(),
+            reason,
+        })?;
         let method = CodeId::from_name(name).ok_or_else(|| CodeError::UnknownMethod {
             name: name.to_string(),
             spec: spec.to_string(),
@@ -221,7 +244,11 @@ impl Spec {
     pub fn only(&self, accepted: &'static str) -> Result<(), CodeError> {
         for (k, _) in &self.params {
             if !accepted.split(',').any(|a| a == k) {
-                return Err(CodeError::UnknownParam { method: self.method.name(), key: k.clone(), accepted });
+                return Err(CodeError::UnknownParam {
+                    method: self.method.name(),
+                    key: k.clone(),
+                    accepted,
+                });
             }
         }
         Ok(())
@@ -263,7 +290,11 @@ impl Spec {
         let s: f64 = self.value(key, 1.0)?;
         let (lo, hi) = (f32::MIN_POSITIVE, 1.0 / f32::MIN_POSITIVE);
         if !(s.is_finite() && s >= lo as f64 && s <= hi as f64) {
-            return Err(self.bad(key, v, format!("must be finite and in [{lo:e}, {hi:e}] (an f32 with a finite reciprocal)")));
+            return Err(self.bad(
+                key,
+                v,
+                format!("must be finite and in [{lo:e}, {hi:e}] (an f32 with a finite reciprocal)"),
+            ));
         }
         Ok(Some(s as f32))
     }
@@ -275,14 +306,23 @@ impl Spec {
         let l32: Vec<f32> = l.iter().map(|&x| x as f32).collect();
         let ok = l32.len() == n && l32.iter().all(|v| v.is_finite()) && l32.windows(2).all(|w| w[0] < w[1]);
         if !ok {
-            return Err(self.bad(key, self.get(key).unwrap_or(""), format!("need {n} ascending values, finite as f32")));
+            return Err(self.bad(
+                key,
+                self.get(key).unwrap_or(""),
+                format!("need {n} ascending values, finite as f32"),
+            ));
         }
         Ok(Some(l32))
     }
 
     /// A [`CodeError::BadParam`] for `key`.
     pub fn bad(&self, key: &'static str, value: &str, reason: impl Into<String>) -> CodeError {
-        CodeError::BadParam { method: self.method.name(), key, value: value.to_string(), reason: reason.into() }
+        CodeError::BadParam {
+            method: self.method.name(),
+            key,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 

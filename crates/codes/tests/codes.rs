@@ -19,8 +19,16 @@ fn mse(q: &dyn Quantizer, xs: &[f32]) -> (f64, f64) {
 #[test]
 fn registry_ids_are_stable_and_unique() {
     // The ids are written into outputs: these values are a contract, never to be reused.
-    let expect =
-        [("int2", 1), ("uniform", 2), ("lloyd", 3), ("e8p12", 4), ("e8ball", 5), ("llvq-ss", 6), ("llvq-sg", 7), ("glvq", 8)];
+    let expect = [
+        ("int2", 1),
+        ("uniform", 2),
+        ("lloyd", 3),
+        ("e8p12", 4),
+        ("e8ball", 5),
+        ("llvq-ss", 6),
+        ("llvq-sg", 7),
+        ("glvq", 8),
+    ];
     assert_eq!(CODES.len(), expect.len());
     for (name, id) in expect {
         let m = CodeId::from_name(name).unwrap();
@@ -34,13 +42,31 @@ fn registry_ids_are_stable_and_unique() {
 fn spec_errors_name_the_culprit() {
     assert!(matches!(Spec::parse("nope:m=1"), Err(CodeError::UnknownMethod { name, .. }) if name == "nope"));
     assert!(matches!(Spec::parse("lloyd:bits"), Err(CodeError::BadSpec { .. })));
-    assert!(matches!(Spec::parse("lloyd:bits=2,bits=3"), Err(CodeError::BadSpec { .. })));
+    assert!(matches!(
+        Spec::parse("lloyd:bits=2,bits=3"),
+        Err(CodeError::BadSpec { .. })
+    ));
     assert!(matches!(from_spec("lloyd:bitz=2"), Err(CodeError::UnknownParam { key, .. }) if key == "bitz"));
-    assert!(matches!(from_spec("lloyd:bits=x"), Err(CodeError::BadParam { key: "bits", .. })));
-    assert!(matches!(from_spec("uniform:bits=8,dim=9"), Err(CodeError::TooManyBits { .. })));
-    assert!(matches!(from_spec("llvq-ss:m=1,scale=1"), Err(CodeError::BadParam { key: "m", .. })));
-    assert!(matches!(from_spec("llvq-sg:m=12,gain=1,levels=2/1"), Err(CodeError::BadParam { key: "levels", .. })));
-    assert!(matches!(from_spec("e8p12:scale=-1"), Err(CodeError::BadParam { key: "scale", .. })));
+    assert!(matches!(
+        from_spec("lloyd:bits=x"),
+        Err(CodeError::BadParam { key: "bits", .. })
+    ));
+    assert!(matches!(
+        from_spec("uniform:bits=8,dim=9"),
+        Err(CodeError::TooManyBits { .. })
+    ));
+    assert!(matches!(
+        from_spec("llvq-ss:m=1,scale=1"),
+        Err(CodeError::BadParam { key: "m", .. })
+    ));
+    assert!(matches!(
+        from_spec("llvq-sg:m=12,gain=1,levels=2/1"),
+        Err(CodeError::BadParam { key: "levels", .. })
+    ));
+    assert!(matches!(
+        from_spec("e8p12:scale=-1"),
+        Err(CodeError::BadParam { key: "scale", .. })
+    ));
     // GLVQ parses as a SPEC but is learned per layer: no fixed block code to build.
     assert!(matches!(from_spec("glvq:d=8"), Err(CodeError::BadSpec { reason, .. }) if reason.contains("pipeline")));
 }
@@ -66,7 +92,12 @@ fn spec_values_are_checked_as_the_f32_the_code_stores() {
         }
     }
     // The extremes still accepted give finite reconstructions of a Gaussian sample.
-    for spec in ["e8p12:scale=1.2e-38", "e8p12:scale=8e37", "llvq-ss:m=2,scale=1.2e-38", "llvq-sg:m=2,gain=1,levels=1e-30/1e30"] {
+    for spec in [
+        "e8p12:scale=1.2e-38",
+        "e8p12:scale=8e37",
+        "llvq-ss:m=2,scale=1.2e-38",
+        "llvq-sg:m=2,gain=1,levels=1e-30/1e30",
+    ] {
         let q = from_spec(spec).unwrap();
         let xs: Vec<f32> = gaussian(q.dim() * 64, 9).iter().map(|v| v.clamp(-4.0, 4.0)).collect();
         let codes = q.encode(&xs).unwrap();
@@ -107,7 +138,11 @@ fn round_trips_and_bits() {
         let mut out = vec![0f32; xs.len()];
         q.decode(&codes, &mut out).unwrap();
         for (k, &c) in codes.iter().enumerate() {
-            assert!(q.bits() == 64 || c >> q.bits() == 0, "{spec}: code {c:#x} wider than {} bits", q.bits());
+            assert!(
+                q.bits() == 64 || c >> q.bits() == 0,
+                "{spec}: code {c:#x} wider than {} bits",
+                q.bits()
+            );
             // Batch and reference decoders agree; a reconstruction re-encodes to itself.
             let mut one = vec![0f32; d];
             q.decode_block(c, &mut one).unwrap();
@@ -119,10 +154,16 @@ fn round_trips_and_bits() {
             let mut two = vec![0f32; d];
             q.decode_block(c2, &mut two).unwrap();
             for (a, b) in one.iter().zip(&two) {
-                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{spec}: codeword does not re-encode to itself");
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                    "{spec}: codeword does not re-encode to itself"
+                );
             }
         }
-        assert!(q.decode_block(u64::MAX, &mut vec![0f32; d]).is_err() || q.bits() == 64, "{spec}");
+        assert!(
+            q.decode_block(u64::MAX, &mut vec![0f32; d]).is_err() || q.bits() == 64,
+            "{spec}"
+        );
     }
 }
 
@@ -143,28 +184,55 @@ fn scaled_forms_scale_blocks() {
             assert!((a * s - b).abs() < 1e-5);
         }
     }
-    assert!(matches!(q.encode_scaled(&xs, &scales[1..]), Err(CodeError::ScaleCount { got: 49, blocks: 50 })));
+    assert!(matches!(
+        q.encode_scaled(&xs, &scales[1..]),
+        Err(CodeError::ScaleCount { got: 49, blocks: 50 })
+    ));
     let mut bad = scales.clone();
     bad[3] = 0.0;
-    assert!(matches!(q.encode_scaled(&xs, &bad), Err(CodeError::BadScale { block: 3, .. })));
-    assert!(matches!(q.encode(&xs[..7]), Err(CodeError::BadLength { got: 7, dim: 8 })));
+    assert!(matches!(
+        q.encode_scaled(&xs, &bad),
+        Err(CodeError::BadScale { block: 3, .. })
+    ));
+    assert!(matches!(
+        q.encode(&xs[..7]),
+        Err(CodeError::BadLength { got: 7, dim: 8 })
+    ));
     let mut nan = xs[..8].to_vec();
     nan[5] = f32::NAN;
-    assert!(matches!(q.encode_block(&nan), Err(CodeError::NonFinite { position: 5, .. })));
+    assert!(matches!(
+        q.encode_block(&nan),
+        Err(CodeError::NonFinite { position: 5, .. })
+    ));
 }
 
 /// Scalar codes: the measured MSE agrees with the exact integral within a few standard errors.
 #[test]
 fn scalar_mse_matches_exact_integral() {
     let xs = gaussian(VECTOR * 20_000, 11);
-    for spec in ["int2", "uniform:bits=1", "uniform:bits=2", "lloyd:bits=1", "lloyd:bits=2", "lloyd:bits=3"] {
+    for spec in [
+        "int2",
+        "uniform:bits=1",
+        "uniform:bits=2",
+        "lloyd:bits=1",
+        "lloyd:bits=2",
+        "lloyd:bits=3",
+    ] {
         let s = Spec::parse(spec).unwrap();
         let q = llvq_codes::scalar::Scalar::from_spec(&s).unwrap();
         let (m, se) = mse(&q, &xs);
-        assert!((m - q.design_mse()).abs() < 4.0 * se, "{spec}: measured {m} ± {se}, exact {}", q.design_mse());
+        assert!(
+            (m - q.design_mse()).abs() < 4.0 * se,
+            "{spec}: measured {m} ± {se}, exact {}",
+            q.design_mse()
+        );
     }
     // Lloyd-Max beats every other scalar code at its rate; the INT2 grid is worst.
-    let d = |s: &str| llvq_codes::scalar::Scalar::from_spec(&Spec::parse(s).unwrap()).unwrap().design_mse();
+    let d = |s: &str| {
+        llvq_codes::scalar::Scalar::from_spec(&Spec::parse(s).unwrap())
+            .unwrap()
+            .design_mse()
+    };
     assert!(d("lloyd:bits=2") < d("uniform:bits=2") && d("uniform:bits=2") < d("int2"));
 }
 
@@ -187,7 +255,11 @@ fn e8p12_is_its_construction() {
         let shift = if code >> 15 == 1 { 0.25 } else { -0.25 };
         let h: Vec<f32> = c.iter().map(|v| 2.0 * (v - shift)).collect();
         assert!(h.iter().all(|v| v.fract() == 0.0 && (*v as i32).rem_euclid(2) == 1));
-        assert_eq!((h.iter().sum::<f32>() as i32).rem_euclid(4), 0, "sum of D̂8 point is even");
+        assert_eq!(
+            (h.iter().sum::<f32>() as i32).rem_euclid(4),
+            0,
+            "sum of D̂8 point is even"
+        );
         assert!(words.insert(c.map(|v| (v * 4.0) as i32)));
     }
     assert_eq!(words.len(), 1 << 16);
@@ -229,7 +301,13 @@ fn e8ball_is_the_smallest_points_and_encodes_exactly() {
     let xs = gaussian(8 * 300, 9);
     for y in xs.chunks_exact(8) {
         let y: Vec<f32> = y.iter().map(|v| v * 1.3).collect();
-        let d = |k: u64| q.point(k as usize).iter().zip(&y).map(|(p, v)| (p - v).powi(2)).sum::<f32>();
+        let d = |k: u64| {
+            q.point(k as usize)
+                .iter()
+                .zip(&y)
+                .map(|(p, v)| (p - v).powi(2))
+                .sum::<f32>()
+        };
         assert!((d(q.encode_unscaled(&y)) - d(q.encode_reference(&y))).abs() < 1e-4);
     }
 }
@@ -238,15 +316,19 @@ fn e8ball_is_the_smallest_points_and_encodes_exactly() {
 #[test]
 fn llvq_encoders_match_brute_force_on_lambda24_2() {
     let ball = Ball::new(2).unwrap();
-    let pts: Vec<[f32; 24]> = (0..ball.len()).map(|i| ball.decode(i).unwrap().map(|v| v as f32)).collect();
+    let pts: Vec<[f32; 24]> = (0..ball.len())
+        .map(|i| ball.decode(i).unwrap().map(|v| v as f32))
+        .collect();
     let xs = gaussian(VECTOR * 150, 13);
     let ss = from_spec("llvq-ss:m=2,scale=1.3").unwrap();
     let sg = from_spec("llvq-sg:m=2,gain=0,levels=4.5").unwrap();
     let (mut brute_ss, mut brute_sg) = (0f64, 0f64);
     for w in xs.chunks_exact(VECTOR) {
         let y: Vec<f32> = w.iter().map(|v| v * 1.3).collect();
-        let best_e =
-            pts.iter().map(|p| p.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>()).fold(f32::MAX, f32::min);
+        let best_e = pts
+            .iter()
+            .map(|p| p.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>())
+            .fold(f32::MAX, f32::min);
         let best_c = pts
             .iter()
             .map(|p| p.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() / 32f32.sqrt())
@@ -259,8 +341,16 @@ fn llvq_encoders_match_brute_force_on_lambda24_2() {
     let n = (xs.len() / VECTOR) as f64;
     let (m_ss, _) = mse(ss.as_ref(), &xs);
     let (m_sg, _) = mse(sg.as_ref(), &xs);
-    assert!((m_ss - brute_ss / n).abs() < 1e-4 * m_ss, "ss {m_ss} vs brute {}", brute_ss / n);
-    assert!((m_sg - brute_sg / n).abs() < 1e-4 * m_sg, "sg {m_sg} vs brute {}", brute_sg / n);
+    assert!(
+        (m_ss - brute_ss / n).abs() < 1e-4 * m_ss,
+        "ss {m_ss} vs brute {}",
+        brute_ss / n
+    );
+    assert!(
+        (m_sg - brute_sg / n).abs() < 1e-4 * m_sg,
+        "sg {m_sg} vs brute {}",
+        brute_sg / n
+    );
 }
 
 #[test]
@@ -287,14 +377,23 @@ fn paper_rates_are_exactly_two_bits() {
 fn shell_scan_is_exact() {
     let ball = Ball::new(4).unwrap();
     let s2 = ShellScan::new(&ball, 2);
-    let pts: Vec<[f32; 24]> = (0..ball.cumulative(2)).map(|i| ball.decode(i).unwrap().map(|v| v as f32)).collect();
+    let pts: Vec<[f32; 24]> = (0..ball.cumulative(2))
+        .map(|i| ball.decode(i).unwrap().map(|v| v as f32))
+        .collect();
     let scans: Vec<ShellScan> = (2..=4).map(|m| ShellScan::new(&ball, m)).collect();
     let search = Searcher::new(4).unwrap();
     let xs = gaussian(VECTOR * 40, 17);
     for w in xs.chunks_exact(VECTOR) {
         let y: &[f32; 24] = w.try_into().unwrap();
-        let brute = pts.iter().map(|p| p.iter().zip(y).map(|(a, b)| a * b).sum::<f32>()).fold(f32::MIN, f32::max);
-        assert!((s2.best_dot(y) - brute).abs() < 1e-3 * brute.abs(), "scan {} brute {brute}", s2.best_dot(y));
+        let brute = pts
+            .iter()
+            .map(|p| p.iter().zip(y).map(|(a, b)| a * b).sum::<f32>())
+            .fold(f32::MIN, f32::max);
+        assert!(
+            (s2.best_dot(y) - brute).abs() < 1e-3 * brute.abs(),
+            "scan {} brute {brute}",
+            s2.best_dot(y)
+        );
         let union = scans.iter().map(|s| s.best_cos(y)).fold(f32::MIN, f32::max);
         let p = search.search(y, Metric::Angular).unwrap().point;
         let n = (p.iter().map(|&v| (v * v) as f32).sum::<f32>() * y.iter().map(|v| v * v).sum::<f32>()).sqrt();
@@ -331,7 +430,11 @@ fn gain_codes_follow_their_laws() {
 
 fn libm_lgamma(x: f64) -> f64 {
     // ln Γ for half-integers and integers from the recurrence, independent of libm.
-    let mut v = if x.fract() == 0.0 { 0.0 } else { 0.5 * std::f64::consts::PI.ln() };
+    let mut v = if x.fract() == 0.0 {
+        0.0
+    } else {
+        0.5 * std::f64::consts::PI.ln()
+    };
     let mut t = if x.fract() == 0.0 { 1.0 } else { 0.5 };
     while t < x {
         v += t.ln();

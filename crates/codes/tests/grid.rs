@@ -41,9 +41,18 @@ fn agree(q: &dyn Quantizer, code: u64) -> bool {
     let tol = 8.0 * f32::EPSILON * (mult.abs() * big + offset.abs());
     for i in 0..d {
         let n = levels[i] as usize;
-        assert!(n < grid.lut.len(), "{}: level {n} beyond the {}-entry LUT", q.spec(), grid.lut.len());
+        assert!(
+            n < grid.lut.len(),
+            "{}: level {n} beyond the {}-entry LUT",
+            q.spec(),
+            grid.lut.len()
+        );
         let got = mult * grid.lut[n] + offset;
-        assert!((got - want[i]).abs() <= tol, "{} code {code:#x} coordinate {i}: {got} vs {want:?}", q.spec());
+        assert!(
+            (got - want[i]).abs() <= tol,
+            "{} code {code:#x} coordinate {i}: {got} vs {want:?}",
+            q.spec()
+        );
     }
     true
 }
@@ -84,9 +93,15 @@ fn grid_widths_are_as_documented() {
     assert_eq!(w("lloyd:bits=6").level_bits(), 8);
     assert!(from_spec("uniform:bits=9").unwrap().grid().is_none());
     let q = from_spec("uniform:bits=9").unwrap();
-    assert!(matches!(q.decode_block_grid(0, &mut [0]), Err(CodeError::NoGrid { .. })));
+    assert!(matches!(
+        q.decode_block_grid(0, &mut [0]),
+        Err(CodeError::NoGrid { .. })
+    ));
     let q = from_spec("e8p12:scale=1").unwrap();
-    assert!(matches!(q.decode_block_grid(0, &mut [0; 7]), Err(CodeError::GridLength { got: 7, .. })));
+    assert!(matches!(
+        q.decode_block_grid(0, &mut [0; 7]),
+        Err(CodeError::GridLength { got: 7, .. })
+    ));
 }
 
 /// The level range per M, from the class tables (every point of a class is a signed
@@ -104,10 +119,16 @@ fn lattice_level_ranges_hold_for_every_class_of_every_m() {
         for c in ball.classes() {
             let p = (c.parity == Parity::Odd) as i32;
             let a = c.leader[0] as i32;
-            assert!(c.leader.iter().all(|&v| v as i32 % 2 == p), "M={m}: mixed parity leader");
+            assert!(
+                c.leader.iter().all(|&v| v as i32 % 2 == p),
+                "M={m}: mixed parity leader"
+            );
             for x in [-a, a] {
                 let n = x + bias - p;
-                assert!(n % 2 == 0 && (0..=2 * top).contains(&n), "M={m}: x={x} outside the {bias} grid");
+                assert!(
+                    n % 2 == 0 && (0..=2 * top).contains(&n),
+                    "M={m}: x={x} outside the {bias} grid"
+                );
                 fits4 &= (0..=30).contains(&(x + 16 - p));
             }
         }

@@ -18,9 +18,14 @@ const CHUNK: usize = 4096;
 /// error naming it; `out` is then partly written.
 pub fn decode_batch(ball: &Ball, indices: &[u64], scale: f32, out: &mut [f32]) -> Result<(), LatticeError> {
     if out.len() != indices.len() * DIM {
-        return Err(LatticeError::BadLength { got: out.len(), expected: indices.len() * DIM });
+        return Err(LatticeError::BadLength {
+            got: out.len(),
+            expected: indices.len() * DIM,
+        });
     }
-    out.par_chunks_mut(CHUNK * DIM).zip(indices.par_chunks(CHUNK)).try_for_each(|(o, idx)| decode_serial(ball, idx, scale, o))
+    out.par_chunks_mut(CHUNK * DIM)
+        .zip(indices.par_chunks(CHUNK))
+        .try_for_each(|(o, idx)| decode_serial(ball, idx, scale, o))
 }
 
 /// Single-threaded batch decode (the per-core kernel of [`decode_batch`]).

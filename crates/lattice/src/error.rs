@@ -19,7 +19,12 @@ pub enum LatticeError {
     #[error("{bits} bits per index is out of range 1..=64")]
     BadBitWidth { bits: u32 },
     #[error("packed buffer of {got} bytes is too short: {count} indices of {bits} bits need {need}")]
-    ShortBuffer { got: usize, need: usize, count: usize, bits: u32 },
+    ShortBuffer {
+        got: usize,
+        need: usize,
+        count: usize,
+        bits: u32,
+    },
     #[error("index {index} needs more than {bits} bits")]
     IndexTooWide { index: u64, bits: u32 },
 }

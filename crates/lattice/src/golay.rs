@@ -60,7 +60,9 @@ impl Golay {
             if row == 12 {
                 break;
             }
-            let Some(p) = (row..12).find(|&r| rows[r] >> col & 1 == 1) else { continue };
+            let Some(p) = (row..12).find(|&r| rows[r] >> col & 1 == 1) else {
+                continue;
+            };
             rows.swap(row, p);
             for r in 0..12 {
                 if r != row && rows[r] >> col & 1 == 1 {
@@ -76,7 +78,9 @@ impl Golay {
             .collect();
         let mut column = [0u16; 24];
         for (i, c) in column.iter_mut().enumerate() {
-            *c = (0..12).filter(|&k| rows[k] >> i & 1 == 1).fold(0, |acc, k| acc | 1 << k);
+            *c = (0..12)
+                .filter(|&k| rows[k] >> i & 1 == 1)
+                .fold(0, |acc, k| acc | 1 << k);
         }
         let mut by_weight: [Vec<u32>; 5] = Default::default();
         for &w in &word {
@@ -86,7 +90,13 @@ impl Golay {
         for v in &mut by_weight {
             v.sort_unstable();
         }
-        let mut g = Golay { word, info_positions: pivots, rank_in_weight: vec![0; WORDS], by_weight, column };
+        let mut g = Golay {
+            word,
+            info_positions: pivots,
+            rank_in_weight: vec![0; WORDS],
+            by_weight,
+            column,
+        };
         for m in 0..WORDS {
             let w = g.word[m];
             let slot = weight_slot(w.count_ones()).unwrap();

@@ -234,7 +234,10 @@ impl Ball {
     /// Builds the tables of Λ24(M) for 2 ≤ M ≤ [`MAX_SHELL_LIMIT`].
     pub fn new(max_shell: u32) -> Result<Ball, LatticeError> {
         if !(2..=MAX_SHELL_LIMIT).contains(&max_shell) {
-            return Err(LatticeError::UnsupportedShell { max_shell, limit: MAX_SHELL_LIMIT });
+            return Err(LatticeError::UnsupportedShell {
+                max_shell,
+                limit: MAX_SHELL_LIMIT,
+            });
         }
         let mut classes = Vec::new();
         let mut shell_first = Vec::new();
@@ -253,7 +256,13 @@ impl Ball {
         // theory, so store N − 1 + 1 saturating (indices are < N either way).
         offsets.push(u64::try_from(acc).unwrap_or(u64::MAX));
         let by_leader = classes.iter().enumerate().map(|(k, c)| (c.leader, k)).collect();
-        Ok(Ball { max_shell, classes, offsets, shell_first, by_leader })
+        Ok(Ball {
+            max_shell,
+            classes,
+            offsets,
+            shell_first,
+            by_leader,
+        })
     }
 
     /// M, the outermost shell.
@@ -315,14 +324,22 @@ impl Ball {
     #[inline]
     pub fn locate(&self, index: u64) -> Result<(usize, u64), LatticeError> {
         if index >= self.len() {
-            return Err(LatticeError::IndexOutOfRange { index, len: self.len(), max_shell: self.max_shell });
+            return Err(LatticeError::IndexOutOfRange {
+                index,
+                len: self.len(),
+                max_shell: self.max_shell,
+            });
         }
         // Branch-free binary search for the last class offset ≤ index (offsets[0] = 0).
         let classes = &self.offsets[..self.classes.len()];
         let (mut base, mut len) = (0usize, classes.len());
         while len > 1 {
             let half = len / 2;
-            base = if classes[base + half] <= index { base + half } else { base };
+            base = if classes[base + half] <= index {
+                base + half
+            } else {
+                base
+            };
             len -= half;
         }
         Ok((base, index - classes[base]))
@@ -345,14 +362,20 @@ impl Ball {
         }
         let shell = shell_of(x).unwrap_or(0);
         if shell < 2 || shell > self.max_shell {
-            return Err(LatticeError::OutsideBall { shell, max_shell: self.max_shell });
+            return Err(LatticeError::OutsideBall {
+                shell,
+                max_shell: self.max_shell,
+            });
         }
         let mut leader = [0u8; DIM];
         for (l, &v) in leader.iter_mut().zip(x) {
             *l = v.unsigned_abs() as u8;
         }
         leader.sort_unstable_by(|a, b| b.cmp(a));
-        let k = *self.by_leader.get(&leader).expect("every lattice point of the ball has a class");
+        let k = *self
+            .by_leader
+            .get(&leader)
+            .expect("every lattice point of the ball has a class");
         Ok(self.offsets[k] + encode_local(&self.classes[k], x))
     }
 }
@@ -454,7 +477,9 @@ mod tests {
         for r in 0..g.perms {
             let mut planes: Planes = [0; PLANES];
             unrank_group(&g, r, 0x7f, &mut planes);
-            let v: Vec<u8> = (0..7).map(|i| (0..PLANES).map(|k| ((planes[k] >> i & 1) << k) as u8).sum()).collect();
+            let v: Vec<u8> = (0..7)
+                .map(|i| (0..PLANES).map(|k| ((planes[k] >> i & 1) << k) as u8).sum())
+                .collect();
             assert_eq!(rank_group(&g, &v), r);
             assert!(seen.insert(v));
         }

@@ -46,7 +46,12 @@ pub fn unpack(bytes: &[u8], bits: u32, count: usize) -> Result<Vec<u64>, Lattice
     check_bits(bits)?;
     let need = packed_len(count, bits);
     if bytes.len() < need {
-        return Err(LatticeError::ShortBuffer { got: bytes.len(), need, count, bits });
+        return Err(LatticeError::ShortBuffer {
+            got: bytes.len(),
+            need,
+            count,
+            bits,
+        });
     }
     let mut out = Vec::with_capacity(count);
     let mut pos = 0usize;

@@ -87,7 +87,11 @@ struct Levels {
 
 impl Levels {
     fn from_desc(pairs: impl Iterator<Item = (f32, u8)>) -> Levels {
-        let mut l = Levels { len: 0, value: [0.0; 12], count: [0; 12] };
+        let mut l = Levels {
+            len: 0,
+            value: [0.0; 12],
+            count: [0; 12],
+        };
         for (v, c) in pairs {
             l.value[l.len as usize] = v;
             l.count[l.len as usize] = c;
@@ -166,7 +170,11 @@ struct Best {
 }
 
 impl Best {
-    const NONE: Best = Best { score: f64::NEG_INFINITY, class: usize::MAX, word: 0 };
+    const NONE: Best = Best {
+        score: f64::NEG_INFINITY,
+        class: usize::MAX,
+        word: 0,
+    };
     fn is_set(&self) -> bool {
         self.class != usize::MAX
     }
@@ -191,24 +199,44 @@ impl Searcher {
         let mut shells = Vec::new();
         for m in 2..=max_shell {
             let start = ball.shell_class_start(m);
-            let mut plan = ShellPlan { m, even: Default::default(), odd: Vec::new() };
+            let mut plan = ShellPlan {
+                m,
+                even: Default::default(),
+                odd: Vec::new(),
+            };
             for (k, c) in ball.shell_classes(m).iter().enumerate() {
                 let ms = c.multiset();
                 let abs = Levels::from_desc(ms.iter().map(|&(v, n)| (v as f32, n)));
-                let mut p = ClassPlan { class: start + k, abs, first: abs, second: abs, f1_min: 0.0, f1_parity: 0 };
+                let mut p = ClassPlan {
+                    class: start + k,
+                    abs,
+                    first: abs,
+                    second: abs,
+                    f1_min: 0.0,
+                    f1_parity: 0,
+                };
                 match c.parity {
                     Parity::Odd => {
-                        let mut signed: Vec<(f32, u8)> =
-                            ms.iter().map(|&(a, n)| (if a % 4 == 1 { a as f32 } else { -(a as f32) }, n)).collect();
+                        let mut signed: Vec<(f32, u8)> = ms
+                            .iter()
+                            .map(|&(a, n)| (if a % 4 == 1 { a as f32 } else { -(a as f32) }, n))
+                            .collect();
                         signed.sort_by(|a, b| b.0.total_cmp(&a.0));
                         p.first = Levels::from_desc(signed.into_iter());
                         plan.odd.push(p);
                     }
                     Parity::Even => {
                         p.first = Levels::from_desc(ms.iter().filter(|x| x.0 % 4 == 2).map(|&(v, n)| (v as f32, n)));
-                        p.second =
-                            Levels::from_desc(ms.iter().filter(|x| x.0 % 4 == 0 && x.0 != 0).map(|&(v, n)| (v as f32, n)));
-                        p.f1_min = if p.first.len > 0 { p.first.value[p.first.len as usize - 1] } else { 0.0 };
+                        p.second = Levels::from_desc(
+                            ms.iter()
+                                .filter(|x| x.0 % 4 == 0 && x.0 != 0)
+                                .map(|&(v, n)| (v as f32, n)),
+                        );
+                        p.f1_min = if p.first.len > 0 {
+                            p.first.value[p.first.len as usize - 1]
+                        } else {
+                            0.0
+                        };
                         p.f1_parity = c.f1_negative_parity();
                         plan.even[weight_slot(c.weight).unwrap()].push(p);
                     }
@@ -221,10 +249,21 @@ impl Searcher {
         let lo_sign = (0..DIM)
             .map(|i| {
                 let b = g.column(i) & 63;
-                std::array::from_fn(|u| if (u as u16 & b).count_ones() & 1 == 1 { -1.0 } else { 1.0 })
+                std::array::from_fn(|u| {
+                    if (u as u16 & b).count_ones() & 1 == 1 {
+                        -1.0
+                    } else {
+                        1.0
+                    }
+                })
             })
             .collect();
-        Ok(Searcher { ball, shells, row, lo_sign })
+        Ok(Searcher {
+            ball,
+            shells,
+            row,
+            lo_sign,
+        })
     }
 
     /// The ball searched.
@@ -234,7 +273,10 @@ impl Searcher {
 
     fn check(y: &[f32; DIM]) -> Result<(), LatticeError> {
         match y.iter().position(|v| !v.is_finite()) {
-            Some(i) => Err(LatticeError::NonFinite { coordinate: i, value: y[i] }),
+            Some(i) => Err(LatticeError::NonFinite {
+                coordinate: i,
+                value: y[i],
+            }),
             None => Ok(()),
         }
     }
@@ -267,7 +309,13 @@ impl Searcher {
     pub fn search_traced(&self, y: &[f32; DIM], metric: Metric) -> Result<(Found, SearchStats), LatticeError> {
         Self::check(y)?;
         let Some(y) = Self::prepare(y, metric) else {
-            return Ok((Found { index: 0, point: self.ball.decode(0)? }, SearchStats::default()));
+            return Ok((
+                Found {
+                    index: 0,
+                    point: self.ball.decode(0)?,
+                },
+                SearchStats::default(),
+            ));
         };
         let norm = y.iter().map(|v| v * v).sum::<f32>().sqrt();
         SCRATCH.with(|cell| {
@@ -321,15 +369,31 @@ impl Searcher {
             .iter()
             .enumerate()
             .map(|(k, s)| {
-                let class_ub = s.even.iter().flatten().chain(&s.odd).map(|p| p.abs.dot(&ctx.abs_prefix)).fold(f64::MIN, f64::max);
+                let class_ub = s
+                    .even
+                    .iter()
+                    .flatten()
+                    .chain(&s.odd)
+                    .map(|p| p.abs.dot(&ctx.abs_prefix))
+                    .fold(f64::MIN, f64::max);
                 let mut word_ub = f32::MIN;
-                for (p, present) in [s.even.iter().any(|v| !v.is_empty()), !s.odd.is_empty()].into_iter().enumerate() {
+                for (p, present) in [s.even.iter().any(|v| !v.is_empty()), !s.odd.is_empty()]
+                    .into_iter()
+                    .enumerate()
+                {
                     if present {
-                        let ub = (0..ctx.nshared).map(|j| best_word[j][p] + 16.0 * s.m as f32 * ctx.mu0[j]).fold(f32::MAX, f32::min);
+                        let ub = (0..ctx.nshared)
+                            .map(|j| best_word[j][p] + 16.0 * s.m as f32 * ctx.mu0[j])
+                            .fold(f32::MAX, f32::min);
                         word_ub = word_ub.max(ub);
                     }
                 }
-                (metric.score((word_ub + tol) as f64, s.m).min(metric.score(class_ub, s.m)), k)
+                (
+                    metric
+                        .score((word_ub + tol) as f64, s.m)
+                        .min(metric.score(class_ub, s.m)),
+                    k,
+                )
             })
             .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -368,14 +432,19 @@ impl Searcher {
             let cut = |lift: f32, best: &Best| (2.0 * (lift as f64 + tol as f64 - metric.needed(best.score, m))) as f32;
             let lifts: [f32; SHARED] = std::array::from_fn(|k| ctx.lift0[k][pi] + 16.0 * m as f32 * ctx.mu0[k]);
             let ns = ctx.nshared;
-            let passes = |ctx: &Context, u: usize, best: &Best| (0..ns).all(|k| ctx.shared[k][pi][u] < cut(lifts[k], best));
+            let passes =
+                |ctx: &Context, u: usize, best: &Best| (0..ns).all(|k| ctx.shared[k][pi][u] < cut(lifts[k], best));
             let mut cand = std::mem::take(&mut ctx.cand);
             let cuts: [f32; SHARED] = std::array::from_fn(|k| cut(lifts[k], best));
             // Vectorised count of the codewords every shared bound lets through.
             let passing: u32 = if ns == 1 {
                 ctx.shared[0][pi].iter().map(|&w| (w < cuts[0]) as u32).sum()
             } else {
-                ctx.shared[0][pi].iter().zip(&ctx.shared[1][pi]).map(|(&a, &b)| ((a < cuts[0]) & (b < cuts[1])) as u32).sum()
+                ctx.shared[0][pi]
+                    .iter()
+                    .zip(&ctx.shared[1][pi])
+                    .map(|(&a, &b)| ((a < cuts[0]) & (b < cuts[1])) as u32)
+                    .sum()
             };
             let passing = passing as usize;
             if passing == 0 {
@@ -467,7 +536,10 @@ impl Searcher {
     pub fn search_reference(&self, y: &[f32; DIM], metric: Metric) -> Result<Found, LatticeError> {
         Self::check(y)?;
         let Some(y) = Self::prepare(y, metric) else {
-            return Ok(Found { index: 0, point: self.ball.decode(0)? });
+            return Ok(Found {
+                index: 0,
+                point: self.ball.decode(0)?,
+            });
         };
         let y = &y;
         let mut ctx = Context::new();
@@ -641,7 +713,11 @@ impl Context {
     fn consider(&self, p: &ClassPlan, b: f64, c: u32, metric: Metric, m: u32, best: &mut Best) {
         let s = metric.score(b, m);
         if s > best.score {
-            *best = Best { score: s, class: p.class, word: c };
+            *best = Best {
+                score: s,
+                class: p.class,
+                word: c,
+            };
         }
     }
 }
@@ -674,7 +750,8 @@ fn fmin(a: f32, b: f32) -> f32 {
 fn below(a: &[f32], cut: f32, out: &mut Vec<u16>) {
     for (k, chunk) in a.chunks_exact(32).enumerate() {
         let chunk: &[f32; 32] = chunk.try_into().unwrap();
-        let lanes: [f32; 8] = std::array::from_fn(|l| fmin(fmin(chunk[l], chunk[l + 8]), fmin(chunk[l + 16], chunk[l + 24])));
+        let lanes: [f32; 8] =
+            std::array::from_fn(|l| fmin(fmin(chunk[l], chunk[l + 8]), fmin(chunk[l + 16], chunk[l + 24])));
         if lanes.iter().copied().fold(f32::INFINITY, fmin) >= cut {
             continue;
         }
@@ -712,7 +789,10 @@ fn fwht_from(a: &mut [f32], mut h: usize) {
             let (q01, q23) = block.split_at_mut(2 * h);
             let (q0, q1) = q01.split_at_mut(h);
             let (q2, q3) = q23.split_at_mut(h);
-            let it = q0.chunks_exact_mut(8).zip(q1.chunks_exact_mut(8)).zip(q2.chunks_exact_mut(8).zip(q3.chunks_exact_mut(8)));
+            let it = q0
+                .chunks_exact_mut(8)
+                .zip(q1.chunks_exact_mut(8))
+                .zip(q2.chunks_exact_mut(8).zip(q3.chunks_exact_mut(8)));
             for ((x0, x1), (x2, x3)) in it {
                 let (x0, x1): (&mut V, &mut V) = (x0.try_into().unwrap(), x1.try_into().unwrap());
                 let (x2, x3): (&mut V, &mut V) = (x2.try_into().unwrap(), x3.try_into().unwrap());
@@ -733,7 +813,10 @@ fn fwht_from(a: &mut [f32], mut h: usize) {
             let (lo, hi) = block.split_at_mut(h);
             for (x, y) in lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)) {
                 let (x, y): (&mut V, &mut V) = (x.try_into().unwrap(), y.try_into().unwrap());
-                let (s, d): (V, V) = (std::array::from_fn(|k| x[k] + y[k]), std::array::from_fn(|k| x[k] - y[k]));
+                let (s, d): (V, V) = (
+                    std::array::from_fn(|k| x[k] + y[k]),
+                    std::array::from_fn(|k| x[k] - y[k]),
+                );
                 *x = s;
                 *y = d;
             }
@@ -778,7 +861,10 @@ mod tests {
                     assert!(is_point(&a.point));
                     assert_eq!(s.ball().decode(a.index).unwrap(), a.point);
                     let (sa, sb) = (score(metric, &a.point, &y), score(metric, &b.point, &y));
-                    assert!((sa - sb).abs() <= 1e-4 * (1.0 + sb.abs()), "M={mmax} {metric:?}: {sa} vs {sb}");
+                    assert!(
+                        (sa - sb).abs() <= 1e-4 * (1.0 + sb.abs()),
+                        "M={mmax} {metric:?}: {sa} vs {sb}"
+                    );
                 }
             }
         }
@@ -796,7 +882,10 @@ mod tests {
                 let brute = pts.iter().map(|x| score(metric, x, &y)).fold(f64::MIN, f64::max);
                 let got = s.search(&y, metric).unwrap();
                 let sg = score(metric, &got.point, &y);
-                assert!((sg - brute).abs() <= 1e-4 * (1.0 + brute.abs()), "{metric:?}: {sg} vs brute {brute}");
+                assert!(
+                    (sg - brute).abs() <= 1e-4 * (1.0 + brute.abs()),
+                    "{metric:?}: {sg} vs brute {brute}"
+                );
             }
         }
     }
@@ -810,7 +899,10 @@ mod tests {
         assert_eq!(norm2(&e.point), 32, "nearest ball point to 0 is on Shell(2)");
         let mut bad = [0.5f32; DIM];
         bad[3] = f32::NAN;
-        assert!(matches!(s.search(&bad, Metric::Angular), Err(LatticeError::NonFinite { coordinate: 3, .. })));
+        assert!(matches!(
+            s.search(&bad, Metric::Angular),
+            Err(LatticeError::NonFinite { coordinate: 3, .. })
+        ));
         bad[3] = f32::INFINITY;
         assert!(s.search(&bad, Metric::Euclidean).is_err());
     }

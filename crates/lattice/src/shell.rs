@@ -47,7 +47,13 @@ impl Group {
         // Rarest first, ties broken by larger value first: a fixed, documented order.
         levels.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
         assert!(levels.len() <= MAX_LEVELS);
-        let mut g = Group { slots: slots as u8, levels: levels.len() as u8, value: [0; MAX_LEVELS], count: [0; MAX_LEVELS], perms: 1 };
+        let mut g = Group {
+            slots: slots as u8,
+            levels: levels.len() as u8,
+            value: [0; MAX_LEVELS],
+            count: [0; MAX_LEVELS],
+            perms: 1,
+        };
         let mut perms: u128 = factorial(slots);
         for (j, &(v, c)) in levels.iter().enumerate() {
             g.value[j] = v;
@@ -60,7 +66,10 @@ impl Group {
 
     /// Number of nonzero values placed on this group's slots.
     pub fn nonzero(&self) -> u32 {
-        (0..self.levels as usize).filter(|&j| self.value[j] != 0).map(|j| self.count[j] as u32).sum()
+        (0..self.levels as usize)
+            .filter(|&j| self.value[j] != 0)
+            .map(|j| self.count[j] as u32)
+            .sum()
     }
 }
 
@@ -141,7 +150,12 @@ fn make_class(parity: Parity, shell: u32, leader: [u8; DIM]) -> Option<Class> {
             if odd_count % 2 == 0 {
                 return None;
             }
-            (0, 4096, 0, [Group::new(DIM, levels_of(&|_| true)), Group::new(0, Vec::new())])
+            (
+                0,
+                4096,
+                0,
+                [Group::new(DIM, levels_of(&|_| true)), Group::new(0, Vec::new())],
+            )
         }
     };
     let perms = groups[0].perms as u128 * groups[1].perms as u128;
@@ -271,7 +285,10 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(sizes(2), vec![(Parity::Even, 1104), (Parity::Even, 97152), (Parity::Odd, 98304)]);
+        assert_eq!(
+            sizes(2),
+            vec![(Parity::Even, 1104), (Parity::Even, 97152), (Parity::Odd, 98304)]
+        );
         let s4 = sizes(4);
         assert_eq!(s4.len(), 8);
         assert!(s4.contains(&(Parity::Even, 48)));

@@ -53,7 +53,9 @@ proptest! {
 fn batched_dequantizer_matches_reference() {
     for m in [2u32, 12, 13, 24, 33] {
         let ball = &balls()[(m - 2) as usize];
-        let idx: Vec<u64> = (0..20_000u64).map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15) % ball.len()).collect();
+        let idx: Vec<u64> = (0..20_000u64)
+            .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15) % ball.len())
+            .collect();
         let mut out = vec![0.0f32; idx.len() * DIM];
         decode_batch(ball, &idx, 0.25, &mut out).unwrap();
         for (k, &i) in idx.iter().enumerate() {
@@ -62,7 +64,10 @@ fn batched_dequantizer_matches_reference() {
             assert_eq!(&out[k * DIM..(k + 1) * DIM], &want[..], "M={m} index {i}");
         }
         let bad = [0, ball.len()];
-        assert!(matches!(decode_batch(ball, &bad, 1.0, &mut out[..48]), Err(LatticeError::IndexOutOfRange { .. })));
+        assert!(matches!(
+            decode_batch(ball, &bad, 1.0, &mut out[..48]),
+            Err(LatticeError::IndexOutOfRange { .. })
+        ));
     }
 }
 
@@ -70,9 +75,15 @@ fn batched_dequantizer_matches_reference() {
 fn encode_rejects_non_points_and_outside() {
     let ball = &balls()[0];
     let mut x = [0i32; DIM];
-    assert!(matches!(ball.encode(&x), Err(LatticeError::NotALatticePoint { .. }) | Err(LatticeError::OutsideBall { .. })));
+    assert!(matches!(
+        ball.encode(&x),
+        Err(LatticeError::NotALatticePoint { .. }) | Err(LatticeError::OutsideBall { .. })
+    ));
     x[0] = 8; // (8, 0^23): shell 4, outside Λ24(2)
-    assert_eq!(ball.encode(&x), Err(LatticeError::OutsideBall { shell: 4, max_shell: 2 }));
+    assert_eq!(
+        ball.encode(&x),
+        Err(LatticeError::OutsideBall { shell: 4, max_shell: 2 })
+    );
     x[1] = 1;
     assert!(matches!(ball.encode(&x), Err(LatticeError::NotALatticePoint { .. })));
 }
@@ -120,15 +131,25 @@ fn brute_force_ball_3() {
             (e, a)
         })
         .reduce(init, |(e1, a1), (e2, a2)| {
-            (e1.iter().zip(&e2).map(|(p, q)| p.max(*q)).collect(), a1.iter().zip(&a2).map(|(p, q)| p.max(*q)).collect())
+            (
+                e1.iter().zip(&e2).map(|(p, q)| p.max(*q)).collect(),
+                a1.iter().zip(&a2).map(|(p, q)| p.max(*q)).collect(),
+            )
         });
     for (k, y) in inputs.iter().enumerate() {
         for (metric, brute) in [(Metric::Euclidean, euc[k]), (Metric::Angular, ang[k])] {
             let x = s.search(y, metric).unwrap().point;
             let n2: f64 = x.iter().map(|&v| (v * v) as f64).sum();
             let d: f64 = x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum();
-            let got = if metric == Metric::Euclidean { 2.0 * d - n2 } else { d / n2.sqrt() };
-            assert!((got - brute).abs() <= 1e-4 * (1.0 + brute.abs()), "input {k} {metric:?}: {got} vs brute {brute}");
+            let got = if metric == Metric::Euclidean {
+                2.0 * d - n2
+            } else {
+                d / n2.sqrt()
+            };
+            assert!(
+                (got - brute).abs() <= 1e-4 * (1.0 + brute.abs()),
+                "input {k} {metric:?}: {got} vs brute {brute}"
+            );
         }
     }
 }

@@ -117,7 +117,10 @@ fn make(m: u32, odd: bool, vals: &[u32]) -> Option<OClass> {
         if k % 2 == 0 {
             return None;
         }
-        let mut v: Vec<i64> = vals.iter().map(|&a| if a % 4 == 1 { a as i64 } else { -(a as i64) }).collect();
+        let mut v: Vec<i64> = vals
+            .iter()
+            .map(|&a| if a % 4 == 1 { a as i64 } else { -(a as i64) })
+            .collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
         let mut first: Vec<(f64, usize)> = Vec::new();
         for &x in &v {
@@ -127,7 +130,17 @@ fn make(m: u32, odd: bool, vals: &[u32]) -> Option<OClass> {
             }
         }
         let size = 4096 * multinomial(&abs);
-        return Some(OClass { m, odd, first, second: vec![], weight: 0, neg_parity: 0, f1_min: 0.0, abs: to_f64(&abs), size });
+        return Some(OClass {
+            m,
+            odd,
+            first,
+            second: vec![],
+            weight: 0,
+            neg_parity: 0,
+            f1_min: 0.0,
+            abs: to_f64(&abs),
+            size,
+        });
     }
     let f1: Vec<u32> = vals.iter().copied().filter(|a| a % 4 == 2).collect();
     let f0: Vec<u32> = vals.iter().copied().filter(|a| a % 4 == 0).collect();
@@ -229,7 +242,13 @@ fn prepare(y: &[f64; DIM], p: &mut Prepared) {
         let (mut a, mut b) = (0, 0);
         for k in 0..DIM {
             let take0 = b == n1 || (a < n0 && f0[a] >= f1[b]);
-            let z = if take0 { a += 1; f0[a - 1] } else { b += 1; f1[b - 1] };
+            let z = if take0 {
+                a += 1;
+                f0[a - 1]
+            } else {
+                b += 1;
+                f1[b - 1]
+            };
             p.odd[u][k + 1] = p.odd[u][k] + z;
         }
         let (mut n1, mut n0) = (0, 0);
@@ -274,7 +293,10 @@ impl Oracle {
         let g = golay();
         let mut by_weight: [Vec<usize>; 5] = Default::default();
         for u in 0..WORDS {
-            let slot = [0, 8, 12, 16, 24].iter().position(|&w| w == g.word(u).count_ones()).unwrap();
+            let slot = [0, 8, 12, 16, 24]
+                .iter()
+                .position(|&w| w == g.word(u).count_ones())
+                .unwrap();
             by_weight[slot].push(u);
         }
         Oracle { classes, by_weight }
@@ -284,8 +306,12 @@ impl Oracle {
     /// best so far by more than rounding) against every admissible codeword.
     fn best(&self, y: &[f64; DIM], metric: Metric, p: &mut Prepared) -> f64 {
         prepare(y, p);
-        let mut order: Vec<(f64, usize)> =
-            self.classes.iter().enumerate().map(|(k, c)| (score(metric, dot(&c.abs, &p.abs_prefix), c.m), k)).collect();
+        let mut order: Vec<(f64, usize)> = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (score(metric, dot(&c.abs, &p.abs_prefix), c.m), k))
+            .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut best = f64::NEG_INFINITY;
         for &(ub, k) in &order {
@@ -343,7 +369,9 @@ fn parity_fix_rule_is_optimal() {
                 if signs.count_ones() % 2 != want_parity {
                     continue;
                 }
-                let s: f64 = (0..n).map(|i| if signs >> i & 1 == 1 { -1.0 } else { 1.0 } * a[p[i]] * y[i]).sum();
+                let s: f64 = (0..n)
+                    .map(|i| if signs >> i & 1 == 1 { -1.0 } else { 1.0 } * a[p[i]] * y[i])
+                    .sum();
                 best = best.max(s);
             }
         });
@@ -357,7 +385,10 @@ fn parity_fix_rule_is_optimal() {
         if neg % 2 != want_parity {
             rule -= 2.0 * sa[n - 1] * sy[n - 1];
         }
-        assert!((rule - best).abs() < 1e-9, "a={a:?} y={y:?} parity {want_parity}: rule {rule} brute {best}");
+        assert!(
+            (rule - best).abs() < 1e-9,
+            "a={a:?} y={y:?} parity {want_parity}: rule {rule} brute {best}"
+        );
     }
 }
 
@@ -399,7 +430,10 @@ fn oracle_agrees_with_brute_force_shell2() {
         for metric in [Metric::Euclidean, Metric::Angular] {
             let brute = pts.iter().map(|x| point_score(metric, x, &y)).fold(f64::MIN, f64::max);
             let got = oracle.best(&y, metric, &mut Prepared::new());
-            assert!((got - brute).abs() <= 1e-9 * (1.0 + brute.abs()), "{metric:?}: oracle {got} vs brute {brute}");
+            assert!(
+                (got - brute).abs() <= 1e-9 * (1.0 + brute.abs()),
+                "{metric:?}: oracle {got} vs brute {brute}"
+            );
         }
     }
 }
@@ -431,10 +465,17 @@ fn issue10_shell11_points_are_found() {
         let oracle = Oracle::new(m);
         for (y, metric, better) in [(euc, Metric::Euclidean, better_euc), (ang, Metric::Angular, better_ang)] {
             let y64 = y.map(|v| v as f64);
-            for (name, x) in [("search", s.search(&y, metric).unwrap()), ("reference", s.search_reference(&y, metric).unwrap())] {
+            for (name, x) in [
+                ("search", s.search(&y, metric).unwrap()),
+                ("reference", s.search_reference(&y, metric).unwrap()),
+            ] {
                 let got = point_score(metric, &x.point, &y64);
                 let bar = point_score(metric, &better, &y64);
-                assert!(got >= bar - 1e-12 * (1.0 + bar.abs()), "M={m} {metric:?} {name}: {got} < {bar} ({:?})", x.point);
+                assert!(
+                    got >= bar - 1e-12 * (1.0 + bar.abs()),
+                    "M={m} {metric:?} {name}: {got} < {bar} ({:?})",
+                    x.point
+                );
             }
             assert!(miss(&s, &oracle, &y, metric, &mut Prepared::new()).is_none());
         }
@@ -505,7 +546,10 @@ fn run(max_shell: u32, n: usize, seed: u64) -> (usize, Vec<String>) {
     let misses: Vec<String> = inputs
         .par_iter()
         .map_init(Prepared::new, |p, y| {
-            [Metric::Euclidean, Metric::Angular].into_iter().filter_map(|metric| miss(&s, &oracle, y, metric, p)).collect::<Vec<_>>()
+            [Metric::Euclidean, Metric::Angular]
+                .into_iter()
+                .filter_map(|metric| miss(&s, &oracle, y, metric, p))
+                .collect::<Vec<_>>()
         })
         .flatten()
         .collect();
@@ -517,7 +561,12 @@ fn run(max_shell: u32, n: usize, seed: u64) -> (usize, Vec<String>) {
 fn search_matches_oracle_quick() {
     for (m, n) in [(4u32, 400usize), (12, 200)] {
         let (checked, misses) = run(m, n, 100 + m as u64);
-        assert!(misses.is_empty(), "M={m}: {} of {checked} missed:\n{}", misses.len(), misses.join("\n"));
+        assert!(
+            misses.is_empty(),
+            "M={m}: {} of {checked} missed:\n{}",
+            misses.len(),
+            misses.join("\n")
+        );
     }
 }
 
@@ -528,8 +577,17 @@ fn search_matches_oracle() {
     for (m, n) in [(12u32, 10_000usize), (13, 10_000), (19, 1_000), (33, 1_000)] {
         let t = std::time::Instant::now();
         let (checked, misses) = run(m, n, 1000 + m as u64);
-        eprintln!("oracle M={m}: {checked} searches, {} misses, {:.1} s", misses.len(), t.elapsed().as_secs_f64());
-        assert!(misses.is_empty(), "M={m}: {} of {checked} missed:\n{}", misses.len(), misses.join("\n"));
+        eprintln!(
+            "oracle M={m}: {checked} searches, {} misses, {:.1} s",
+            misses.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            misses.is_empty(),
+            "M={m}: {} of {checked} missed:\n{}",
+            misses.len(),
+            misses.join("\n")
+        );
     }
 }
 
@@ -551,15 +609,29 @@ fn angular_is_scale_invariant() {
         for k in (-100..=100).step_by(20) {
             let f = 2f64.powi(k);
             let ys: [f32; DIM] = y.map(|v| (v as f64 * f) as f32);
-            assert_eq!(s.search(&ys, Metric::Angular).unwrap().index, want, "input {t} at 2^{k}");
+            assert_eq!(
+                s.search(&ys, Metric::Angular).unwrap().index,
+                want,
+                "input {t} at 2^{k}"
+            );
         }
         for k in (-30..=30).step_by(3) {
             let f = 10f64.powi(k);
             let ys: [f32; DIM] = y.map(|v| (v as f64 * f) as f32);
-            assert_eq!(s.search(&ys, Metric::Angular).unwrap().index, want, "input {t} at 1e{k}");
+            assert_eq!(
+                s.search(&ys, Metric::Angular).unwrap().index,
+                want,
+                "input {t} at 1e{k}"
+            );
         }
         if t < 10 {
-            assert_eq!(s.search_reference(&y.map(|v| v * 1e-25), Metric::Angular).unwrap().index, want, "reference, input {t}");
+            assert_eq!(
+                s.search_reference(&y.map(|v| v * 1e-25), Metric::Angular)
+                    .unwrap()
+                    .index,
+                want,
+                "reference, input {t}"
+            );
         }
     }
     // Subnormal inputs: a single smallest positive f32, and a few subnormal coordinates.
@@ -567,11 +639,21 @@ fn angular_is_scale_invariant() {
     y[5] = f32::from_bits(1);
     let mut big = [0.0f32; DIM];
     big[5] = 1.0;
-    assert_eq!(s.search(&y, Metric::Angular).unwrap().index, s.search(&big, Metric::Angular).unwrap().index);
-    assert_ne!(s.search(&y, Metric::Angular).unwrap().index, 0, "(0⁵, 1, 0¹⁸) is not the direction of index 0");
+    assert_eq!(
+        s.search(&y, Metric::Angular).unwrap().index,
+        s.search(&big, Metric::Angular).unwrap().index
+    );
+    assert_ne!(
+        s.search(&y, Metric::Angular).unwrap().index,
+        0,
+        "(0⁵, 1, 0¹⁸) is not the direction of index 0"
+    );
     y[9] = -f32::from_bits(3);
     y[17] = f32::from_bits(2);
     big[9] = -3.0;
     big[17] = 2.0;
-    assert_eq!(s.search(&y, Metric::Angular).unwrap().index, s.search(&big, Metric::Angular).unwrap().index);
+    assert_eq!(
+        s.search(&y, Metric::Angular).unwrap().index,
+        s.search(&big, Metric::Angular).unwrap().index
+    );
 }

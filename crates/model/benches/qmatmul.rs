@@ -23,7 +23,11 @@ fn packed(q: &dyn Quantizer, n: u64, rows: usize, cols: usize, seed: u64) -> (Pa
     let blocks = rows * cols / 24;
     let codes: Vec<u64> = (0..blocks).map(|_| rng.random_range(0..n)).collect();
     let scales: Vec<f32> = (0..blocks).map(|_| 0.01 + 0.01 * rng.random::<f32>()).collect();
-    (PackedWeight::from_codes(q, rows, cols, cols, &codes, &scales).unwrap(), codes, scales)
+    (
+        PackedWeight::from_codes(q, rows, cols, cols, &codes, &scales).unwrap(),
+        codes,
+        scales,
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -32,7 +36,9 @@ fn bench(c: &mut Criterion) {
     let mut shapes = SHAPES.to_vec();
     shapes.push(HEAD);
     let mut g = c.benchmark_group("matvec");
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500)).sample_size(30);
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(30);
     for (i, &(rows, cols)) in shapes.iter().enumerate() {
         let (w, codes, scales) = packed(q.as_ref(), n, rows, cols, i as u64);
         let id = format!("{rows}x{cols}");
@@ -43,7 +49,9 @@ fn bench(c: &mut Criterion) {
         let dense = Tensor::from_vec(w.to_dense(), (rows, cols), &Device::Cpu).unwrap();
         let xt = Tensor::from_vec(x.clone(), (1, cols), &Device::Cpu).unwrap();
         g.throughput(Throughput::Bytes((rows * cols * 4) as u64));
-        g.bench_function(BenchmarkId::new("candle_f32", &id), |b| b.iter(|| xt.matmul(&dense.t().unwrap()).unwrap()));
+        g.bench_function(BenchmarkId::new("candle_f32", &id), |b| {
+            b.iter(|| xt.matmul(&dense.t().unwrap()).unwrap())
+        });
         if rows == 576 && cols == 576 {
             let mut out = vec![0f32; rows * cols];
             g.bench_function(BenchmarkId::new("decode_2bit_stream", &id), |b| {
@@ -53,7 +61,9 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
     let mut g = c.benchmark_group("matmul_t512");
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500)).sample_size(10);
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(10);
     for (i, &(rows, cols)) in SHAPES.iter().enumerate() {
         let (w, _, _) = packed(q.as_ref(), n, rows, cols, i as u64);
         let id = format!("{rows}x{cols}");
@@ -63,7 +73,9 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("packed4", &id), |b| b.iter(|| w.matmul(&x, &mut y)));
         let dense = Tensor::from_vec(w.to_dense(), (rows, cols), &Device::Cpu).unwrap();
         let xt = Tensor::from_vec(x.clone(), (PREFILL, cols), &Device::Cpu).unwrap();
-        g.bench_function(BenchmarkId::new("candle_f32", &id), |b| b.iter(|| xt.matmul(&dense.t().unwrap()).unwrap()));
+        g.bench_function(BenchmarkId::new("candle_f32", &id), |b| {
+            b.iter(|| xt.matmul(&dense.t().unwrap()).unwrap())
+        });
     }
     g.finish();
 }

@@ -188,14 +188,8 @@ impl Config {
             rope_theta: v.get("rope_theta").and_then(Value::as_f64).unwrap_or(10_000.0),
             rope_scaling,
             rms_eps: v.get("rms_norm_eps").and_then(Value::as_f64).unwrap_or(1e-6),
-            max_position: v
-                .get("max_position_embeddings")
-                .and_then(Value::as_u64)
-                .unwrap_or(2048) as usize,
-            tie_embeddings: v
-                .get("tie_word_embeddings")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            max_position: v.get("max_position_embeddings").and_then(Value::as_u64).unwrap_or(2048) as usize,
+            tie_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
             qkv_bias: match arch {
                 Arch::Qwen2 => true,
                 _ => v.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
@@ -258,8 +252,7 @@ impl Config {
                 if wavelen > low_wavelen {
                     *x /= s.factor;
                 } else if wavelen >= high_wavelen {
-                    let smooth = (old / wavelen - s.low_freq_factor)
-                        / (s.high_freq_factor - s.low_freq_factor);
+                    let smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
                     *x = (1.0 - smooth) * *x / s.factor + smooth * *x;
                 }
             }

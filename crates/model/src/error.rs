@@ -34,7 +34,10 @@ pub enum ModelError {
     #[error("tensor `{name}`: {reason}")]
     BadTensor { name: String, reason: String },
     #[error("tensor `{name}`: {err}")]
-    Code { name: String, err: Box<llvq_codes::CodeError> },
+    Code {
+        name: String,
+        err: Box<llvq_codes::CodeError>,
+    },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("{path}: {count} tensor(s) the config does not use ({first}{more}); is the config's layer count right?")]
@@ -69,12 +72,19 @@ impl<T> TensorContext<T> for candle_core::Result<T> {
 impl ModelError {
     /// A tensor whose stored data is inconsistent (sizes, scales, dtype).
     pub fn bad_tensor(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        ModelError::BadTensor { name: name.into(), reason: reason.into() }
+        ModelError::BadTensor {
+            name: name.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A file that is not a valid llvq file.
     pub fn llvq_format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        ModelError::Format { path: path.into(), format: "llvq", reason: reason.into() }
+        ModelError::Format {
+            path: path.into(),
+            format: "llvq",
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

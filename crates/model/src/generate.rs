@@ -45,17 +45,17 @@ pub fn sample(logits: &[f32], temperature: f64, rng: &mut StdRng) -> u32 {
         logits
             .iter()
             .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+            .fold(
+                (0usize, f32::NEG_INFINITY),
+                |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+            )
             .0 as u32
     };
     if temperature <= 0.0 {
         return argmax();
     }
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
-    let p: Vec<f64> = logits
-        .iter()
-        .map(|&x| ((x as f64 - max) / temperature).exp())
-        .collect();
+    let p: Vec<f64> = logits.iter().map(|&x| ((x as f64 - max) / temperature).exp()).collect();
     let total: f64 = p.iter().sum();
     let mut r = rng.random::<f64>() * total;
     for (i, &pi) in p.iter().enumerate() {
@@ -83,7 +83,11 @@ pub fn generate(
     let mut cache = KvCache::new(model.config().num_layers);
     let t0 = Instant::now();
     let logits = model.forward(&ids, Some(&mut cache), &mut NoHook)?;
-    let last = logits.get(ids.len() - 1).ctx("logits")?.to_vec1::<f32>().ctx("logits")?;
+    let last = logits
+        .get(ids.len() - 1)
+        .ctx("logits")?
+        .to_vec1::<f32>()
+        .ctx("logits")?;
     let prefill_s = t0.elapsed().as_secs_f64();
     let mut next = sample(&last, p.temperature, &mut rng);
     let mut out = Vec::new();

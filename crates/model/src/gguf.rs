@@ -118,13 +118,10 @@ impl GgufFile {
     }
 
     fn meta(&self, key: &str) -> Result<&Value> {
-        self.content
-            .metadata
-            .get(key)
-            .ok_or_else(|| ModelError::MissingKey {
-                path: self.path.clone(),
-                key: key.to_string(),
-            })
+        self.content.metadata.get(key).ok_or_else(|| ModelError::MissingKey {
+            path: self.path.clone(),
+            key: key.to_string(),
+        })
     }
 
     fn meta_usize(&self, key: &str) -> Result<usize> {
@@ -265,7 +262,9 @@ impl GgufFile {
     /// One tensor by its HF name, f32 in HF layout (Llama Q/K rows unpermuted), validated
     /// (shape, finite): read and dequantized alone, for loading one layer at a time.
     pub fn tensor_hf(&mut self, cfg: &Config, hf: &str, shape: &[usize]) -> Result<Tensor> {
-        let gname = gguf_name(hf).ok_or_else(|| ModelError::MissingTensor { name: format!("{hf} (no GGUF name)") })?;
+        let gname = gguf_name(hf).ok_or_else(|| ModelError::MissingTensor {
+            name: format!("{hf} (no GGUF name)"),
+        })?;
         let mut t = self.tensor_f32(&gname)?;
         if t.dims() != shape {
             return Err(ModelError::Shape {

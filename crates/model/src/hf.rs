@@ -25,11 +25,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
                 path: index.clone(),
                 key: "weight_map".into(),
             })?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(Value::as_str)
-            .map(|f| dir.join(f))
-            .collect();
+        let mut files: Vec<PathBuf> = map.values().filter_map(Value::as_str).map(|f| dir.join(f)).collect();
         files.sort();
         files.dedup();
         for f in &files {

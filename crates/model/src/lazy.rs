@@ -19,7 +19,10 @@ enum Source {
     /// The files, and the file of each tensor. Files are mapped afresh for each batch of
     /// tensors and unmapped after: mapped pages a load touched count as resident memory for
     /// as long as the mapping lives, which would grow with every layer read.
-    Safetensors { files: Vec<std::path::PathBuf>, index: BTreeMap<String, usize> },
+    Safetensors {
+        files: Vec<std::path::PathBuf>,
+        index: BTreeMap<String, usize>,
+    },
     Gguf(Box<GgufFile>),
 }
 
@@ -40,7 +43,14 @@ pub fn open(path: &Path) -> Result<(Config, Tokenizer, LazyWeights)> {
         let st = MappedSafetensors::open(&crate::hf::safetensors_files(path)?)?;
         st.check_names(&cfg)?;
         let (files, index) = st.files();
-        (cfg, tok, Source::Safetensors { files: files.to_vec(), index: index.clone() })
+        (
+            cfg,
+            tok,
+            Source::Safetensors {
+                files: files.to_vec(),
+                index: index.clone(),
+            },
+        )
     } else {
         let g = GgufFile::open(path)?;
         let cfg = g.config()?;
@@ -66,7 +76,11 @@ impl LazyWeights {
     /// Tensors the config needs, by HF name, f32 in HF layout, validated.
     pub fn tensors(&mut self, names: &[String]) -> Result<Weights> {
         let mut w = Weights::default();
-        let shape = |n: &str| self.shapes.get(n).ok_or_else(|| ModelError::MissingTensor { name: format!("{n} (not a tensor of this config)") });
+        let shape = |n: &str| {
+            self.shapes.get(n).ok_or_else(|| ModelError::MissingTensor {
+                name: format!("{n} (not a tensor of this config)"),
+            })
+        };
         match &mut self.src {
             Source::Safetensors { files, index } => {
                 let mut fis: Vec<usize> = names.iter().filter_map(|n| index.get(n).copied()).collect();
@@ -90,7 +104,11 @@ impl LazyWeights {
     /// The names of the tensors of decoder layer `l`, in load order.
     pub fn layer_names(&self, l: usize) -> Vec<String> {
         let p = format!("model.layers.{l}.");
-        expected_tensors(&self.cfg).into_iter().map(|(n, _)| n).filter(|n| n.starts_with(&p)).collect()
+        expected_tensors(&self.cfg)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with(&p))
+            .collect()
     }
 
     /// Every tensor of decoder layer `l`.
@@ -106,7 +124,12 @@ impl LazyWeights {
 
     /// The tensors outside the decoder layers: embeddings, final norm, an untied LM head.
     pub fn outer_weights(&mut self) -> Result<Weights> {
-        let names: Vec<String> = self.shapes.keys().filter(|n| !n.starts_with("model.layers.")).cloned().collect();
+        let names: Vec<String> = self
+            .shapes
+            .keys()
+            .filter(|n| !n.starts_with("model.layers."))
+            .cloned()
+            .collect();
         self.tensors(&names)
     }
 
@@ -114,8 +137,18 @@ impl LazyWeights {
     /// memory estimates before any work).
     pub fn f32_bytes(&self) -> (u64, u64) {
         let bytes = |s: &Vec<usize>| s.iter().product::<usize>() as u64 * 4;
-        let layer: u64 = self.shapes.iter().filter(|(n, _)| n.starts_with("model.layers.0.")).map(|(_, s)| bytes(s)).sum();
-        let outer: u64 = self.shapes.iter().filter(|(n, _)| !n.starts_with("model.layers.")).map(|(_, s)| bytes(s)).sum();
+        let layer: u64 = self
+            .shapes
+            .iter()
+            .filter(|(n, _)| n.starts_with("model.layers.0."))
+            .map(|(_, s)| bytes(s))
+            .sum();
+        let outer: u64 = self
+            .shapes
+            .iter()
+            .filter(|(n, _)| !n.starts_with("model.layers."))
+            .map(|(_, s)| bytes(s))
+            .sum();
         (layer, outer)
     }
 }
@@ -135,8 +168,11 @@ mod tests {
         let cfg = tiny_config(Arch::Qwen3);
         let w = random_weights(&cfg, 11);
         crate::export::export_hf(&cfg, &tiny_tokenizer(), &w, &dir).unwrap();
-        let bf: std::collections::HashMap<String, Tensor> =
-            w.tensors.iter().map(|(k, v)| (k.clone(), v.to_dtype(candle_core::DType::BF16).unwrap())).collect();
+        let bf: std::collections::HashMap<String, Tensor> = w
+            .tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_dtype(candle_core::DType::BF16).unwrap()))
+            .collect();
         candle_core::safetensors::save(&bf, dir.join("model.safetensors")).unwrap();
         let (c, _, mut lazy) = open(&dir).unwrap();
         assert_eq!(c.num_layers, cfg.num_layers);
@@ -153,7 +189,11 @@ mod tests {
         assert!(lazy.layer(1).is_ok());
         let outer = lazy.outer_weights().unwrap();
         assert!(outer.tensors.keys().all(|n| !n.starts_with("model.layers.")));
-        assert!(lazy.tensor("model.layers.9.mlp.up_proj.weight").unwrap_err().to_string().contains("layers.9"));
+        assert!(lazy
+            .tensor("model.layers.9.mlp.up_proj.weight")
+            .unwrap_err()
+            .to_string()
+            .contains("layers.9"));
         std::fs::remove_dir_all(&root).ok();
     }
 }

@@ -151,7 +151,11 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(weight: Weight, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias, input_scale: None }
+        Linear {
+            weight,
+            bias,
+            input_scale: None,
+        }
     }
 
     /// This linear with input scales `s` (one per column): y = W·(s ⊙ x) + b.
@@ -217,9 +221,7 @@ impl Linear {
     /// Rows of an unrotated compressed weight served by its layout (see [`Exec::rows_f32`]).
     pub fn rows_f32(&self, ids: &[u32]) -> Option<Vec<f32>> {
         match &self.weight {
-            Weight::Compressed(c) if c.rot_in.is_none() && c.rot_out.is_none() => {
-                c.exec.rows_f32(ids)
-            }
+            Weight::Compressed(c) if c.rot_in.is_none() && c.rot_out.is_none() => c.exec.rows_f32(ids),
             _ => None,
         }
     }
@@ -252,7 +254,9 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
         let y = match &lin.weight {
             Weight::Dense(w) => match scale {
                 None => x.matmul(&w.t()?)?,
-                Some(s) => x.broadcast_mul(&Tensor::from_slice(s, (1, s.len()), &Device::Cpu)?)?.matmul(&w.t()?)?,
+                Some(s) => x
+                    .broadcast_mul(&Tensor::from_slice(s, (1, s.len()), &Device::Cpu)?)?
+                    .matmul(&w.t()?)?,
             },
             Weight::Compressed(c) => {
                 if c.cols != cols {

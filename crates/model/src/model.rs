@@ -186,7 +186,12 @@ impl Rope {
 }
 
 impl Layer {
-    fn from_weights(cfg: &Config, w: &mut Weights, given: &mut BTreeMap<String, Weight>, index: usize) -> Result<Layer> {
+    fn from_weights(
+        cfg: &Config,
+        w: &mut Weights,
+        given: &mut BTreeMap<String, Weight>,
+        index: usize,
+    ) -> Result<Layer> {
         let p = format!("model.layers.{index}");
         let mut lin = |name: LinearName, bias: bool| -> Result<Linear> {
             let wname = name.weight_name(index);
@@ -287,7 +292,11 @@ impl Layer {
         let lin = self.linear_mut(name);
         let (old, got) = (lin.dims()?, new.dims()?);
         if old != got {
-            return Err(ModelError::Shape { name: tname, got: vec![got.0, got.1], expected: vec![old.0, old.1] });
+            return Err(ModelError::Shape {
+                name: tname,
+                got: vec![got.0, got.1],
+                expected: vec![old.0, old.1],
+            });
         }
         *lin = new;
         Ok(())
@@ -346,9 +355,7 @@ impl Layer {
             let att = if t > 1 {
                 let past = s - t;
                 let mask: Vec<f32> = (0..t)
-                    .flat_map(|i| {
-                        (0..s).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-                    })
+                    .flat_map(|i| (0..s).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
                     .collect();
                 let mask = Tensor::from_vec(mask, (t, s), att.device())?;
                 att.reshape((nkv, rep, t, s))?
@@ -443,7 +450,11 @@ impl Model {
             if let Some(g) = linears.get(&name) {
                 let got = Linear::new(g.clone(), None).dims()?;
                 if [got.0, got.1] != shape[..] {
-                    return Err(ModelError::Shape { name, got: vec![got.0, got.1], expected: shape });
+                    return Err(ModelError::Shape {
+                        name,
+                        got: vec![got.0, got.1],
+                        expected: shape,
+                    });
                 }
             } else if !(head_rows && name == embed_name || name == "lm_head.weight" && head.is_some()) {
                 check_tensor(&name, w.get(&name)?, &shape)?;
@@ -465,10 +476,16 @@ impl Model {
         };
         let (want, got) = ((cfg.vocab_size, cfg.hidden_size), lm_head.dims()?);
         if got != want {
-            return Err(ModelError::Shape { name: "lm_head.weight".into(), got: vec![got.0, got.1], expected: vec![want.0, want.1] });
+            return Err(ModelError::Shape {
+                name: "lm_head.weight".into(),
+                got: vec![got.0, got.1],
+                expected: vec![want.0, want.1],
+            });
         }
         if embed.is_none() && lm_head.rows_f32(&[0]).is_none() {
-            return Err(ModelError::Input("the LM head cannot serve as the embedding table".into()));
+            return Err(ModelError::Input(
+                "the LM head cannot serve as the embedding table".into(),
+            ));
         }
         let inv_freq = cfg.inv_freq();
         Ok(Model {
@@ -572,7 +589,10 @@ impl Model {
                 e.embedding(&idx).ctx(name)?.to_dtype(DType::F32).ctx(name)
             }
             None => {
-                let v = self.lm_head.rows_f32(ids).ok_or_else(|| ModelError::Input("no embedding table".into()))?;
+                let v = self
+                    .lm_head
+                    .rows_f32(ids)
+                    .ok_or_else(|| ModelError::Input("no embedding table".into()))?;
                 Tensor::from_vec(v, (ids.len(), self.cfg.hidden_size), &Device::Cpu).ctx(name)
             }
         }
@@ -585,20 +605,14 @@ impl Model {
 
     /// Final norm and LM head: `[tokens, hidden]` → logits `[tokens, vocab]`.
     pub fn head(&self, x: &Tensor) -> Result<Tensor> {
-        let h = candle_nn::ops::rms_norm(x, &self.norm, self.cfg.rms_eps as f32)
-            .ctx("model.norm.weight")?;
+        let h = candle_nn::ops::rms_norm(x, &self.norm, self.cfg.rms_eps as f32).ctx("model.norm.weight")?;
         self.lm_head.forward(&h).ctx("lm_head.weight")
     }
 
     /// Logits `[tokens, vocab]` for every position of `ids`.
     ///
     /// With a cache, `ids` continue the cached sequence; the hook sees every linear input.
-    pub fn forward(
-        &self,
-        ids: &[u32],
-        mut cache: Option<&mut KvCache>,
-        hook: &mut dyn LinearHook,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, ids: &[u32], mut cache: Option<&mut KvCache>, hook: &mut dyn LinearHook) -> Result<Tensor> {
         let pos = cache.as_ref().map_or(0, |c| c.len);
         let mut x = self.embed(ids)?;
         let rope = self.rope(pos, ids.len())?;

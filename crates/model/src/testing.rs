@@ -50,7 +50,11 @@ pub fn random_weights(cfg: &Config, seed: u64) -> Weights {
         let v: Vec<f32> = (0..n)
             .map(|_| {
                 let u = rng.random::<f32>() * 2.0 - 1.0;
-                if norm { 1.0 + 0.2 * u } else { 0.3 * u }
+                if norm {
+                    1.0 + 0.2 * u
+                } else {
+                    0.3 * u
+                }
             })
             .collect();
         w.insert(name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
@@ -95,7 +99,13 @@ pub fn tiny_vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
 /// The byte-level BPE tokenizer of [`tiny_vocab`] (`smollm` pre-tokenizer).
 pub fn tiny_tokenizer() -> Tokenizer {
     let (tokens, merges, token_types) = tiny_vocab();
-    let json = tokenizer_json_from_gguf(&GgufVocab { model: "gpt2", pre: "smollm", tokens, merges, token_types })
-        .expect("the tiny vocabulary is valid");
+    let json = tokenizer_json_from_gguf(&GgufVocab {
+        model: "gpt2",
+        pre: "smollm",
+        tokens,
+        merges,
+        token_types,
+    })
+    .expect("the tiny vocabulary is valid");
     Tokenizer::from_json_str(json).expect("the tiny tokenizer builds")
 }

@@ -23,8 +23,8 @@ impl std::fmt::Debug for Tokenizer {
 
 impl Tokenizer {
     pub fn from_json_str(json: String) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes())
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(Tokenizer { inner, json })
     }
 

@@ -64,7 +64,11 @@ pub fn check_layer_count(cfg: &Config, tensors_present: usize, path: &Path) -> R
 
 /// Names present in a file that the config does not use are an error: a config with fewer
 /// layers than the file holds would otherwise load silently as a truncated model.
-pub fn check_unused<'a>(path: &Path, present: impl IntoIterator<Item = &'a str>, used: &std::collections::BTreeSet<String>) -> Result<()> {
+pub fn check_unused<'a>(
+    path: &Path,
+    present: impl IntoIterator<Item = &'a str>,
+    used: &std::collections::BTreeSet<String>,
+) -> Result<()> {
     let unused: Vec<&str> = present.into_iter().filter(|n| !used.contains(*n)).collect();
     if let Some(first) = unused.first() {
         return Err(ModelError::UnusedTensors {
@@ -105,15 +109,15 @@ pub struct Weights {
 
 impl Weights {
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor {
-            name: name.to_string(),
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })
     }
 
     pub fn take(&mut self, name: &str) -> Result<Tensor> {
-        self.tensors.remove(name).ok_or_else(|| ModelError::MissingTensor {
-            name: name.to_string(),
-        })
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })
     }
 
     pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
@@ -130,11 +134,8 @@ impl Weights {
 
     /// Write all tensors to one safetensors file (f32).
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
-        let map: std::collections::HashMap<String, Tensor> = self
-            .tensors
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let map: std::collections::HashMap<String, Tensor> =
+            self.tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         candle_core::safetensors::save(&map, path).map_err(|e| ModelError::Format {
             path: path.to_path_buf(),
             format: "safetensors",
@@ -174,17 +175,22 @@ impl MappedSafetensors {
         for (fi, path) in files.iter().enumerate() {
             // SAFETY: the file is only read; a concurrent writer truncating it would be a
             // user error that can at worst produce garbage values, which validation catches.
-            let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| ModelError::Format {
-                path: path.clone(),
-                format: "safetensors",
-                reason: e.to_string(),
-            })?;
+            let st =
+                unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| ModelError::Format {
+                    path: path.clone(),
+                    format: "safetensors",
+                    reason: e.to_string(),
+                })?;
             for (name, _) in st.tensors() {
                 index.insert(name, fi);
             }
             mmaps.push(st);
         }
-        Ok(MappedSafetensors { files: files.to_vec(), mmaps, index })
+        Ok(MappedSafetensors {
+            files: files.to_vec(),
+            mmaps,
+            index,
+        })
     }
 
     /// The tensors present are those `cfg` needs: too few for its layer count, or any the
@@ -195,7 +201,11 @@ impl MappedSafetensors {
         // A tied `lm_head.weight` (ignored) and RoPE buffers older exports carry are not weights.
         let ignorable = |n: &str| (cfg.tie_embeddings && n == "lm_head.weight") || n.ends_with("rotary_emb.inv_freq");
         let used: std::collections::BTreeSet<String> = expected_tensors(cfg).into_iter().map(|(n, _)| n).collect();
-        check_unused(dir, self.index.keys().map(String::as_str).filter(|n| !ignorable(n)), &used)
+        check_unused(
+            dir,
+            self.index.keys().map(String::as_str).filter(|n| !ignorable(n)),
+            &used,
+        )
     }
 
     /// The files opened, and for each tensor name the index of the file holding it.
@@ -205,7 +215,10 @@ impl MappedSafetensors {
 
     /// Tensor `name` as f32 (from f32, f16 or bf16 storage), shape and finiteness checked.
     pub fn load(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let fi = *self.index.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })?;
+        let fi = *self
+            .index
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })?;
         let t = self.mmaps[fi]
             .load(name, &Device::Cpu)
             .map_err(|e| ModelError::Format {

@@ -27,8 +27,12 @@ fn packed(spec: &str, rows: usize, cols: usize, rng: &mut StdRng) -> PackedWeigh
     // One scale per 96 weights of a row (a multiple of every chunk length), so codes of fewer
     // than 8 dimensions group into chunks sharing a scale.
     let per_row = padded / d;
-    let groups: Vec<f32> = (0..rows * padded.div_ceil(96)).map(|_| 0.01 + rng.random::<f32>()).collect();
-    let scales: Vec<f32> = (0..rows * per_row).map(|b| groups[(b / per_row) * padded.div_ceil(96) + (b % per_row) * d / 96]).collect();
+    let groups: Vec<f32> = (0..rows * padded.div_ceil(96))
+        .map(|_| 0.01 + rng.random::<f32>())
+        .collect();
+    let scales: Vec<f32> = (0..rows * per_row)
+        .map(|b| groups[(b / per_row) * padded.div_ceil(96) + (b % per_row) * d / 96])
+        .collect();
     let x = gauss(rng, rows * padded);
     let xs: Vec<f32> = x.iter().enumerate().map(|(i, v)| v * scales[i / d]).collect();
     let codes = q.encode_scaled(&xs, &scales).unwrap();
@@ -40,7 +44,11 @@ fn check(spec: &str, rows: usize, cols: usize, seed: u64) {
     let p = packed(spec, rows, cols, &mut rng);
     let w = I8Weight::from_packed(&p).unwrap();
     // Same matrix as the packed layout, weight for weight.
-    assert_eq!(w.to_dense(), p.to_dense(), "{spec} {rows}x{cols}: re-laid weights differ");
+    assert_eq!(
+        w.to_dense(),
+        p.to_dense(),
+        "{spec} {rows}x{cols}: re-laid weights differ"
+    );
     // Activations with an outlier per vector, as real ones have.
     let mut x = gauss(&mut rng, cols);
     x[rng.random_range(0..cols)] *= 20.0;
@@ -58,8 +66,19 @@ fn check(spec: &str, rows: usize, cols: usize, seed: u64) {
             let mag: f32 = (0..cols).map(|j| (dense[r * cols + j] * x[j]).abs()).sum::<f32>() + bound[r];
             // SIMD against the scalar twin: the integer sums are exact, only the f32
             // accumulation order differs.
-            assert!((y[r] - twin[r]).abs() <= 1e-5 * mag + 1e-6, "{spec} {rows}x{cols} {isa:?} row {r}: {} vs twin {}", y[r], twin[r]);
-            assert!((y[r] - exact[r]).abs() <= bound[r], "{spec} {rows}x{cols} {isa:?} row {r}: {} vs exact {} (bound {})", y[r], exact[r], bound[r]);
+            assert!(
+                (y[r] - twin[r]).abs() <= 1e-5 * mag + 1e-6,
+                "{spec} {rows}x{cols} {isa:?} row {r}: {} vs twin {}",
+                y[r],
+                twin[r]
+            );
+            assert!(
+                (y[r] - exact[r]).abs() <= bound[r],
+                "{spec} {rows}x{cols} {isa:?} row {r}: {} vs exact {} (bound {})",
+                y[r],
+                exact[r],
+                bound[r]
+            );
         }
     }
     // matmul: t ≤ 2 runs the int8 product, t > 2 the f32 tiles (exact to f32 rounding).
@@ -71,8 +90,15 @@ fn check(spec: &str, rows: usize, cols: usize, seed: u64) {
     for (xt, yt) in xs.chunks_exact(cols).zip(y.chunks_exact(rows)) {
         w.matvec_ref(xt, &mut e);
         for r in 0..rows {
-            let mag: f32 = (0..cols).map(|j| (dense[r * cols + j] * xt[j]).abs() + dense[r * cols + j].abs()).sum();
-            assert!((yt[r] - e[r]).abs() <= 1e-4 * mag + 1e-5, "{spec} matmul row {r}: {} vs {}", yt[r], e[r]);
+            let mag: f32 = (0..cols)
+                .map(|j| (dense[r * cols + j] * xt[j]).abs() + dense[r * cols + j].abs())
+                .sum();
+            assert!(
+                (yt[r] - e[r]).abs() <= 1e-4 * mag + 1e-5,
+                "{spec} matmul row {r}: {} vs {}",
+                yt[r],
+                e[r]
+            );
         }
     }
 }
@@ -101,7 +127,10 @@ fn other_layouts_are_refused() {
     let mut rng = StdRng::seed_from_u64(3);
     for spec in ["lloyd:bits=3", "uniform:bits=6"] {
         let p = packed(spec, 4, 40, &mut rng);
-        assert!(matches!(I8Weight::from_packed(&p), Err(PackError::NoChunk { .. })), "{spec}");
+        assert!(
+            matches!(I8Weight::from_packed(&p), Err(PackError::NoChunk { .. })),
+            "{spec}"
+        );
     }
 }
 

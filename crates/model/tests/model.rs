@@ -10,8 +10,8 @@ use candle_core::{Device, Tensor};
 use llvq_model::config::{Arch, Config};
 use llvq_model::eval::{perplexity, tokenize_text, PplParams};
 use llvq_model::gguf::permute_qk;
-use llvq_model::weights::expected_tensors;
 use llvq_model::testing::{random_weights, tiny_config, tiny_vocab, tmpdir};
+use llvq_model::weights::expected_tensors;
 use llvq_model::*;
 use std::path::{Path, PathBuf};
 
@@ -24,17 +24,35 @@ fn write_gguf(path: &Path, cfg: &Config, w: &Weights) {
         (format!("{a}.block_count"), Value::U32(cfg.num_layers as u32)),
         (format!("{a}.context_length"), Value::U32(cfg.max_position as u32)),
         (format!("{a}.embedding_length"), Value::U32(cfg.hidden_size as u32)),
-        (format!("{a}.feed_forward_length"), Value::U32(cfg.intermediate_size as u32)),
+        (
+            format!("{a}.feed_forward_length"),
+            Value::U32(cfg.intermediate_size as u32),
+        ),
         (format!("{a}.attention.head_count"), Value::U32(cfg.num_heads as u32)),
-        (format!("{a}.attention.head_count_kv"), Value::U32(cfg.num_kv_heads as u32)),
+        (
+            format!("{a}.attention.head_count_kv"),
+            Value::U32(cfg.num_kv_heads as u32),
+        ),
         (format!("{a}.attention.key_length"), Value::U32(cfg.head_dim as u32)),
         (format!("{a}.rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_eps as f32)),
+        (
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_eps as f32),
+        ),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
-        ("tokenizer.ggml.tokens".into(), Value::Array(tokens.into_iter().map(Value::String).collect())),
-        ("tokenizer.ggml.merges".into(), Value::Array(merges.into_iter().map(Value::String).collect())),
-        ("tokenizer.ggml.token_type".into(), Value::Array(types.into_iter().map(Value::I32).collect())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(merges.into_iter().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        ),
         ("tokenizer.ggml.bos_token_id".into(), Value::U32(0)),
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
     ];
@@ -102,8 +120,17 @@ fn reference_logits(cfg: &Config, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>> {
         let p = format!("model.layers.{l}");
         let g = |s: &str| get(w, &format!("{p}.{s}"));
         let bias = |s: &str| if cfg.qkv_bias { g(s)[0].clone() } else { vec![0.0; 4096] };
-        let (wq, wk, wv, wo) = (g("self_attn.q_proj.weight"), g("self_attn.k_proj.weight"), g("self_attn.v_proj.weight"), g("self_attn.o_proj.weight"));
-        let (bq, bk, bv) = (bias("self_attn.q_proj.bias"), bias("self_attn.k_proj.bias"), bias("self_attn.v_proj.bias"));
+        let (wq, wk, wv, wo) = (
+            g("self_attn.q_proj.weight"),
+            g("self_attn.k_proj.weight"),
+            g("self_attn.v_proj.weight"),
+            g("self_attn.o_proj.weight"),
+        );
+        let (bq, bk, bv) = (
+            bias("self_attn.q_proj.bias"),
+            bias("self_attn.k_proj.bias"),
+            bias("self_attn.v_proj.bias"),
+        );
         let mut qs = vec![];
         let mut ks = vec![];
         let mut vs = vec![];
@@ -139,7 +166,13 @@ fn reference_logits(cfg: &Config, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>> {
                 let kh = hh / (nh / nkv);
                 let q = &qs[i][hh * d..(hh + 1) * d];
                 let scores: Vec<f64> = (0..=i)
-                    .map(|j| q.iter().zip(&ks[j][kh * d..(kh + 1) * d]).map(|(a, b)| a * b).sum::<f64>() / (d as f64).sqrt())
+                    .map(|j| {
+                        q.iter()
+                            .zip(&ks[j][kh * d..(kh + 1) * d])
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
                     .collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
@@ -164,9 +197,15 @@ fn reference_logits(cfg: &Config, w: &Weights, ids: &[u32]) -> Vec<Vec<f64>> {
             }
         }
     }
-    let head = if cfg.tie_embeddings { emb.clone() } else { get(w, "lm_head.weight") };
+    let head = if cfg.tie_embeddings {
+        emb.clone()
+    } else {
+        get(w, "lm_head.weight")
+    };
     let norm = get(w, "model.norm.weight")[0].clone();
-    xs.iter().map(|x| matvec(&head, &rmsnorm(x, &norm, cfg.rms_eps))).collect()
+    xs.iter()
+        .map(|x| matvec(&head, &rmsnorm(x, &norm, cfg.rms_eps)))
+        .collect()
 }
 
 fn max_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
@@ -211,7 +250,12 @@ fn gguf_and_exported_safetensors_agree_with_hf_layout() {
     let dir = tmpdir("gguf-export");
     let cfg = tiny_config(Arch::Llama);
     let w = random_weights(&cfg, 11);
-    let direct = vec2(&Model::from_weights(cfg.clone(), w.clone()).unwrap().logits(&IDS).unwrap());
+    let direct = vec2(
+        &Model::from_weights(cfg.clone(), w.clone())
+            .unwrap()
+            .logits(&IDS)
+            .unwrap(),
+    );
     let gguf = dir.join("tiny.gguf");
     write_gguf(&gguf, &cfg, &w);
 
@@ -231,14 +275,22 @@ fn gguf_and_exported_safetensors_agree_with_hf_layout() {
 
     let out = dir.join("hf");
     export::export_hf(&cfg2, &tok, &w2, &out).unwrap();
-    for f in ["config.json", "tokenizer.json", "model.safetensors", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+    ] {
         assert!(out.join(f).is_file(), "{f}");
     }
     let (m_hf, tok_hf) = load(&out).unwrap();
     assert_eq!(m_hf.config(), &cfg2);
     let from_hf = vec2(&m_hf.logits(&IDS).unwrap());
     assert!(max_abs_diff(&from_gguf, &from_hf) == 0.0);
-    assert_eq!(tok_hf.encode("the thin inn").unwrap(), tok.encode("the thin inn").unwrap());
+    assert_eq!(
+        tok_hf.encode("the thin inn").unwrap(),
+        tok.encode("the thin inn").unwrap()
+    );
     // Exporting over an existing directory is refused.
     assert!(export::export_hf(&cfg2, &tok, &w2, &out).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -254,11 +306,17 @@ fn gguf_tokenizer_applies_merges_digits_and_specials() {
     let byte = |b: u8| b as u32 + 1;
     // "the" + " the" merge; digits are split one by one.
     assert_eq!(tok.encode("the the").unwrap(), vec![258, 259]);
-    assert_eq!(tok.encode(" in 42").unwrap(), vec![261, byte(b' '), byte(b'4'), byte(b'2')]);
+    assert_eq!(
+        tok.encode(" in 42").unwrap(),
+        vec![261, byte(b' '), byte(b'4'), byte(b'2')]
+    );
     assert_eq!(tok.encode("x<|endoftext|>").unwrap(), vec![byte(b'x'), 0]);
     assert_eq!(tok.decode(&tok.encode("é thin\n").unwrap()).unwrap(), "é thin\n");
     // CRLF and LF texts give the same evaluation tokens.
-    assert_eq!(tokenize_text(&tok, "a\r\nb\r\n").unwrap(), tokenize_text(&tok, "a\nb\n").unwrap());
+    assert_eq!(
+        tokenize_text(&tok, "a\r\nb\r\n").unwrap(),
+        tokenize_text(&tok, "a\nb\n").unwrap()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -298,7 +356,9 @@ fn hook_sees_every_linear_input_and_weights_can_be_replaced() {
     // layers by hand and subtracting what the hook saw.
     let down = model.layers()[1].linear(LinearName::Down).weight().unwrap();
     let contrib = rec.1.unwrap().matmul(&down.t().unwrap()).unwrap();
-    model.layers_mut()[1].set_weight(LinearName::Down, down.zeros_like().unwrap()).unwrap();
+    model.layers_mut()[1]
+        .set_weight(LinearName::Down, down.zeros_like().unwrap())
+        .unwrap();
     let mut x = model.embed(&IDS).unwrap();
     let rope = model.rope(0, t).unwrap();
     for layer in model.layers() {
@@ -308,8 +368,14 @@ fn hook_sees_every_linear_input_and_weights_can_be_replaced() {
     assert!(max_abs_diff(&before, &restored) < 1e-4);
 
     // Shape and finiteness are checked, and the error names the tensor.
-    let bad = model.layers_mut()[0].set_weight(LinearName::Q, Tensor::zeros((3, 3), candle_core::DType::F32, &Device::Cpu).unwrap());
-    assert!(bad.unwrap_err().to_string().contains("model.layers.0.self_attn.q_proj.weight"));
+    let bad = model.layers_mut()[0].set_weight(
+        LinearName::Q,
+        Tensor::zeros((3, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("model.layers.0.self_attn.q_proj.weight"));
     let nan = Tensor::full(f32::NAN, (32, 32), &Device::Cpu).unwrap();
     let bad = model.layers_mut()[0].set_weight(LinearName::Q, nan);
     assert!(matches!(bad, Err(ModelError::NonFinite { .. })));
@@ -324,7 +390,10 @@ fn perplexity_windows_fingerprint_and_nll() {
     let w = random_weights(&cfg, 9);
     let model = Model::from_weights(cfg.clone(), w.clone()).unwrap();
     let ids: Vec<u32> = (0..50).map(|i| (i * 37 % 262) as u32).collect();
-    let p = PplParams { ctx: 8, max_windows: None };
+    let p = PplParams {
+        ctx: 8,
+        max_windows: None,
+    };
     let r = perplexity(&model, &ids, &p, &mut |_, _| {}).unwrap();
     assert_eq!((r.windows, r.tokens_scored), (6, 42));
     // Mean NLL from the naive reference.
@@ -339,7 +408,16 @@ fn perplexity_windows_fingerprint_and_nll() {
     }
     assert!((r.mean_nll - sum / 42.0).abs() < 1e-5);
     assert!((r.ppl - r.mean_nll.exp()).abs() < 1e-9);
-    let r2 = perplexity(&model, &ids, &PplParams { ctx: 8, max_windows: Some(2) }, &mut |_, _| {}).unwrap();
+    let r2 = perplexity(
+        &model,
+        &ids,
+        &PplParams {
+            ctx: 8,
+            max_windows: Some(2),
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!((r2.windows, r2.tokens_scored), (2, 14));
     assert_ne!(r.fingerprint, r2.fingerprint);
     let err = perplexity(&model, &ids[..5], &p, &mut |_, _| {}).unwrap_err();
@@ -356,11 +434,22 @@ fn layer_counts_are_bounded_by_the_tensors_present() {
     let w = random_weights(&cfg, 4);
     for (layers, says) in [(4_000_000_000usize, "layers need at least"), (1, "does not use")] {
         let g = dir.join(format!("layers{layers}.gguf"));
-        write_gguf(&g, &Config { num_layers: layers, ..cfg.clone() }, &w);
+        write_gguf(
+            &g,
+            &Config {
+                num_layers: layers,
+                ..cfg.clone()
+            },
+            &w,
+        );
         let t = std::time::Instant::now();
         let e = load(&g).unwrap_err().to_string();
         assert!(e.contains(says) && e.contains(&format!("layers{layers}.gguf")), "{e}");
-        assert!(t.elapsed().as_secs_f64() < 5.0, "{layers} layers took {:?}", t.elapsed());
+        assert!(
+            t.elapsed().as_secs_f64() < 5.0,
+            "{layers} layers took {:?}",
+            t.elapsed()
+        );
     }
     // The true count loads.
     let g = dir.join("layers2.gguf");
@@ -406,7 +495,10 @@ fn bad_inputs_give_errors_that_name_the_file_or_tensor() {
     };
     let name = "model.layers.1.mlp.up_proj.weight";
     let mut ws = w.clone();
-    ws.insert(name, Tensor::zeros((5, 32), candle_core::DType::F32, &Device::Cpu).unwrap());
+    ws.insert(
+        name,
+        Tensor::zeros((5, 32), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
     let e = load(&write_dir("shape", &ws)).unwrap_err().to_string();
     assert!(e.contains(name) && e.contains("[5, 32]"), "{e}");
 
@@ -415,7 +507,10 @@ fn bad_inputs_give_errors_that_name_the_file_or_tensor() {
     v[17] = f32::NAN;
     wn.insert(name, Tensor::from_vec(v, (48, 32), &Device::Cpu).unwrap());
     let e = load(&write_dir("nan", &wn)).unwrap_err();
-    assert!(matches!(&e, ModelError::NonFinite { name: n, index: 17 } if n == name), "{e}");
+    assert!(
+        matches!(&e, ModelError::NonFinite { name: n, index: 17 } if n == name),
+        "{e}"
+    );
 
     let mut wm = w.clone();
     wm.tensors.remove("model.norm.weight");
@@ -458,7 +553,9 @@ fn summaries_split_is_deterministic_and_disjoint() {
 // ---- Tests on the default model; they pass with a note when data/ lacks it. ----
 
 fn default_model() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(data::MODEL_FILE);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(data::MODEL_FILE);
     if p.is_file() {
         Some(p)
     } else {
@@ -476,7 +573,10 @@ fn default_model_tokenizer_matches_reference() {
     let Some(p) = default_model() else { return };
     let g = llvq_model::gguf::GgufFile::open(&p).unwrap();
     let cfg = g.config().unwrap();
-    assert_eq!((cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads), (30, 576, 9, 3));
+    assert_eq!(
+        (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads),
+        (30, 576, 9, 3)
+    );
     assert_eq!(cfg.rope_theta, 100_000.0);
     assert!(cfg.tie_embeddings);
     let tok = g.tokenizer().unwrap();
@@ -487,16 +587,18 @@ fn default_model_tokenizer_matches_reference() {
 }
 
 const REF_IDS: &[u32] = &[
-    446, 6356, 389, 9226, 352, 446, 3717, 6356, 389, 9226, 352, 314, 354, 2321, 4771, 3297, 8552,
-    284, 16984, 17523, 1673, 909, 761, 253, 16204, 3394, 29, 48, 45608, 1791, 335, 260, 8552,
-    3086, 378, 8593, 281, 216, 34, 32, 32, 32, 1673,
+    446, 6356, 389, 9226, 352, 446, 3717, 6356, 389, 9226, 352, 314, 354, 2321, 4771, 3297, 8552, 284, 16984, 17523,
+    1673, 909, 761, 253, 16204, 3394, 29, 48, 45608, 1791, 335, 260, 8552, 3086, 378, 8593, 281, 216, 34, 32, 32, 32,
+    1673,
 ];
 
 #[test]
 fn default_model_gguf_and_export_agree_and_predict_text() {
     let Some(p) = default_model() else { return };
     let (cfg, tok, w) = load_parts(&p).unwrap();
-    let ids = tok.encode("The capital of France is Paris. The capital of Germany is").unwrap();
+    let ids = tok
+        .encode("The capital of France is Paris. The capital of Germany is")
+        .unwrap();
     let model = Model::from_weights(cfg.clone(), w.clone()).unwrap();
     let a = model.logits(&ids).unwrap();
     let dir = tmpdir("export-default");
@@ -505,10 +607,23 @@ fn default_model_gguf_and_export_agree_and_predict_text() {
     drop(w);
     let (m2, _) = load(&out).unwrap();
     let b = m2.logits(&ids).unwrap();
-    let diff = (a.clone() - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = (a.clone() - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert_eq!(diff, 0.0);
     // The model knows the answer: greedy next token is " Berlin".
-    let last = a.get(ids.len() - 1).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    let last = a
+        .get(ids.len() - 1)
+        .unwrap()
+        .argmax(0)
+        .unwrap()
+        .to_scalar::<u32>()
+        .unwrap();
     assert_eq!(tok.decode(&[last]).unwrap(), " Berlin");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,8 +7,8 @@ use llvq_model::qmatmul::kernels::{available, Isa};
 use llvq_model::qmatmul::packed::Scratch;
 use llvq_model::qmatmul::{F16Matrix, MatVec, PackError, PackedWeight};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// Scale group in weights: a multiple of 8, 24 and 32, so every chunk length divides it.
 const GROUP: usize = 96;
@@ -27,9 +27,12 @@ fn gauss(rng: &mut StdRng, n: usize) -> Vec<f32> {
 fn random_codes(q: &dyn Quantizer, rows: usize, padded: usize, rng: &mut StdRng) -> (Vec<u64>, Vec<f32>) {
     let d = q.dim();
     let per_row = padded / d;
-    let gs: Vec<f32> = (0..rows * padded.div_ceil(GROUP)).map(|_| 0.01 + rng.random::<f32>()).collect();
-    let scales: Vec<f32> =
-        (0..rows * per_row).map(|b| gs[(b / per_row) * padded.div_ceil(GROUP) + (b % per_row) * d / GROUP]).collect();
+    let gs: Vec<f32> = (0..rows * padded.div_ceil(GROUP))
+        .map(|_| 0.01 + rng.random::<f32>())
+        .collect();
+    let scales: Vec<f32> = (0..rows * per_row)
+        .map(|b| gs[(b / per_row) * padded.div_ceil(GROUP) + (b % per_row) * d / GROUP])
+        .collect();
     let x = gauss(rng, rows * padded);
     let xs: Vec<f32> = x.iter().enumerate().map(|(i, v)| v * scales[i / d]).collect();
     (q.encode_scaled(&xs, &scales).unwrap(), scales)
@@ -50,7 +53,10 @@ fn check_against_dense(w: &[f32], rows: usize, cols: usize, x: &[f32], got: &[f3
                 mag += (w[r * cols + j].abs() as f64 + 2.0 * wmax) * (x[s * cols + j] as f64).abs();
             }
             let g = got[s * rows + r] as f64;
-            assert!((g - dot).abs() <= 2e-5 * mag + 1e-6, "{what}: vector {s} row {r}: {g} vs {dot} (Σ|wx| {mag})");
+            assert!(
+                (g - dot).abs() <= 2e-5 * mag + 1e-6,
+                "{what}: vector {s} row {r}: {g} vs {dot} (Σ|wx| {mag})"
+            );
         }
     }
 }
@@ -105,7 +111,11 @@ fn packed(q: &dyn Quantizer, rows: usize, cols: usize, rng: &mut StdRng) -> Pack
     for r in 0..rows {
         for j in 0..cols {
             let (g, e) = (got[r * cols + j], want[r * padded + j]);
-            assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()), "{} ({r}, {j}): {g} vs {e}", q.spec());
+            assert!(
+                (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                "{} ({r}, {j}): {g} vs {e}",
+                q.spec()
+            );
         }
     }
     w
@@ -186,7 +196,13 @@ fn large_shapes_split_over_tasks_and_tiles() {
 #[test]
 fn from_codes_matches_decode_scaled_on_the_pipeline_codes() {
     let mut rng = StdRng::seed_from_u64(11);
-    for spec in ["llvq-sg:m=12,gain=1", "llvq-ss:m=13", "e8p12", "uniform:bits=2", "lloyd:bits=2"] {
+    for spec in [
+        "llvq-sg:m=12,gain=1",
+        "llvq-ss:m=13",
+        "e8p12",
+        "uniform:bits=2",
+        "lloyd:bits=2",
+    ] {
         let q = from_spec(spec).unwrap();
         let w = packed(q.as_ref(), 9, 100, &mut rng);
         assert_eq!(w.level_bits(), 4, "{spec}");
@@ -201,18 +217,40 @@ fn from_codes_matches_decode_scaled_on_the_pipeline_codes() {
 #[test]
 fn bad_input_is_a_typed_error() {
     let q = from_spec("uniform:bits=9").unwrap();
-    assert!(matches!(PackedWeight::from_codes(q.as_ref(), 1, 8, 8, &[0; 8], &[1.0; 8]), Err(PackError::NoGrid { .. })));
+    assert!(matches!(
+        PackedWeight::from_codes(q.as_ref(), 1, 8, 8, &[0; 8], &[1.0; 8]),
+        Err(PackError::NoGrid { .. })
+    ));
     let q = from_spec("e8p12:scale=1").unwrap();
     let e = PackedWeight::from_codes(q.as_ref(), 2, 16, 16, &[0; 3], &[1.0; 3]);
-    assert!(matches!(e, Err(PackError::Shape { what: "blocks", got: 3, expected: 4 })));
+    assert!(matches!(
+        e,
+        Err(PackError::Shape {
+            what: "blocks",
+            got: 3,
+            expected: 4
+        })
+    ));
     let e = PackedWeight::from_codes(q.as_ref(), 1, 16, 16, &[0; 2], &[1.0, f32::NAN]);
     assert!(matches!(e, Err(PackError::BadValue { index: 1, .. })));
     let e = PackedWeight::from_codes(q.as_ref(), 1, 16, 12, &[0; 2], &[1.0; 2]);
-    assert!(matches!(e, Err(PackError::Shape { what: "padded columns", .. })));
+    assert!(matches!(
+        e,
+        Err(PackError::Shape {
+            what: "padded columns",
+            ..
+        })
+    ));
     let e = PackedWeight::from_codes(q.as_ref(), 1, 8, 8, &[1 << 20], &[1.0]);
     assert!(matches!(e, Err(PackError::Code { block: 0, .. })));
-    assert!(matches!(PackedWeight::q8_rows(1, 2, &[1.0, f32::INFINITY], 8), Err(PackError::BadValue { index: 1, .. })));
-    assert!(matches!(F16Matrix::from_f32(1, 1, &[1e6]), Err(PackError::BadValue { .. })));
+    assert!(matches!(
+        PackedWeight::q8_rows(1, 2, &[1.0, f32::INFINITY], 8),
+        Err(PackError::BadValue { index: 1, .. })
+    ));
+    assert!(matches!(
+        F16Matrix::from_f32(1, 1, &[1e6]),
+        Err(PackError::BadValue { .. })
+    ));
 }
 
 /// Timing probe (not a check): `cargo test --test qmatmul -- --ignored --nocapture probe`
@@ -231,5 +269,8 @@ fn probe_single_thread_matvec() {
     for _ in 0..20_000 {
         w.matvec_on(&x, &mut y, &mut s, isa);
     }
-    eprintln!("{isa:?}: {:.2} µs per 192x576 matvec (wall)", t0.elapsed().as_secs_f64() / 20_000.0 * 1e6);
+    eprintln!(
+        "{isa:?}: {:.2} µs per 192x576 matvec (wall)",
+        t0.elapsed().as_secs_f64() / 20_000.0 * 1e6
+    );
 }

@@ -32,7 +32,10 @@ fn check(n: usize, t: usize, seed: u64, rng: &mut StdRng) {
         for (r, (g, w)) in got.chunks_exact(n).zip(want.chunks_exact(n)).enumerate() {
             let norm = w.iter().map(|v| v * v).sum::<f32>().sqrt();
             for (j, (a, b)) in g.iter().zip(w).enumerate() {
-                assert!((a - b).abs() <= 1e-5 * norm, "n {n} t {t} transpose {transpose}: row {r} [{j}] {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * norm,
+                    "n {n} t {t} transpose {transpose}: row {r} [{j}] {a} vs {b}"
+                );
             }
         }
         // R then Rᵀ is the identity.
@@ -58,12 +61,17 @@ fn f32_transform_matches_f64_on_the_default_models_orders() {
 #[test]
 fn f32_transform_matches_f64_on_other_orders() {
     let mut rng = StdRng::seed_from_u64(10);
-    for n in [1, 2, 8, 12, 20, 24, 28, 40, 64, 96, 144, 240, 768, 896, 1024, 2048, 4864] {
+    for n in [
+        1, 2, 8, 12, 20, 24, 28, 40, 64, 96, 144, 240, 768, 896, 1024, 2048, 4864,
+    ] {
         for t in [1, 3, 19] {
             if FastRotation::new(&Rotation::new(n, 5)).is_some() {
                 check(n, t, n as u64 * 31 + t as u64, &mut rng);
             } else {
-                assert!(Rotation::new(n, 5).is_fallback() || n == 0, "order {n} has a Hadamard matrix but no f32 transform");
+                assert!(
+                    Rotation::new(n, 5).is_fallback() || n == 0,
+                    "order {n} has a Hadamard matrix but no f32 transform"
+                );
             }
         }
     }

@@ -43,7 +43,10 @@ fn requests_group_by_document_and_skip_unconditional() {
     assert_eq!(docs[0].doc_id, 0);
     assert_eq!(docs[0].label, 1);
     assert_eq!(docs[0].choices[1], ("Q: a?\nA:".to_string(), " in".to_string()));
-    assert_eq!(docs[1].choices.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(), [" yes", " no"]);
+    assert_eq!(
+        docs[1].choices.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        [" yes", " no"]
+    );
 }
 
 #[test]
@@ -82,13 +85,18 @@ fn write_task(dir: &Path, task: &str, lines: &[String]) {
 fn load_task_errors_name_task_and_file() {
     let dir = tmpdir("tasks-errors");
     match load_task(&dir, "arc_hard") {
-        Err(e @ TaskError::UnknownTask { .. }) => assert!(e.to_string().contains("arc_hard") && e.to_string().contains("arc_easy")),
+        Err(e @ TaskError::UnknownTask { .. }) => {
+            assert!(e.to_string().contains("arc_hard") && e.to_string().contains("arc_easy"))
+        }
         other => panic!("{other:?}"),
     }
     match load_task(&dir, "boolq") {
         Err(e @ TaskError::MissingData { .. }) => {
             let m = e.to_string();
-            assert!(m.contains("boolq") && m.contains("config.json") && m.contains("fetch-defaults --tasks"), "{m}");
+            assert!(
+                m.contains("boolq") && m.contains("config.json") && m.contains("fetch-defaults --tasks"),
+                "{m}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -110,7 +118,11 @@ fn load_task_errors_name_task_and_file() {
 #[test]
 fn encode_pair_follows_the_harness() {
     let tok = tiny_tokenizer();
-    for (ctx, cont) in [("the cat sat in", " the hat"), ("Question: x?\nAnswer:", " in the"), ("a b ", "c")] {
+    for (ctx, cont) in [
+        ("the cat sat in", " the hat"),
+        ("Question: x?\nAnswer:", " in the"),
+        ("a b ", "c"),
+    ] {
         let e = encode_pair(&tok, ctx, cont, 0).unwrap();
         // The whole string is tokenized at once; the context part is encode(context.rstrip()).
         let trimmed = ctx.trim_end();
@@ -122,7 +134,13 @@ fn encode_pair_follows_the_harness() {
     let moved = encode_pair(&tok, "a b ", "c", 0).unwrap();
     assert_eq!(moved, encode_pair(&tok, "a b", " c", 0).unwrap());
     let empty = encode_pair(&tok, "", "the", 7).unwrap();
-    assert_eq!(empty, Encoded { tokens: [vec![7], tok.encode("the").unwrap()].concat(), cont_start: 1 });
+    assert_eq!(
+        empty,
+        Encoded {
+            tokens: [vec![7], tok.encode("the").unwrap()].concat(),
+            cont_start: 1
+        }
+    );
     assert!(encode_pair(&tok, "abc", "", 0).is_err());
 }
 
@@ -133,9 +151,24 @@ fn docs() -> Vec<Doc> {
         choices: choices.iter().map(|(c, k)| (c.to_string(), k.to_string())).collect(),
     };
     vec![
-        d(0, 1, &[("Question: the thing in the box?\nAnswer:", " the cat"), ("Question: the thing in the box?\nAnswer:", " a hat in the rain"), ("Question: the thing in the box?\nAnswer:", " in")]),
+        d(
+            0,
+            1,
+            &[
+                ("Question: the thing in the box?\nAnswer:", " the cat"),
+                ("Question: the thing in the box?\nAnswer:", " a hat in the rain"),
+                ("Question: the thing in the box?\nAnswer:", " in"),
+            ],
+        ),
         // WinoGrande-style partial scoring: contexts differ at the end, continuation shared.
-        d(1, 0, &[("So the ball hit Anna because Anna", " was tall."), ("So the ball hit Anna because Tom", " was tall.")]),
+        d(
+            1,
+            0,
+            &[
+                ("So the ball hit Anna because Anna", " was tall."),
+                ("So the ball hit Anna because Tom", " was tall."),
+            ],
+        ),
         // Contexts differ at the first token: no shared prefix.
         d(2, 1, &[("Anna went", " in"), ("Tom went", " in")]),
         // A continuation of one token right after the shared context.
@@ -146,7 +179,11 @@ fn docs() -> Vec<Doc> {
 fn assert_same_scores(a: &DocScore, b: &DocScore, tol: f64, what: &str) {
     assert_eq!(a.lls.len(), b.lls.len(), "{what}: doc {}", b.doc_id);
     for (x, y) in a.lls.iter().zip(&b.lls) {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}: doc {}: {x} vs {y}", b.doc_id);
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}: doc {}: {x} vs {y}",
+            b.doc_id
+        );
     }
     assert_eq!((a.pred, a.pred_norm), (b.pred, b.pred_norm), "{what}: doc {}", b.doc_id);
 }
@@ -157,7 +194,10 @@ fn batched_and_kv_cache_scoring_equal_scoring_from_scratch() {
     for (arch, seed) in [(Arch::Llama, 3), (Arch::Qwen3, 4)] {
         let model = tiny_model(arch, seed);
         let docs = docs();
-        let scratch: Vec<DocScore> = docs.iter().map(|d| score_doc_scratch(&model, &tok, d).unwrap()).collect();
+        let scratch: Vec<DocScore> = docs
+            .iter()
+            .map(|d| score_doc_scratch(&model, &tok, d).unwrap())
+            .collect();
         for (doc, b) in docs.iter().zip(&scratch) {
             let a = score_doc(&model, &tok, doc).unwrap();
             assert_same_scores(&a, b, 1e-4, "batched");
@@ -187,15 +227,28 @@ fn forward_tree_rows_equal_plain_forwards_of_each_path() {
         let vocab = model.config().vocab_size as u32;
         // 0-4: a chain; 5-7 branch off 2; 8-9 branch off 4; 10-12 a second root; 13 off 0.
         let parents: Vec<Option<usize>> = vec![
-            None, Some(0), Some(1), Some(2), Some(3),
-            Some(2), Some(5), Some(6),
-            Some(4), Some(8),
-            None, Some(10), Some(11),
+            None,
+            Some(0),
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(2),
+            Some(5),
+            Some(6),
+            Some(4),
+            Some(8),
+            None,
+            Some(10),
+            Some(11),
             Some(0),
         ];
         let ids: Vec<u32> = (0..parents.len() as u32).map(|i| (i * 7 + 3) % vocab).collect();
         let rows: Vec<usize> = (0..ids.len()).rev().collect();
-        let got = model.forward_tree(&ids, &parents, &rows).unwrap().to_vec2::<f32>().unwrap();
+        let got = model
+            .forward_tree(&ids, &parents, &rows)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (r, &i) in rows.iter().enumerate() {
             let mut path = vec![i];
             while let Some(p) = parents[*path.last().unwrap()] {
@@ -204,7 +257,10 @@ fn forward_tree_rows_equal_plain_forwards_of_each_path() {
             let path: Vec<u32> = path.iter().rev().map(|&j| ids[j]).collect();
             let want = model.logits(&path).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
             for (x, y) in got[r].iter().zip(&want) {
-                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{arch:?} token {i}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{arch:?} token {i}: {x} vs {y}"
+                );
             }
         }
         assert!(model.forward_tree(&ids[..2], &[None, Some(1)], &[0]).is_err());
@@ -229,7 +285,9 @@ fn accuracies_match_a_brute_force_on_a_tiny_model() {
             let c_ids = tok.encode(c.trim_end()).unwrap();
             let all = tok.encode(&format!("{c}{k}")).unwrap();
             let lp = model.log_probs(&all).unwrap().to_vec2::<f32>().unwrap();
-            let ll: f64 = (c_ids.len()..all.len()).map(|j| lp[j - 1][all[j] as usize] as f64).sum();
+            let ll: f64 = (c_ids.len()..all.len())
+                .map(|j| lp[j - 1][all[j] as usize] as f64)
+                .sum();
             let chars = k.trim_start_matches(' ').chars().count() as f64;
             if ll > best.1 {
                 best = (i, ll);
@@ -256,7 +314,15 @@ fn accuracies_match_a_brute_force_on_a_tiny_model() {
 fn accuracy_counts_and_stderr_are_the_harness_ones() {
     use llvq_model::tasks::DocScore;
     // Choice 1 has the larger total, choice 0 the larger per-character score.
-    let s = DocScore { doc_id: 0, label: 0, lls: vec![-4.0, -3.0], chars: vec![8, 2], pred: 1, pred_norm: 0, tokens: 0 };
+    let s = DocScore {
+        doc_id: 0,
+        label: 0,
+        lls: vec![-4.0, -3.0],
+        chars: vec![8, 2],
+        pred: 1,
+        pred_norm: 0,
+        tokens: 0,
+    };
     let r = TaskResult::from_scores("t", vec![s.clone(), DocScore { label: 1, ..s }], None);
     assert_eq!((r.acc, r.acc_norm), (0.5, 0.5));
     let (p, se) = mean_stderr(&[true, false, true, true]);
@@ -286,14 +352,24 @@ fn check_batched_against_one_at_a_time(path: &Path) {
         label: 2,
         choices: ["Paris.", "Berlin, the capital of Germany.", "a city in France"]
             .iter()
-            .map(|c| ("Question: Which city is the capital of France?\nAnswer:".to_string(), format!(" {c}")))
+            .map(|c| {
+                (
+                    "Question: Which city is the capital of France?\nAnswer:".to_string(),
+                    format!(" {c}"),
+                )
+            })
             .collect(),
     });
     let packed = score_docs(&model, &tok, &docs, Scoring::Batched, 10_000).unwrap();
     for (doc, a) in docs.iter().zip(&packed) {
         let kv = score_doc_kv(&model, &tok, doc).unwrap();
         assert_same_scores(a, &kv, 1e-4, &format!("{}: batched vs kv", path.display()));
-        assert_same_scores(a, &score_doc_scratch(&model, &tok, doc).unwrap(), 1e-4, "batched vs scratch");
+        assert_same_scores(
+            a,
+            &score_doc_scratch(&model, &tok, doc).unwrap(),
+            1e-4,
+            "batched vs scratch",
+        );
     }
 }
 
@@ -326,7 +402,12 @@ fn column_json(c: &llvq_model::tasks::arrow::Column) -> serde_json::Value {
         Column::List { offsets, child } => {
             let inner = column_json(child);
             let inner = inner.as_array().unwrap();
-            serde_json::Value::Array(offsets.windows(2).map(|w| serde_json::json!(inner[w[0]..w[1]])).collect())
+            serde_json::Value::Array(
+                offsets
+                    .windows(2)
+                    .map(|w| serde_json::json!(inner[w[0]..w[1]]))
+                    .collect(),
+            )
         }
     }
 }
@@ -376,14 +457,24 @@ fn broken_arrow_streams_are_errors() {
     std::fs::write(&test, &bytes[..bytes.len() / 2]).unwrap();
     let e = llvq_model::tasks::load_task(&dir, "mmlu_anatomy").unwrap_err();
     let m = e.to_string();
-    assert!(m.contains("mmlu_anatomy") && m.contains("test.arrow") && m.contains("Arrow"), "{m}");
+    assert!(
+        m.contains("mmlu_anatomy") && m.contains("test.arrow") && m.contains("Arrow"),
+        "{m}"
+    );
     // Rows without four choices are named.
     std::fs::copy(fixture("mmlu_like.arrow"), &test).unwrap();
-    let m = llvq_model::tasks::load_task(&dir, "mmlu_anatomy").unwrap_err().to_string();
+    let m = llvq_model::tasks::load_task(&dir, "mmlu_anatomy")
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("row 0") && m.contains("test.arrow"), "{m}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let m = llvq_model::tasks::load_task(&dir, "mmlu_5shot_virology").unwrap_err().to_string();
-    assert!(m.contains("mmlu_5shot_virology") && m.contains("fetch-defaults --tasks"), "{m}");
+    let m = llvq_model::tasks::load_task(&dir, "mmlu_5shot_virology")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("mmlu_5shot_virology") && m.contains("fetch-defaults --tasks"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -392,7 +483,10 @@ fn mmlu_names_expand_and_unknown_names_are_errors() {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let all = expand_names(&s(&["arc_easy", "mmlu"])).unwrap();
     assert_eq!(all.len(), 58);
-    assert_eq!((all[0].as_str(), all[1].as_str(), all[57].as_str()), ("arc_easy", "mmlu_abstract_algebra", "mmlu_world_religions"));
+    assert_eq!(
+        (all[0].as_str(), all[1].as_str(), all[57].as_str()),
+        ("arc_easy", "mmlu_abstract_algebra", "mmlu_world_religions")
+    );
     let five = expand_names(&s(&["mmlu_5shot"])).unwrap();
     assert!(five.iter().all(|n| n.starts_with("mmlu_5shot_")) && five.len() == 57);
     assert_eq!(expand_names(&s(&["mmlu_anatomy"])).unwrap(), ["mmlu_anatomy"]);
@@ -423,7 +517,13 @@ fn mmlu_prompts_follow_the_harness_template() {
     let five = llvq_model::tasks::load_task(&dir, "mmlu_5shot_high_school_us_history").unwrap();
     let ctx = &five.docs[5].choices[0].0;
     let shot = |i: i64, a: &str| {
-        format!("What is {i} times two?\nA. {}\nB. {}\nC. {}\nD. {}\nAnswer: {a}\n\n", 2 * i, 2 * i + 1, 2 * i - 1, 2 * i + 2)
+        format!(
+            "What is {i} times two?\nA. {}\nB. {}\nC. {}\nD. {}\nAnswer: {a}\n\n",
+            2 * i,
+            2 * i + 1,
+            2 * i - 1,
+            2 * i + 2
+        )
     };
     let want = format!(
         "The following are multiple choice questions (with answers) about high school us history.\n\n{}{}{}{}{}{}",

@@ -29,7 +29,10 @@ impl Default for CalibParams {
 /// tokenized text (deterministic: no sampling, so a run needs no seed to be repeatable).
 pub fn windows(tok: &Tokenizer, text: &str, p: &CalibParams) -> Result<Vec<Vec<u32>>> {
     if p.seqs == 0 || p.ctx < 2 {
-        return Err(QuantError::Calibration(format!("need at least one sequence of 2+ tokens (got {} × {})", p.seqs, p.ctx)));
+        return Err(QuantError::Calibration(format!(
+            "need at least one sequence of 2+ tokens (got {} × {})",
+            p.seqs, p.ctx
+        )));
     }
     if text.trim().is_empty() {
         // Said here: the tokenizer's own message speaks of an evaluation text.
@@ -79,7 +82,11 @@ pub struct Hessian {
 impl Hessian {
     /// An f64 accumulator (the sequential pipeline's).
     pub fn new(n: usize) -> Hessian {
-        Hessian { n, sum: Sum::Float(vec![0.0; n * n]), tokens: 0 }
+        Hessian {
+            n,
+            sum: Sum::Float(vec![0.0; n * n]),
+            tokens: 0,
+        }
     }
 
     /// A grouping-free accumulator, for Hessians of the full-precision model that may be
@@ -89,15 +96,27 @@ impl Hessian {
     /// rounding drops only what lies below 2⁻⁶⁴ absolute, far below f64 precision of any
     /// non-negligible entry.
     pub fn exact(n: usize) -> Hessian {
-        Hessian { n, sum: Sum::Fixed(vec![0; n * n]), tokens: 0 }
+        Hessian {
+            n,
+            sum: Sum::Fixed(vec![0; n * n]),
+            tokens: 0,
+        }
     }
 
     /// A fixed-point sum read back from a Hessian file.
     pub fn from_fixed(n: usize, sum: Vec<i128>, tokens: usize) -> Result<Hessian> {
         if sum.len() != n * n {
-            return Err(QuantError::Calibration(format!("a {n}×{n} Hessian needs {} entries, got {}", n * n, sum.len())));
+            return Err(QuantError::Calibration(format!(
+                "a {n}×{n} Hessian needs {} entries, got {}",
+                n * n,
+                sum.len()
+            )));
         }
-        Ok(Hessian { n, sum: Sum::Fixed(sum), tokens })
+        Ok(Hessian {
+            n,
+            sum: Sum::Fixed(sum),
+            tokens,
+        })
     }
 
     /// An f64 accumulator holding fixed-point sums already rounded to f64 (`v as f64 · 2⁻⁶⁴`,
@@ -105,9 +124,17 @@ impl Hessian {
     /// bits, half the memory. For quantizing from stored sums, which are never added to.
     pub fn from_rounded(n: usize, sum: Vec<f64>, tokens: usize) -> Result<Hessian> {
         if sum.len() != n * n {
-            return Err(QuantError::Calibration(format!("a {n}×{n} Hessian needs {} entries, got {}", n * n, sum.len())));
+            return Err(QuantError::Calibration(format!(
+                "a {n}×{n} Hessian needs {} entries, got {}",
+                n * n,
+                sum.len()
+            )));
         }
-        Ok(Hessian { n, sum: Sum::Float(sum), tokens })
+        Ok(Hessian {
+            n,
+            sum: Sum::Float(sum),
+            tokens,
+        })
     }
 
     /// A stored fixed-point entry rounded to f64, as [`Hessian::from_rounded`] expects.
@@ -127,12 +154,27 @@ impl Hessian {
     pub fn add(&mut self, x: &Tensor, name: &str) -> Result<()> {
         let (t, n) = x.dims2().ctx(name)?;
         if n != self.n {
-            return Err(QuantError::tensor(name, format!("input width {n}, Hessian is {}", self.n)));
+            return Err(QuantError::tensor(
+                name,
+                format!("input width {n}, Hessian is {}", self.n),
+            ));
         }
         let x = x.to_dtype(llvq_model::candle_core::DType::F32).ctx(name)?;
-        let xtx = x.t().ctx(name)?.matmul(&x).ctx(name)?.flatten_all().ctx(name)?.to_vec1::<f32>().ctx(name)?;
+        let xtx = x
+            .t()
+            .ctx(name)?
+            .matmul(&x)
+            .ctx(name)?
+            .flatten_all()
+            .ctx(name)?
+            .to_vec1::<f32>()
+            .ctx(name)?;
         if let Some(i) = xtx.iter().position(|v| !v.is_finite()) {
-            return Err(QuantError::Calibration(format!("{name}: non-finite activation product at ({}, {})", i / n, i % n)));
+            return Err(QuantError::Calibration(format!(
+                "{name}: non-finite activation product at ({}, {})",
+                i / n,
+                i % n
+            )));
         }
         match &mut self.sum {
             Sum::Float(sum) => sum.par_chunks_mut(n).zip(xtx.par_chunks(n)).for_each(|(s, v)| {
@@ -160,7 +202,9 @@ impl Hessian {
                     bad
                 });
                 if overflow {
-                    return Err(QuantError::Calibration(format!("{name}: the exact Hessian sum overflowed")));
+                    return Err(QuantError::Calibration(format!(
+                        "{name}: the exact Hessian sum overflowed"
+                    )));
                 }
             }
         }
@@ -171,12 +215,17 @@ impl Hessian {
     /// Adds another partial sum of the same kind and width (merging shards).
     pub fn merge(&mut self, other: &Hessian, name: &str) -> Result<()> {
         if other.n != self.n {
-            return Err(QuantError::tensor(name, format!("merging a {0}×{0} Hessian into a {1}×{1} one", other.n, self.n)));
+            return Err(QuantError::tensor(
+                name,
+                format!("merging a {0}×{0} Hessian into a {1}×{1} one", other.n, self.n),
+            ));
         }
         match (&mut self.sum, &other.sum) {
             (Sum::Fixed(a), Sum::Fixed(b)) => {
                 for (x, &y) in a.iter_mut().zip(b) {
-                    *x = x.checked_add(y).ok_or_else(|| QuantError::Calibration(format!("{name}: the exact Hessian sum overflowed")))?;
+                    *x = x
+                        .checked_add(y)
+                        .ok_or_else(|| QuantError::Calibration(format!("{name}: the exact Hessian sum overflowed")))?;
                 }
             }
             _ => return Err(QuantError::tensor(name, "only exact (fixed-point) Hessians merge")),
@@ -211,12 +260,20 @@ pub struct LayerHessians {
 impl LayerHessians {
     /// f64 accumulation (sequential mode).
     pub fn new(layer: usize) -> LayerHessians {
-        LayerHessians { layer, hessians: Vec::new(), exact: false }
+        LayerHessians {
+            layer,
+            hessians: Vec::new(),
+            exact: false,
+        }
     }
 
     /// Grouping-free accumulation (full mode, offline Hessians).
     pub fn exact(layer: usize) -> LayerHessians {
-        LayerHessians { layer, hessians: Vec::new(), exact: true }
+        LayerHessians {
+            layer,
+            hessians: Vec::new(),
+            exact: true,
+        }
     }
 
     /// The mean Hessian of `input`, if it was observed.
@@ -234,12 +291,16 @@ impl LinearHook for LayerHessians {
         let idx = match self.hessians.iter().position(|(i, _)| *i == input) {
             Some(i) => i,
             None => {
-                self.hessians.push((input, if self.exact { Hessian::exact(n) } else { Hessian::new(n) }));
+                self.hessians
+                    .push((input, if self.exact { Hessian::exact(n) } else { Hessian::new(n) }));
                 self.hessians.len() - 1
             }
         };
         let name = format!("model.layers.{layer} input {input:?}");
-        self.hessians[idx].1.add(x, &name).map_err(|e| llvq_model::ModelError::Input(e.to_string()))
+        self.hessians[idx]
+            .1
+            .add(x, &name)
+            .map_err(|e| llvq_model::ModelError::Input(e.to_string()))
     }
 }
 
@@ -259,7 +320,10 @@ mod tests {
         let m = h.mean();
         for i in 0..n {
             for j in 0..n {
-                let want: f64 = (0..t).map(|r| data[r * n + i] as f64 * data[r * n + j] as f64).sum::<f64>() / t as f64;
+                let want: f64 = (0..t)
+                    .map(|r| data[r * n + i] as f64 * data[r * n + j] as f64)
+                    .sum::<f64>()
+                    / t as f64;
                 assert!((m[i * n + j] - want).abs() < 1e-6);
             }
         }
@@ -272,7 +336,11 @@ mod tests {
             assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-3), "{a} {b}");
         }
         let bad = Tensor::from_vec(vec![0f32; 4], (2, 2), &Device::Cpu).unwrap();
-        assert!(h.add(&bad, "model.layers.3 input Qkv").unwrap_err().to_string().contains("layers.3"));
+        assert!(h
+            .add(&bad, "model.layers.3 input Qkv")
+            .unwrap_err()
+            .to_string()
+            .contains("layers.3"));
     }
 
     /// Windows of very different magnitudes summed in one pass, or in shards merged in other
@@ -283,7 +351,9 @@ mod tests {
         let wins: Vec<Tensor> = (0..9)
             .map(|w| {
                 let scale = 10f32.powi(w as i32 % 5 - 2);
-                let d: Vec<f32> = (0..t * n).map(|i| ((i * 31 + w * 17) as f32 * 0.713).sin() * scale).collect();
+                let d: Vec<f32> = (0..t * n)
+                    .map(|i| ((i * 31 + w * 17) as f32 * 0.713).sin() * scale)
+                    .collect();
                 Tensor::from_vec(d, (t, n), &Device::Cpu).unwrap()
             })
             .collect();

@@ -25,7 +25,12 @@ pub enum QuantError {
     #[error("output {path}: {reason}")]
     Output { path: PathBuf, reason: String },
     #[error("{what} needs about {:.2} GB, more than --max-memory {:.2} GB; {hint}", *needs as f64 / 1e9, *max as f64 / 1e9)]
-    Memory { needs: u64, max: u64, what: String, hint: String },
+    Memory {
+        needs: u64,
+        max: u64,
+        what: String,
+        hint: String,
+    },
     #[error("resume: {0}")]
     Resume(String),
     #[error("tensor `{name}`: {err}")]
@@ -67,11 +72,17 @@ impl QuantError {
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> QuantError {
-        QuantError::Format { path: path.into(), reason: reason.into() }
+        QuantError::Format {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn tensor(name: impl Into<String>, reason: impl Into<String>) -> QuantError {
-        QuantError::Tensor { name: name.into(), reason: reason.into() }
+        QuantError::Tensor {
+            name: name.into(),
+            reason: reason.into(),
+        }
     }
 }
 

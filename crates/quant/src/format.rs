@@ -10,12 +10,12 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 
 pub use llvq_model::compressed::file::{rotate, unrotate, CODES, INPUT_SCALE, SCALES};
-pub use llvq_model::compressed::{
-    is_llvq_file, linear_bits, read, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain, QuantLinear,
-    Rotate, CODEC_VERSION, FORMAT, FORMAT_VERSION, TOKENIZER_TENSOR, Tuned,
-};
-pub use llvq_model::compressed::header::{SCALE_BITS, SEED_BITS};
 use llvq_model::compressed::glvq;
+pub use llvq_model::compressed::header::{SCALE_BITS, SEED_BITS};
+pub use llvq_model::compressed::{
+    is_llvq_file, linear_bits, read, Bits, CodeCache, FileContents, Header, LinearMeta, LinearStats, Plain,
+    QuantLinear, Rotate, Tuned, CODEC_VERSION, FORMAT, FORMAT_VERSION, TOKENIZER_TENSOR,
+};
 
 use crate::error::{QuantError, Result};
 
@@ -38,22 +38,40 @@ pub fn write_with(path: &Path, c: &FileContents, extra: &[(&str, String)]) -> Re
     let le = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|s| s.to_le_bytes()).collect() };
     let scale_bytes: Vec<Vec<u8>> = c.linears.iter().map(|l| le(&l.scales)).collect();
     // GLVQ side tensors (lattices, µ, bit widths): llvq_model::compressed::glvq.
-    let side_bytes: Vec<Option<[Vec<u8>; 3]>> =
-        c.linears.iter().map(|l| l.glvq.as_ref().map(|g| [le(&g.lattice), le(&g.mu), le(&g.vector_bits)])).collect();
+    let side_bytes: Vec<Option<[Vec<u8>; 3]>> = c
+        .linears
+        .iter()
+        .map(|l| l.glvq.as_ref().map(|g| [le(&g.lattice), le(&g.mu), le(&g.vector_bits)]))
+        .collect();
     let mut views: Vec<(String, TensorView<'_>)> = Vec::new();
     for ((l, sb), side) in c.linears.iter().zip(&scale_bytes).zip(&side_bytes) {
         let groups = l.meta.groups();
-        views.push((format!("{}{CODES}", l.name), tv(&l.name, Dtype::U8, vec![l.codes.len()], &l.codes)?));
+        views.push((
+            format!("{}{CODES}", l.name),
+            tv(&l.name, Dtype::U8, vec![l.codes.len()], &l.codes)?,
+        ));
         // Block codes: one scale per row and group; GLVQ: one per group.
         let scale_rows = if l.glvq.is_some() { 1 } else { l.meta.rows };
-        views.push((format!("{}{SCALES}", l.name), tv(&l.name, Dtype::F16, vec![scale_rows, groups], sb)?));
+        views.push((
+            format!("{}{SCALES}", l.name),
+            tv(&l.name, Dtype::F16, vec![scale_rows, groups], sb)?,
+        ));
         if let Some([lat, mu, vb]) = side {
             let d = l.meta.block;
-            views.push((format!("{}{}", l.name, glvq::LATTICE), tv(&l.name, Dtype::F16, vec![groups, d, d], lat)?));
+            views.push((
+                format!("{}{}", l.name, glvq::LATTICE),
+                tv(&l.name, Dtype::F16, vec![groups, d, d], lat)?,
+            ));
             if !mu.is_empty() {
-                views.push((format!("{}{}", l.name, glvq::MU), tv(&l.name, Dtype::F16, vec![groups], mu)?));
+                views.push((
+                    format!("{}{}", l.name, glvq::MU),
+                    tv(&l.name, Dtype::F16, vec![groups], mu)?,
+                ));
             }
-            views.push((format!("{}{}", l.name, glvq::VECTOR_BITS), tv(&l.name, Dtype::U16, vec![groups], vb)?));
+            views.push((
+                format!("{}{}", l.name, glvq::VECTOR_BITS),
+                tv(&l.name, Dtype::U16, vec![groups], vb)?,
+            ));
         }
     }
     for p in &c.plain {
@@ -108,7 +126,14 @@ mod tests {
             meta,
         };
         let p = Plain::from_f32("model.norm.weight", &[4], &[1.0, 2.0, 3.0, 4.5], false);
-        FileContents { header: Header { method: Some("e8p12".into()), ..Header::default() }, linears: vec![l], plain: vec![p] }
+        FileContents {
+            header: Header {
+                method: Some("e8p12".into()),
+                ..Header::default()
+            },
+            linears: vec![l],
+            plain: vec![p],
+        }
     }
 
     #[test]
@@ -125,7 +150,17 @@ mod tests {
         assert_eq!(r.plain[0].to_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.5]);
         assert_eq!(r.header.method.as_deref(), Some("e8p12"));
         // Bits: 3 rows × 3 blocks × 16 bits, 3 scales, one seed.
-        assert_eq!(c.linears[0].meta.bits_stored(), Bits { weights: 60, code: 144, scale: 48, seed: 64, input_scale: 0, side: 0 });
+        assert_eq!(
+            c.linears[0].meta.bits_stored(),
+            Bits {
+                weights: 60,
+                code: 144,
+                scale: 48,
+                seed: 64,
+                input_scale: 0,
+                side: 0
+            }
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -54,19 +54,29 @@ impl HessianManifest {
     /// quantized from them so `llvq merge` can refuse parts from other Hessians.
     pub fn id(&self) -> String {
         let text = serde_json::to_string(self).expect("plain struct");
-        format!("{:016x}", llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, text.as_bytes()))
+        format!(
+            "{:016x}",
+            llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, text.as_bytes())
+        )
     }
 
     /// Why two directories' sums cannot be added (another model, text or window size), if so.
     fn mismatch(&self, other: &HessianManifest) -> Option<String> {
         let fields = [
             ("model_fnv1a", self.model_fnv1a.clone(), other.model_fnv1a.clone()),
-            ("calib_text_fnv1a", self.calib_text_fnv1a.clone(), other.calib_text_fnv1a.clone()),
+            (
+                "calib_text_fnv1a",
+                self.calib_text_fnv1a.clone(),
+                other.calib_text_fnv1a.clone(),
+            ),
             ("calib", format!("{:?}", self.calib), format!("{:?}", other.calib)),
             ("num_layers", self.num_layers.to_string(), other.num_layers.to_string()),
             ("version", self.version.to_string(), other.version.to_string()),
         ];
-        fields.into_iter().find(|(_, a, b)| a != b).map(|(k, a, b)| format!("{k} is {b}, expected {a}"))
+        fields
+            .into_iter()
+            .find(|(_, a, b)| a != b)
+            .map(|(k, a, b)| format!("{k} is {b}, expected {a}"))
     }
 }
 
@@ -84,7 +94,13 @@ pub fn read_manifest(dir: &Path) -> Result<HessianManifest> {
     let text = std::fs::read_to_string(&path).map_err(|e| QuantError::io(&path, e))?;
     let m: HessianManifest = serde_json::from_str(&text).map_err(|e| QuantError::format(&path, e.to_string()))?;
     if m.format != HESSIANS_FORMAT || m.version != HESSIANS_VERSION {
-        return Err(QuantError::format(&path, format!("format {} v{}, expected {HESSIANS_FORMAT} v{HESSIANS_VERSION}", m.format, m.version)));
+        return Err(QuantError::format(
+            &path,
+            format!(
+                "format {} v{}, expected {HESSIANS_FORMAT} v{HESSIANS_VERSION}",
+                m.format, m.version
+            ),
+        ));
     }
     Ok(m)
 }
@@ -92,7 +108,8 @@ pub fn read_manifest(dir: &Path) -> Result<HessianManifest> {
 pub(crate) fn write_manifest(dir: &Path, m: &HessianManifest) -> Result<()> {
     let path = manifest_path(dir);
     let tmp = with_suffix(&path, ".tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(m).expect("plain struct")).map_err(|e| QuantError::io(&tmp, e))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(m).expect("plain struct"))
+        .map_err(|e| QuantError::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| QuantError::io(&path, e))
 }
 
@@ -105,15 +122,25 @@ pub fn write_layer(path: &Path, h: &LayerHessians) -> Result<()> {
     let mut off = 0usize;
     for input in INPUTS {
         let name = format!("{input:?}");
-        let hs = h.get(input).ok_or_else(|| QuantError::Calibration(format!("layer {}: input {name} was never observed", h.layer)))?;
-        let fixed = hs.fixed().ok_or_else(|| QuantError::tensor(&name, "only exact Hessians are stored"))?;
+        let hs = h
+            .get(input)
+            .ok_or_else(|| QuantError::Calibration(format!("layer {}: input {name} was never observed", h.layer)))?;
+        let fixed = hs
+            .fixed()
+            .ok_or_else(|| QuantError::tensor(&name, "only exact Hessians are stored"))?;
         let len = fixed.len() * 16;
-        header.insert(name.clone(), serde_json::json!({"dtype": "U8", "shape": [hs.n, hs.n, 16], "data_offsets": [off, off + len]}));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "U8", "shape": [hs.n, hs.n, 16], "data_offsets": [off, off + len]}),
+        );
         entries.push((name, fixed, hs.n));
         off += len;
     }
     let tokens = h.get(INPUTS[0]).map_or(0, Hessian::tokens);
-    header.insert("__metadata__".into(), serde_json::json!({"layer": h.layer.to_string(), "tokens": tokens.to_string()}));
+    header.insert(
+        "__metadata__".into(),
+        serde_json::json!({"layer": h.layer.to_string(), "tokens": tokens.to_string()}),
+    );
     let mut hb = serde_json::to_vec(&header).expect("plain JSON");
     // Data starts 8-byte aligned, as the safetensors writer does.
     hb.resize(hb.len().div_ceil(8) * 8, b' ');
@@ -143,7 +170,8 @@ pub fn read_layer(path: &Path, l: usize, tokens: usize, rounded: bool) -> Result
     let file_len = file.metadata().map_err(io)?.len();
     let mut f = std::io::BufReader::with_capacity(1 << 20, file);
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| bad("shorter than a safetensors header".into()))?;
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
     let hlen = u64::from_le_bytes(len);
     if hlen > (1 << 20) || 8 + hlen > file_len {
         return Err(bad(format!("a header of {hlen} bytes")));
@@ -152,25 +180,42 @@ pub fn read_layer(path: &Path, l: usize, tokens: usize, rounded: bool) -> Result
     f.read_exact(&mut hb).map_err(|_| bad("truncated header".into()))?;
     let v: serde_json::Value = serde_json::from_slice(&hb).map_err(|e| bad(e.to_string()))?;
     let meta = |k: &str| {
-        v.get("__metadata__").and_then(|m| m.get(k)).and_then(|x| x.as_str()).and_then(|x| x.parse::<usize>().ok()).ok_or_else(|| bad(format!("no `{k}` in the metadata")))
+        v.get("__metadata__")
+            .and_then(|m| m.get(k))
+            .and_then(|x| x.as_str())
+            .and_then(|x| x.parse::<usize>().ok())
+            .ok_or_else(|| bad(format!("no `{k}` in the metadata")))
     };
     if meta("layer")? != l {
         return Err(bad(format!("holds layer {}, expected {l}", meta("layer")?)));
     }
     if meta("tokens")? != tokens {
-        return Err(bad(format!("sums {} tokens, the manifest says {tokens}", meta("tokens")?)));
+        return Err(bad(format!(
+            "sums {} tokens, the manifest says {tokens}",
+            meta("tokens")?
+        )));
     }
     let mut out = LayerHessians::exact(l);
     let mut buf = vec![0u8; 1 << 20];
     for input in INPUTS {
         let name = format!("{input:?}");
         let e = v.get(&name).ok_or_else(|| bad(format!("no tensor `{name}`")))?;
-        let nums = |k: &str| -> Vec<u64> { e.get(k).and_then(|x| x.as_array()).map_or(vec![], |a| a.iter().filter_map(|x| x.as_u64()).collect()) };
+        let nums = |k: &str| -> Vec<u64> {
+            e.get(k)
+                .and_then(|x| x.as_array())
+                .map_or(vec![], |a| a.iter().filter_map(|x| x.as_u64()).collect())
+        };
         let (shape, offs) = (nums("shape"), nums("data_offsets"));
         let n = shape.first().copied().unwrap_or(0);
-        let ok = e.get("dtype").and_then(|x| x.as_str()) == Some("U8") && shape == [n, n, 16] && offs.len() == 2 && offs[1] >= offs[0] && offs[1] - offs[0] == n * n * 16;
+        let ok = e.get("dtype").and_then(|x| x.as_str()) == Some("U8")
+            && shape == [n, n, 16]
+            && offs.len() == 2
+            && offs[1] >= offs[0]
+            && offs[1] - offs[0] == n * n * 16;
         if !ok || 8 + hlen + offs[1] > file_len {
-            return Err(bad(format!("tensor `{name}` is not U8 [n, n, 16] within the file ({e})")));
+            return Err(bad(format!(
+                "tensor `{name}` is not U8 [n, n, 16] within the file ({e})"
+            )));
         }
         let n = n as usize;
         f.seek(SeekFrom::Start(8 + hlen + offs[0])).map_err(io)?;
@@ -189,7 +234,11 @@ pub fn read_layer(path: &Path, l: usize, tokens: usize, rounded: bool) -> Result
             }
             left -= k;
         }
-        let h = if rounded { Hessian::from_rounded(n, approx, tokens)? } else { Hessian::from_fixed(n, exact, tokens)? };
+        let h = if rounded {
+            Hessian::from_rounded(n, approx, tokens)?
+        } else {
+            Hessian::from_fixed(n, exact, tokens)?
+        };
         out.hessians.push((input, h));
     }
     Ok(out)
@@ -198,22 +247,42 @@ pub fn read_layer(path: &Path, l: usize, tokens: usize, rounded: bool) -> Result
 /// Adds the sums of `dirs` (disjoint window sets of one model and text) into `out`, one layer at
 /// a time; nothing is written unless every input agrees.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<HessianManifest> {
-    let first = dirs.first().ok_or_else(|| QuantError::Calibration("no Hessian directories to merge".into()))?;
+    let first = dirs
+        .first()
+        .ok_or_else(|| QuantError::Calibration("no Hessian directories to merge".into()))?;
     let mans: Vec<HessianManifest> = dirs.iter().map(|d| read_manifest(d)).collect::<Result<_>>()?;
     let mut windows: Vec<usize> = Vec::new();
     for (d, m) in dirs.iter().zip(&mans) {
         if let Some(why) = mans[0].mismatch(m) {
-            return Err(QuantError::Calibration(format!("{}: not from the same model and calibration as {}: {why}", d.display(), first.display())));
+            return Err(QuantError::Calibration(format!(
+                "{}: not from the same model and calibration as {}: {why}",
+                d.display(),
+                first.display()
+            )));
         }
         windows.extend(&m.windows);
     }
     windows.sort_unstable();
     if let Some(w) = windows.windows(2).find(|w| w[0] == w[1]) {
-        let who: Vec<String> = dirs.iter().zip(&mans).filter(|(_, m)| m.windows.contains(&w[0])).map(|(d, _)| d.display().to_string()).collect();
-        return Err(QuantError::Calibration(format!("window {} is summed twice (in {})", w[0], who.join(" and "))));
+        let who: Vec<String> = dirs
+            .iter()
+            .zip(&mans)
+            .filter(|(_, m)| m.windows.contains(&w[0]))
+            .map(|(d, _)| d.display().to_string())
+            .collect();
+        return Err(QuantError::Calibration(format!(
+            "window {} is summed twice (in {})",
+            w[0],
+            who.join(" and ")
+        )));
     }
     let tokens = mans.iter().map(|m| m.tokens).sum();
-    let man = HessianManifest { windows, tokens, model: mans[0].model.clone(), ..mans[0].clone() };
+    let man = HessianManifest {
+        windows,
+        tokens,
+        model: mans[0].model.clone(),
+        ..mans[0].clone()
+    };
     let tmp = begin_dir(out)?;
     for l in 0..man.num_layers {
         let mut acc = read_layer(&layer_path(first, l), l, mans[0].tokens, false)?;
@@ -233,7 +302,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<HessianManifest> {
 /// existing output: sums are never overwritten in place).
 pub(crate) fn begin_dir(out: &Path) -> Result<PathBuf> {
     if out.exists() {
-        return Err(QuantError::Output { path: out.to_path_buf(), reason: "exists; remove it or choose another directory".into() });
+        return Err(QuantError::Output {
+            path: out.to_path_buf(),
+            reason: "exists; remove it or choose another directory".into(),
+        });
     }
     let tmp = with_suffix(out, ".tmp");
     if tmp.exists() {

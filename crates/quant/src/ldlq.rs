@@ -51,7 +51,11 @@ pub struct LdlqParams {
 
 impl Default for LdlqParams {
     fn default() -> Self {
-        LdlqParams { damp: 0.01, max_retries: 4, batch: 128 }
+        LdlqParams {
+            damp: 0.01,
+            max_retries: 4,
+            batch: 128,
+        }
     }
 }
 
@@ -73,7 +77,10 @@ impl Factor {
         let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
         let mean = if mean.is_finite() && mean > 0.0 { mean } else { 1.0 };
         if let Some(i) = h.iter().position(|v| !v.is_finite()) {
-            return Err(QuantError::tensor(name, format!("Hessian entry ({}, {}) is {}", i / n, i % n, h[i])));
+            return Err(QuantError::tensor(
+                name,
+                format!("Hessian entry ({}, {}) is {}", i / n, i % n, h[i]),
+            ));
         }
         let mut damp = params.damp;
         let mut last_pivot = 0;
@@ -124,7 +131,11 @@ impl Factor {
                 }
             }
         }
-        Err(QuantError::NotPositiveDefinite { name: name.to_string(), damp: damp / 10.0, pivot: last_pivot })
+        Err(QuantError::NotPositiveDefinite {
+            name: name.to_string(),
+            damp: damp / 10.0,
+            pivot: last_pivot,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -174,7 +185,10 @@ pub fn quantize(
     let mut recon = vec![0f32; rows * n];
     let batch = params.batch.max(b).div_ceil(b) * b;
     let mut err = vec![0f64; rows * batch];
-    let code_err = |e: llvq_codes::CodeError| QuantError::Code { name: name.to_string(), err: Box::new(e) };
+    let code_err = |e: llvq_codes::CodeError| QuantError::Code {
+        name: name.to_string(),
+        err: Box::new(e),
+    };
 
     for bs in (0..n).step_by(batch) {
         let be = (bs + batch).min(n);
@@ -241,8 +255,10 @@ pub fn proxy_loss(d: &[f64], rows: usize, n: usize, h: &[f64]) -> f64 {
     matmul(dh.as_mut(), Accum::Replace, dv, hv, 1.0, Par::rayon(0));
     // Per-row sums in parallel, then one sequential sum: rayon's `sum` reduces in an order that
     // depends on work stealing, and the result is stored in the file (same seed → same bytes).
-    let per_row: Vec<f64> =
-        (0..rows).into_par_iter().map(|r| (0..n).map(|j| dh[(r, j)] * d[r * n + j]).sum::<f64>()).collect();
+    let per_row: Vec<f64> = (0..rows)
+        .into_par_iter()
+        .map(|r| (0..n).map(|j| dh[(r, j)] * d[r * n + j]).sum::<f64>())
+        .collect();
     per_row.iter().sum()
 }
 
@@ -256,11 +272,15 @@ mod tests {
     /// A random SPD matrix with strong correlations: X ᵀX/t for t samples of a mixed source.
     fn hessian(n: usize, rng: &mut impl Rng) -> Vec<f64> {
         let t = 4 * n;
-        let mix: Vec<f64> = (0..n * n).map(|_| rng.sample::<f64, _>(StandardNormal) / (n as f64).sqrt()).collect();
+        let mix: Vec<f64> = (0..n * n)
+            .map(|_| rng.sample::<f64, _>(StandardNormal) / (n as f64).sqrt())
+            .collect();
         let mut h = vec![0.0; n * n];
         for _ in 0..t {
             let z: Vec<f64> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
-            let x: Vec<f64> = (0..n).map(|i| z[i] + (0..n).map(|k| 2.0 * mix[i * n + k] * z[k]).sum::<f64>()).collect();
+            let x: Vec<f64> = (0..n)
+                .map(|i| z[i] + (0..n).map(|k| 2.0 * mix[i * n + k] * z[k]).sum::<f64>())
+                .collect();
             for i in 0..n {
                 for j in 0..n {
                     h[i * n + j] += x[i] * x[j] / t as f64;
@@ -279,7 +299,9 @@ mod tests {
         let mut m = a.to_vec();
         let mut inv: Vec<f64> = (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect();
         for c in 0..n {
-            let p = (c..n).max_by(|&x, &y| m[x * n + c].abs().total_cmp(&m[y * n + c].abs())).unwrap();
+            let p = (c..n)
+                .max_by(|&x, &y| m[x * n + c].abs().total_cmp(&m[y * n + c].abs()))
+                .unwrap();
             for k in 0..n {
                 m.swap(c * n + k, p * n + k);
                 inv.swap(c * n + k, p * n + k);
@@ -350,14 +372,32 @@ mod tests {
     #[test]
     fn matches_textbook_block_obs() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for (spec, n, rows) in [("uniform:bits=2", 40, 6), ("e8p12", 48, 5), ("llvq-sg:m=6,gain=1", 72, 4)] {
+        for (spec, n, rows) in [
+            ("uniform:bits=2", 40, 6),
+            ("e8p12", 48, 5),
+            ("llvq-sg:m=6,gain=1", 72, 4),
+        ] {
             let code = from_spec(spec).unwrap();
             let h = hessian(n, &mut rng);
             let w = gauss(rows * n, &mut rng);
-            let params = LdlqParams { batch: 16, ..Default::default() };
+            let params = LdlqParams {
+                batch: 16,
+                ..Default::default()
+            };
             let f = Factor::new(&h, n, code.dim(), &params, "test").unwrap();
             let mut wq = w.clone();
-            let got = quantize(&mut wq, rows, n, Some(&f), code.as_ref(), &vec![1.0; rows], n, &params, "test").unwrap();
+            let got = quantize(
+                &mut wq,
+                rows,
+                n,
+                Some(&f),
+                code.as_ref(),
+                &vec![1.0; rows],
+                n,
+                &params,
+                "test",
+            )
+            .unwrap();
             let want = reference(&w, rows, n, &h, code.as_ref(), params.damp);
             assert_eq!(got.codes, want, "{spec}");
         }
@@ -405,7 +445,18 @@ mod tests {
                 let p = LdlqParams::default();
                 let f = Factor::new(&h, n, code.dim(), &p, "t").unwrap();
                 for (fac, acc) in [(Some(&f), &mut l_ldlq), (None, &mut l_rtn)] {
-                    let q = quantize(&mut w.clone(), rows, n, fac, code.as_ref(), &vec![1.0; rows], n, &p, "t").unwrap();
+                    let q = quantize(
+                        &mut w.clone(),
+                        rows,
+                        n,
+                        fac,
+                        code.as_ref(),
+                        &vec![1.0; rows],
+                        n,
+                        &p,
+                        "t",
+                    )
+                    .unwrap();
                     let d: Vec<f64> = w.iter().zip(&q.recon).map(|(a, b)| *b as f64 - a).collect();
                     *acc += proxy_loss(&d, rows, n, &h);
                 }
@@ -427,8 +478,14 @@ mod tests {
         h[0] = -0.5;
         let f = Factor::new(&h, n, 1, &LdlqParams::default(), "t").unwrap();
         assert!(f.damp > 0.01);
-        let p = LdlqParams { max_retries: 0, ..Default::default() };
-        let e = Factor::new(&h, n, 1, &p, "model.layers.0.mlp.down_proj.weight").err().unwrap().to_string();
+        let p = LdlqParams {
+            max_retries: 0,
+            ..Default::default()
+        };
+        let e = Factor::new(&h, n, 1, &p, "model.layers.0.mlp.down_proj.weight")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("down_proj") && e.contains("not positive definite"), "{e}");
     }
 

@@ -24,7 +24,7 @@ pub mod method;
 pub mod pipeline;
 
 pub use error::{QuantError, Result};
-pub use llvq_model::hadamard;
 pub use format::{Bits, Rotate};
+pub use llvq_model::hadamard;
 pub use method::Method;
 pub use pipeline::{load_any, load_llvq, quantize_model, CalibMode, QuantizeParams, Report};

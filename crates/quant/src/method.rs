@@ -58,14 +58,28 @@ impl Method {
         let spec = spec.trim();
         if spec == "glvq" || spec.starts_with("glvq:") {
             let g = crate::glvq::GlvqParams::from_spec(spec)?;
-            return Ok(Method { name: spec.to_string(), code: from_spec("uniform:bits=2")?, ldlq: false, group: None, glvq: Some(g) });
+            return Ok(Method {
+                name: spec.to_string(),
+                code: from_spec("uniform:bits=2")?,
+                ldlq: false,
+                group: None,
+                glvq: Some(g),
+            });
         }
-        let bad = |reason: String| QuantError::Method { spec: spec.to_string(), reason };
+        let bad = |reason: String| QuantError::Method {
+            spec: spec.to_string(),
+            reason,
+        };
         let (name, mut params) = split_spec(spec).map_err(bad)?;
         let mut take = |key: &str| params.iter().position(|(k, _)| k == key).map(|i| params.remove(i).1);
         let group = match take("group") {
             None => None,
-            Some(v) => Some(v.parse::<usize>().ok().filter(|&g| g > 0).ok_or_else(|| bad(format!("group={v:?} is not a positive integer")))?),
+            Some(v) => Some(
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|&g| g > 0)
+                    .ok_or_else(|| bad(format!("group={v:?} is not a positive integer")))?,
+            ),
         };
         let ldlq_key = match take("ldlq") {
             None => None,
@@ -79,13 +93,20 @@ impl Method {
             Some(alias) => {
                 let bits = take("bits").unwrap_or_else(|| alias.default_bits.to_string());
                 if let Some((k, _)) = params.first() {
-                    return Err(bad(format!("unknown parameter {k:?} (accepted: {}, group, ldlq)", alias.accepted)));
+                    return Err(bad(format!(
+                        "unknown parameter {k:?} (accepted: {}, group, ldlq)",
+                        alias.accepted
+                    )));
                 }
                 (format!("{}:bits={bits}", alias.code), ldlq_key.unwrap_or(alias.ldlq))
             }
             None => {
                 let joined: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let code = if joined.is_empty() { name.to_string() } else { format!("{name}:{}", joined.join(",")) };
+                let code = if joined.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name}:{}", joined.join(","))
+                };
                 (code, ldlq_key.unwrap_or(true))
             }
         };
@@ -93,10 +114,19 @@ impl Method {
         let code = from_spec(&code_spec)?;
         if let Some(g) = group {
             if g % code.dim() != 0 {
-                return Err(bad(format!("group={g} is not a multiple of the block dimension {}", code.dim())));
+                return Err(bad(format!(
+                    "group={g} is not a multiple of the block dimension {}",
+                    code.dim()
+                )));
             }
         }
-        Ok(Method { name: spec.to_string(), code, ldlq, group, glvq: None })
+        Ok(Method {
+            name: spec.to_string(),
+            code,
+            ldlq,
+            group,
+            glvq: None,
+        })
     }
 }
 

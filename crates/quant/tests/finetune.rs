@@ -20,7 +20,14 @@ use llvq_quant::pipeline::Event;
 use llvq_quant::{load_llvq, quantize_model, CalibMode, QuantizeParams, Rotate};
 
 fn config() -> Config {
-    Config { hidden_size: 48, intermediate_size: 40, num_heads: 4, num_kv_heads: 2, head_dim: 12, ..llvq_model::testing::tiny_config(Arch::Llama) }
+    Config {
+        hidden_size: 48,
+        intermediate_size: 40,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 12,
+        ..llvq_model::testing::tiny_config(Arch::Llama)
+    }
 }
 
 /// A tiny model (HF directory), a calibration text and a quantized file of it.
@@ -29,7 +36,9 @@ fn setup(name: &str, method: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let cfg = config();
     let model = dir.join("model");
     llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &model).unwrap();
-    let words = ["the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape"];
+    let words = [
+        "the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape",
+    ];
     let mut x = 12345u64;
     let text: Vec<&str> = (0..600)
         .map(|_| {
@@ -73,7 +82,9 @@ fn go(_: FtEvent<'_>) -> ControlFlow<()> {
 }
 
 fn ids() -> Vec<u32> {
-    tiny_tokenizer().encode("the leech lattice in the golay code, the shell theta").unwrap()
+    tiny_tokenizer()
+        .encode("the leech lattice in the golay code, the shell theta")
+        .unwrap()
 }
 
 fn logits(m: &Model) -> Vec<f32> {
@@ -111,7 +122,12 @@ fn vectors(map: &ScaleMap, s: &BTreeMap<String, Vec<f32>>, dtype: DType) -> Vec<
     for (l, row) in map.index.iter().enumerate() {
         for (k, name) in LinearName::ALL.into_iter().enumerate() {
             let v = &s[&name.weight_name(l)];
-            out[row[k]].get_or_insert_with(|| Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap().to_dtype(dtype).unwrap());
+            out[row[k]].get_or_insert_with(|| {
+                Tensor::from_slice(v, v.len(), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap()
+            });
         }
     }
     out.into_iter().map(Option::unwrap).collect()
@@ -126,9 +142,20 @@ fn training_forward_matches_the_model_with_and_without_scales() {
         let s = scales.clone().unwrap_or_default();
         let m = model_with_scales(&q, &s, true).unwrap();
         let want = logits(&m);
-        let s = scales.unwrap_or_else(|| random_scales(&q, 0).into_iter().map(|(k, v)| (k, vec![1.0; v.len()])).collect());
+        let s = scales.unwrap_or_else(|| {
+            random_scales(&q, 0)
+                .into_iter()
+                .map(|(k, v)| (k, vec![1.0; v.len()]))
+                .collect()
+        });
         let v = vectors(&map, &s, DType::F32);
-        let got: Vec<f32> = st.forward(&ids(), &map, &Scales::Fixed(&v)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let got: Vec<f32> = st
+            .forward(&ids(), &map, &Scales::Fixed(&v))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let mag = want.iter().map(|a| a.abs()).fold(0f32, f32::max);
         assert!(err < 1e-4 * mag.max(1.0), "max |Δ logit| = {err} (logits up to {mag})");
@@ -147,12 +174,22 @@ fn gradients_match_finite_differences() {
     for (obj, tied) in [(Objective::Kl, false), (Objective::Ce, false), (Objective::Kl, true)] {
         let map = ScaleMap::new(&cfg, tied);
         let target = objective::target(obj, Some(&teacher), &ids, DType::F64).unwrap();
-        let base: Vec<Vec<f64>> = vectors(&map, &random_scales(&q, 4), DType::F64).iter().map(|t| t.to_vec1().unwrap()).collect();
+        let base: Vec<Vec<f64>> = vectors(&map, &random_scales(&q, 4), DType::F64)
+            .iter()
+            .map(|t| t.to_vec1().unwrap())
+            .collect();
         let loss_at = |s: &[Vec<f64>]| -> f64 {
-            let t: Vec<Tensor> = s.iter().map(|v| Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap()).collect();
-            objective::value(&objective::loss(&st.forward(&ids, &map, &Scales::Fixed(&t)).unwrap(), &target).unwrap()).unwrap()
+            let t: Vec<Tensor> = s
+                .iter()
+                .map(|v| Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap())
+                .collect();
+            objective::value(&objective::loss(&st.forward(&ids, &map, &Scales::Fixed(&t)).unwrap(), &target).unwrap())
+                .unwrap()
         };
-        let vars: Vec<Var> = base.iter().map(|v| Var::from_slice(v, v.len(), &Device::Cpu).unwrap()).collect();
+        let vars: Vec<Var> = base
+            .iter()
+            .map(|v| Var::from_slice(v, v.len(), &Device::Cpu).unwrap())
+            .collect();
         let loss = objective::loss(&st.forward(&ids, &map, &Scales::Vars(&vars)).unwrap(), &target).unwrap();
         assert!((objective::value(&loss).unwrap() - loss_at(&base)).abs() < 1e-12);
         let grads = loss.backward().unwrap();
@@ -166,7 +203,11 @@ fn gradients_match_finite_differences() {
             dn[vi][i] -= h;
             let fd = (loss_at(&up) - loss_at(&dn)) / (2.0 * h);
             let tol = 1e-6 + 1e-4 * fd.abs();
-            assert!((g[i] - fd).abs() < tol, "{obj:?} tied={tied} vector {vi}[{i}]: autograd {} vs finite difference {fd}", g[i]);
+            assert!(
+                (g[i] - fd).abs() < tol,
+                "{obj:?} tied={tied} vector {vi}[{i}]: autograd {} vs finite difference {fd}",
+                g[i]
+            );
         }
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -176,16 +217,30 @@ fn gradients_match_finite_differences() {
 fn unit_scales_reproduce_the_untuned_model_bit_for_bit() {
     for method in ["llvq-sg:m=12,gain=1", "gptq"] {
         let (dir, _, _, q) = setup("ones", method);
-        let ones: BTreeMap<String, Vec<f32>> = random_scales(&q, 1).into_iter().map(|(k, v)| (k, vec![1.0; v.len()])).collect();
+        let ones: BTreeMap<String, Vec<f32>> = random_scales(&q, 1)
+            .into_iter()
+            .map(|(k, v)| (k, vec![1.0; v.len()]))
+            .collect();
         for dense in [true, false] {
-            let plain = llvq_model::compressed::load(&q, &llvq_model::compressed::LoadOptions { dense, ..Default::default() }).unwrap().0;
+            let plain = llvq_model::compressed::load(
+                &q,
+                &llvq_model::compressed::LoadOptions {
+                    dense,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .0;
             let with = model_with_scales(&q, &ones, dense).unwrap();
             assert_eq!(logits(&plain), logits(&with), "{method} dense={dense}");
         }
         // Non-unit scales: the compressed runtime (scale, then rotate the input) agrees with
         // the dense decode (scales folded into the columns).
         let s = random_scales(&q, 2);
-        let (a, b) = (logits(&model_with_scales(&q, &s, true).unwrap()), logits(&model_with_scales(&q, &s, false).unwrap()));
+        let (a, b) = (
+            logits(&model_with_scales(&q, &s, true).unwrap()),
+            logits(&model_with_scales(&q, &s, false).unwrap()),
+        );
         let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(err < 1e-4, "{method}: dense vs compressed {err}");
         assert_ne!(a, logits(&load_llvq(&q).unwrap().0), "the scales are applied");
@@ -197,11 +252,18 @@ fn unit_scales_reproduce_the_untuned_model_bit_for_bit() {
 fn zero_learning_rate_leaves_outputs_unchanged() {
     let (dir, model, calib, q) = setup("lr0", "e8p12");
     let out = dir.join("t.llvq");
-    let p = FinetuneParams { lr: 0.0, tokens: 32 * 3, ..params(&model, &calib) };
+    let p = FinetuneParams {
+        lr: 0.0,
+        tokens: 32 * 3,
+        ..params(&model, &calib)
+    };
     let r = finetune(&q, &out, &p, false, &mut go).unwrap();
     assert_eq!(r.steps, 3);
     for dense in [true, false] {
-        let opts = llvq_model::compressed::LoadOptions { dense, ..Default::default() };
+        let opts = llvq_model::compressed::LoadOptions {
+            dense,
+            ..Default::default()
+        };
         let a = llvq_model::compressed::load(&q, &opts).unwrap().0;
         let b = llvq_model::compressed::load(&out, &opts).unwrap().0;
         assert_eq!(logits(&a), logits(&b), "dense={dense}");
@@ -216,7 +278,12 @@ fn tuning_lowers_the_objective_and_the_file_reproduces_it() {
         let out = dir.join("t.llvq");
         let p = params(&model, &calib);
         let r = finetune(&q, &out, &p, false, &mut go).unwrap();
-        assert!(r.held_out_after < r.held_out_before, "{method}: {} → {}", r.held_out_before, r.held_out_after);
+        assert!(
+            r.held_out_after < r.held_out_before,
+            "{method}: {} → {}",
+            r.held_out_before,
+            r.held_out_after
+        );
         // Recomputed independently: the tuned file loaded by the ordinary (compressed) loader,
         // its logits against the teacher's on the held-out windows (the last two of the text).
         let (tuned, tok) = llvq_model::compressed::load_any(&out, &Default::default()).unwrap();
@@ -229,10 +296,18 @@ fn tuning_lowers_the_objective_and_the_file_reproduces_it() {
             let ids = &all[w * p.ctx..(w + 1) * p.ctx];
             let lp = llvq_model::candle_core::Tensor::to_vec2::<f32>(&teacher.log_probs(ids).unwrap()).unwrap();
             let lq = llvq_model::candle_core::Tensor::to_vec2::<f32>(&tuned.log_probs(ids).unwrap()).unwrap();
-            let per: f64 = lp.iter().zip(&lq).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x.exp() * (x - y)) as f64).sum::<f64>()).sum();
+            let per: f64 = lp
+                .iter()
+                .zip(&lq)
+                .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x.exp() * (x - y)) as f64).sum::<f64>())
+                .sum();
             kl += per / p.ctx as f64 / 2.0;
         }
-        assert!((kl - r.held_out_after).abs() < 1e-3 * kl.max(1e-3), "{method}: file {kl} vs run {}", r.held_out_after);
+        assert!(
+            (kl - r.held_out_after).abs() < 1e-3 * kl.max(1e-3),
+            "{method}: file {kl} vs run {}",
+            r.held_out_after
+        );
         // The header and the bits: one f32 per column of every linear.
         let c = format::read(&out).unwrap();
         let t = c.header.tuned.as_ref().unwrap();
@@ -267,7 +342,10 @@ fn interrupted_run_resumes_to_the_same_scales() {
     let e = finetune(&q, &cut, &p, false, &mut go).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
     let other = FinetuneParams { lr: 0.01, ..p.clone() };
-    assert!(finetune(&q, &cut, &other, true, &mut go).unwrap_err().to_string().contains("other parameters"));
+    assert!(finetune(&q, &cut, &other, true, &mut go)
+        .unwrap_err()
+        .to_string()
+        .contains("other parameters"));
     // Resumed in place (the interrupted output as the input, as `quantize --finetune-tokens`
     // does): its codes match the checkpoint, and its interrupted scales are not counted twice.
     let b = finetune(&cut, &cut, &p, true, &mut go).unwrap();
@@ -275,7 +353,10 @@ fn interrupted_run_resumes_to_the_same_scales() {
     let (ca, cb) = (format::read(&whole).unwrap(), format::read(&cut).unwrap());
     assert_eq!(ca.input_scales(&whole).unwrap(), cb.input_scales(&cut).unwrap());
     let (ta, tb) = (ca.header.tuned.unwrap(), cb.header.tuned.unwrap());
-    assert_eq!((ta.steps, ta.best_step, ta.held_out_loss, ta.held_out_before), (tb.steps, tb.best_step, tb.held_out_loss, tb.held_out_before));
+    assert_eq!(
+        (ta.steps, ta.best_step, ta.held_out_loss, ta.held_out_before),
+        (tb.steps, tb.best_step, tb.held_out_loss, tb.held_out_before)
+    );
     assert_eq!((ta.tokens, tb.tokens), (12 * 32, 12 * 32));
     assert_eq!(a.evals, b.evals);
     assert!(!checkpoint_path(&cut).exists());
@@ -297,19 +378,51 @@ fn bad_inputs_are_clear_errors_without_output() {
     // An empty calibration text.
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "  \n").unwrap();
-    let e = finetune(&q, &out, &FinetuneParams { calib_text: empty, ..p.clone() }, false, &mut go).unwrap_err().to_string();
+    let e = finetune(
+        &q,
+        &out,
+        &FinetuneParams {
+            calib_text: empty,
+            ..p.clone()
+        },
+        false,
+        &mut go,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("empty.txt") && e.contains("empty"), "{e}");
     // A teacher of another shape.
     let other = dir.join("other");
-    let cfg = Config { hidden_size: 24, num_heads: 2, num_kv_heads: 1, ..config() };
+    let cfg = Config {
+        hidden_size: 24,
+        num_heads: 2,
+        num_kv_heads: 1,
+        ..config()
+    };
     llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &other).unwrap();
-    let e = finetune(&q, &out, &FinetuneParams { teacher: other, ..p.clone() }, false, &mut go).unwrap_err().to_string();
+    let e = finetune(
+        &q,
+        &out,
+        &FinetuneParams {
+            teacher: other,
+            ..p.clone()
+        },
+        false,
+        &mut go,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("teacher"), "{e}");
     assert!(!out.exists() && !checkpoint_path(&out).exists(), "no partial output");
     // An input scale tensor of the wrong width is an error naming the file and tensor.
     let mut c = format::read(&q).unwrap();
     let name = c.linears[0].name.clone();
-    c.plain.push(format::Plain::from_f32(&format!("{name}{INPUT_SCALE}"), &[3], &[1.0; 3], false));
+    c.plain.push(format::Plain::from_f32(
+        &format!("{name}{INPUT_SCALE}"),
+        &[3],
+        &[1.0; 3],
+        false,
+    ));
     let badf = dir.join("badscale.llvq");
     format::write(&badf, &c).unwrap();
     let e = load_llvq(&badf).unwrap_err().to_string();
@@ -317,8 +430,23 @@ fn bad_inputs_are_clear_errors_without_output() {
     // An already tuned file is tuned further from its scales; the tokens add up.
     let t1 = dir.join("t1.llvq");
     let r1 = finetune(&q, &t1, &p, false, &mut go).unwrap();
-    let r2 = finetune(&t1, &t1, &FinetuneParams { tokens: 32 * 2, ..p.clone() }, false, &mut go).unwrap();
-    assert!((r2.held_out_before - r1.held_out_after).abs() < 1e-6, "{} vs {}", r2.held_out_before, r1.held_out_after);
+    let r2 = finetune(
+        &t1,
+        &t1,
+        &FinetuneParams {
+            tokens: 32 * 2,
+            ..p.clone()
+        },
+        false,
+        &mut go,
+    )
+    .unwrap();
+    assert!(
+        (r2.held_out_before - r1.held_out_after).abs() < 1e-6,
+        "{} vs {}",
+        r2.held_out_before,
+        r1.held_out_after
+    );
     assert!(r2.held_out_after <= r2.held_out_before);
     assert_eq!(format::read(&t1).unwrap().header.tuned.unwrap().tokens, 32 * 14);
     std::fs::remove_dir_all(&dir).ok();

@@ -39,7 +39,9 @@ fn setup(name: &str, arch: Arch, bf16: bool, seed: u64) -> (PathBuf, PathBuf, Pa
             .collect();
         llvq_model::candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
     }
-    let words = ["the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape"];
+    let words = [
+        "the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape",
+    ];
     let mut x = 777u64;
     let text: Vec<&str> = (0..900)
         .map(|_| {
@@ -70,7 +72,12 @@ fn go(_: Event<'_>) -> ControlFlow<()> {
 }
 
 fn calib_params(p: &QuantizeParams, shard: Shard) -> CalibrateParams {
-    CalibrateParams { calib_text: p.calib_text.clone(), calib: p.calib, shard, max_memory: None }
+    CalibrateParams {
+        calib_text: p.calib_text.clone(),
+        calib: p.calib,
+        shard,
+        max_memory: None,
+    }
 }
 
 /// Bits of every Hessian mean of a directory.
@@ -81,7 +88,10 @@ fn hessian_bits(dir: &Path) -> Vec<Vec<u64>> {
             let path = hessians::layer_path(dir, l);
             let h = hessians::read_layer(&path, l, m.tokens, false).unwrap();
             let bits = |h: llvq_quant::calib::LayerHessians| -> Vec<Vec<u64>> {
-                h.hessians.into_iter().map(|(_, h)| h.mean().into_iter().map(f64::to_bits).collect()).collect()
+                h.hessians
+                    .into_iter()
+                    .map(|(_, h)| h.mean().into_iter().map(f64::to_bits).collect())
+                    .collect()
             };
             let exact = bits(h);
             // Sums rounded to f64 on reading (what quantizing uses) give the same means.
@@ -116,7 +126,10 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
             assert!(m.complete() && m.tokens == 6 * 48, "{m:?}");
             bits.push(hessian_bits(&merged));
         }
-        assert!(bits.iter().all(|b| *b == bits[0]), "{arch:?}: Hessian bits depend on the sharding");
+        assert!(
+            bits.iter().all(|b| *b == bits[0]),
+            "{arch:?}: Hessian bits depend on the sharding"
+        );
 
         // Layer ranges as jobs, merged in any order: the single-process bytes.
         let all: Range<usize> = 0..3;
@@ -126,13 +139,25 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
                 .iter()
                 .map(|r| {
                     let part = dir.join(format!("part{k}-{}-{}.llvq", r.start, r.end));
-                    quantize_layers(&model, &dir.join(format!("h{}", k + 1)), r.clone(), &part, &p, None, &mut go).unwrap();
+                    quantize_layers(
+                        &model,
+                        &dir.join(format!("h{}", k + 1)),
+                        r.clone(),
+                        &part,
+                        &p,
+                        None,
+                        &mut go,
+                    )
+                    .unwrap();
                     part
                 })
                 .collect();
             let out = dir.join(format!("merged{k}.llvq"));
             merge_parts(&parts, &out).unwrap();
-            assert!(std::fs::read(&out).unwrap() == whole, "{arch:?} bf16={bf16}: ranges {rs:?} differ from the single run");
+            assert!(
+                std::fs::read(&out).unwrap() == whole,
+                "{arch:?} bf16={bf16}: ranges {rs:?} differ from the single run"
+            );
         }
         // The in-process chain the Slurm scripts run.
         let out = dir.join("chain.llvq");
@@ -146,7 +171,10 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
 fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
     let (dir, model, calib) = setup("jobs-bad", Arch::Qwen3, false, 5);
     // A scalar code keeps this many runs fast; the Hessian path is the same.
-    let p = QuantizeParams { method: "gptq".into(), ..params(&calib) };
+    let p = QuantizeParams {
+        method: "gptq".into(),
+        ..params(&calib)
+    };
     let h = dir.join("h");
     calibrate(&model, &h, &calib_params(&p, Shard::default()), &mut go).unwrap();
     let part = |name: &str, r: Range<usize>, p: &QuantizeParams, h: &Path| {
@@ -167,18 +195,41 @@ fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
     let e = err(&[&a, &c]);
     assert!(e.contains("layers 2..3"), "{e}");
     let e = err(&[&a, &b, &c]);
-    assert!(e.contains("overlap") && (e.contains("b.llvq") || e.contains("c.llvq")), "{e}");
+    assert!(
+        e.contains("overlap") && (e.contains("b.llvq") || e.contains("c.llvq")),
+        "{e}"
+    );
     // Other parameters: the part is named, and the field.
     let d = part("d.llvq", 1..3, &QuantizeParams { seed: 10, ..p.clone() }, &h).unwrap();
     let e = err(&[&a, &d]);
     assert!(e.contains("d.llvq") && e.contains("seed"), "{e}");
     // Hessians of another model: refused when quantizing, and parts from other Hessians when merging.
     let (dir2, model2, _) = setup("jobs-bad-other", Arch::Qwen3, false, 6);
-    let e = quantize_layers(&model2, &h, 0..1, &dir.join("x.llvq"), &p, None, &mut go).unwrap_err().to_string();
+    let e = quantize_layers(&model2, &h, 0..1, &dir.join("x.llvq"), &p, None, &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("another model"), "{e}");
     let h2 = dir.join("h2");
-    calibrate(&model, &h2, &CalibrateParams { calib: CalibParams { seqs: 6, ctx: 40 }, ..calib_params(&p, Shard::default()) }, &mut go).unwrap();
-    let f = part("f.llvq", 1..3, &QuantizeParams { calib: CalibParams { seqs: 6, ctx: 40 }, ..p.clone() }, &h2).unwrap();
+    calibrate(
+        &model,
+        &h2,
+        &CalibrateParams {
+            calib: CalibParams { seqs: 6, ctx: 40 },
+            ..calib_params(&p, Shard::default())
+        },
+        &mut go,
+    )
+    .unwrap();
+    let f = part(
+        "f.llvq",
+        1..3,
+        &QuantizeParams {
+            calib: CalibParams { seqs: 6, ctx: 40 },
+            ..p.clone()
+        },
+        &h2,
+    )
+    .unwrap();
     let e = err(&[&a, &f]);
     assert!(e.contains("f.llvq") && e.contains("Hessians"), "{e}");
     // Not a part at all.
@@ -188,39 +239,81 @@ fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
     assert!(e.contains("whole.llvq") && e.contains("not a layer-range part"), "{e}");
 
     // Sequential mode, an incomplete or mismatched Hessian directory, an over-tight memory limit.
-    let e = part("s.llvq", 0..1, &QuantizeParams { mode: CalibMode::Sequential, ..p.clone() }, &h).unwrap_err().to_string();
+    let e = part(
+        "s.llvq",
+        0..1,
+        &QuantizeParams {
+            mode: CalibMode::Sequential,
+            ..p.clone()
+        },
+        &h,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--mode full"), "{e}");
     let half = dir.join("half");
     calibrate(&model, &half, &calib_params(&p, Shard { index: 0, count: 2 }), &mut go).unwrap();
     let e = part("i.llvq", 0..1, &p, &half).unwrap_err().to_string();
     assert!(e.contains("3 of the 6") && e.contains("merge"), "{e}");
-    let e = part("j.llvq", 0..1, &QuantizeParams { calib: CalibParams { seqs: 5, ctx: 48 }, ..p.clone() }, &h).unwrap_err().to_string();
+    let e = part(
+        "j.llvq",
+        0..1,
+        &QuantizeParams {
+            calib: CalibParams { seqs: 5, ctx: 48 },
+            ..p.clone()
+        },
+        &h,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("6 × 48"), "{e}");
     let e = part("k.llvq", 2..4, &p, &h).unwrap_err().to_string();
     assert!(e.contains("3 layers"), "{e}");
     let e = quantize_layers(&model, &h, 0..1, &dir.join("m.llvq"), &p, Some(1000), &mut go).unwrap_err();
-    assert!(matches!(e, QuantError::Memory { .. }) && e.to_string().contains("--max-memory"), "{e}");
+    assert!(
+        matches!(e, QuantError::Memory { .. }) && e.to_string().contains("--max-memory"),
+        "{e}"
+    );
     assert!(!dir.join("m.llvq").exists());
-    let e = calibrate(&model, &dir.join("hm"), &CalibrateParams { max_memory: Some(1000), ..calib_params(&p, Shard::default()) }, &mut go).unwrap_err();
+    let e = calibrate(
+        &model,
+        &dir.join("hm"),
+        &CalibrateParams {
+            max_memory: Some(1000),
+            ..calib_params(&p, Shard::default())
+        },
+        &mut go,
+    )
+    .unwrap_err();
     assert!(matches!(e, QuantError::Memory { .. }), "{e}");
     assert!(!dir.join("hm").exists());
 
     // Merging Hessians: a window twice, another calibration, an existing output.
-    let e = hessians::merge(&[half.clone(), h.clone()], &dir.join("hh")).unwrap_err().to_string();
+    let e = hessians::merge(&[half.clone(), h.clone()], &dir.join("hh"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("twice") && e.contains("half"), "{e}");
-    let e = hessians::merge(&[h.clone(), h2.clone()], &dir.join("hh")).unwrap_err().to_string();
+    let e = hessians::merge(&[h.clone(), h2.clone()], &dir.join("hh"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("h2") && e.contains("calib"), "{e}");
     assert!(!dir.join("hh").exists());
-    let e = calibrate(&model, &h, &calib_params(&p, Shard::default()), &mut go).unwrap_err().to_string();
+    let e = calibrate(&model, &h, &calib_params(&p, Shard::default()), &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("exists"), "{e}");
     // A truncated or misplaced layer file is an error naming it.
     let l1 = hessians::layer_path(&h, 1);
     let bytes = std::fs::read(&l1).unwrap();
     std::fs::write(&l1, &bytes[..bytes.len() - 16]).unwrap();
-    let e = quantize_layers(&model, &h, 1..2, &dir.join("t.llvq"), &p, None, &mut go).unwrap_err().to_string();
+    let e = quantize_layers(&model, &h, 1..2, &dir.join("t.llvq"), &p, None, &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("layer-0001"), "{e}");
     std::fs::copy(hessians::layer_path(&h, 2), &l1).unwrap();
-    let e = quantize_layers(&model, &h, 1..2, &dir.join("t.llvq"), &p, None, &mut go).unwrap_err().to_string();
+    let e = quantize_layers(&model, &h, 1..2, &dir.join("t.llvq"), &p, None, &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("holds layer 2"), "{e}");
     assert!(!dir.join("t.llvq").exists());
     std::fs::remove_dir_all(&dir).ok();

@@ -34,7 +34,9 @@ fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let cfg = config();
     let model = dir.join("model");
     llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &model).unwrap();
-    let words = ["the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape"];
+    let words = [
+        "the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape",
+    ];
     let mut x = 12345u64;
     let text: Vec<&str> = (0..600)
         .map(|_| {
@@ -65,7 +67,14 @@ fn go(_: Event<'_>) -> ControlFlow<()> {
 }
 
 fn weight(m: &Model, layer: usize, lin: LinearName) -> Vec<f32> {
-    m.layers()[layer].linear(lin).weight().unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    m.layers()[layer]
+        .linear(lin)
+        .weight()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 /// Naive dense product a (n×k) · b (k×m).
@@ -117,11 +126,27 @@ fn restored_weights_are_the_decoded_codes_rotated_back() {
             }
             let rin = Rotation::new(m.cols, m.rot_in.unwrap()).to_dense();
             let rout = Rotation::new(m.rows, m.rot_out.unwrap()).to_dense();
-            let w = matmul(&matmul(&transpose(&rout, m.rows, m.rows), &wq, m.rows, m.rows, m.cols), &rin, m.rows, m.cols, m.cols);
-            let (layer, lin) = (ql.name.split('.').nth(2).unwrap().parse::<usize>().unwrap(), ql.name.as_str());
-            let lin = LinearName::ALL.into_iter().find(|n| n.weight_name(layer) == lin).unwrap();
+            let w = matmul(
+                &matmul(&transpose(&rout, m.rows, m.rows), &wq, m.rows, m.rows, m.cols),
+                &rin,
+                m.rows,
+                m.cols,
+                m.cols,
+            );
+            let (layer, lin) = (
+                ql.name.split('.').nth(2).unwrap().parse::<usize>().unwrap(),
+                ql.name.as_str(),
+            );
+            let lin = LinearName::ALL
+                .into_iter()
+                .find(|n| n.weight_name(layer) == lin)
+                .unwrap();
             let got = weight(&model, layer, lin);
-            let err = got.iter().zip(&w).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            let err = got
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
             assert!(err < 1e-5, "{method} {}: max |Δ| = {err}", ql.name);
         }
     }
@@ -135,7 +160,14 @@ fn quantized_model_is_close_and_bits_are_counted() {
     let ids = tok.encode("the leech lattice in the golay code").unwrap();
     let ref_logits = fp.logits(&ids).unwrap();
     let out = dir.join("sg.llvq");
-    let r = quantize_model(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both), false, &mut go).unwrap();
+    let r = quantize_model(
+        &model_dir,
+        &out,
+        &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both),
+        false,
+        &mut go,
+    )
+    .unwrap();
     // Bits: each linear's code stream, f16 scales per row and two 64-bit seeds, from the shapes.
     let cfg = config();
     let shapes: [(usize, usize); 7] = [(48, 48), (24, 48), (24, 48), (48, 48), (40, 48), (40, 48), (48, 40)];
@@ -151,8 +183,21 @@ fn quantized_model_is_close_and_bits_are_counted() {
     // bound, but a broken decode or rotation gives logits unrelated to the reference).
     let (q, _, _) = load_llvq(&out).unwrap();
     let ql = q.logits(&ids).unwrap();
-    let d = (&ql - &ref_logits).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
-    let v = ref_logits.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = (&ql - &ref_logits)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let v = ref_logits
+        .sqr()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(d.is_finite() && d < 0.5 * v, "logit error {d} vs logit power {v}");
     // And every statistic is sane: relative proxy loss well below 1.
     for s in &r.stats {
@@ -165,12 +210,19 @@ fn quantized_model_is_close_and_bits_are_counted() {
 fn interrupted_run_resumes_to_the_same_bytes() {
     let (dir, model_dir, calib) = setup("resume");
     for mode in [CalibMode::Sequential, CalibMode::Full] {
-        let p = QuantizeParams { mode, ..params("e8p12", &calib, Rotate::Input) };
+        let p = QuantizeParams {
+            mode,
+            ..params("e8p12", &calib, Rotate::Input)
+        };
         let whole = dir.join(format!("whole-{mode:?}.llvq"));
         quantize_model(&model_dir, &whole, &p, false, &mut go).unwrap();
         let again = dir.join(format!("again-{mode:?}.llvq"));
         quantize_model(&model_dir, &again, &p, false, &mut go).unwrap();
-        assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&again).unwrap(), "same seed, same bytes");
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&again).unwrap(),
+            "same seed, same bytes"
+        );
 
         let cut = dir.join(format!("cut-{mode:?}.llvq"));
         let mut stop = |e: Event<'_>| match e {
@@ -181,14 +233,22 @@ fn interrupted_run_resumes_to_the_same_bytes() {
         assert!(matches!(e, QuantError::Interrupted { layer: 0 }), "{e}");
         assert!(!cut.exists() && parts_dir(&cut).join("layer-0000.safetensors").exists());
         // Without --resume the leftover parts are refused; with other parameters too.
-        let e = quantize_model(&model_dir, &cut, &p, false, &mut go).unwrap_err().to_string();
+        let e = quantize_model(&model_dir, &cut, &p, false, &mut go)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--resume"), "{e}");
         let other = QuantizeParams { seed: 6, ..p.clone() };
-        let e = quantize_model(&model_dir, &cut, &other, true, &mut go).unwrap_err().to_string();
+        let e = quantize_model(&model_dir, &cut, &other, true, &mut go)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("seed"), "{e}");
         let r = quantize_model(&model_dir, &cut, &p, true, &mut go).unwrap();
         assert_eq!(r.layers_resumed, 1);
-        assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&cut).unwrap(), "{mode:?}: resumed run differs");
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&cut).unwrap(),
+            "{mode:?}: resumed run differs"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -212,7 +272,9 @@ fn resume_refuses_inputs_edited_in_place() {
     let mut edited = original.clone();
     edited[..3].copy_from_slice(b"THE");
     std::fs::write(&calib, &edited).unwrap();
-    let e = quantize_model(&model_dir, &out, &p, true, &mut go).unwrap_err().to_string();
+    let e = quantize_model(&model_dir, &out, &p, true, &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("calib_text_fnv1a"), "{e}");
     std::fs::write(&calib, &original).unwrap();
     let weights = model_dir.join("model.safetensors");
@@ -220,12 +282,17 @@ fn resume_refuses_inputs_edited_in_place() {
     let last = w.len() - 1;
     w[last] ^= 1;
     std::fs::write(&weights, &w).unwrap();
-    let e = quantize_model(&model_dir, &out, &p, true, &mut go).unwrap_err().to_string();
+    let e = quantize_model(&model_dir, &out, &p, true, &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("model_fnv1a"), "{e}");
     w[last] ^= 1;
     std::fs::write(&weights, &w).unwrap();
     // The same inputs through another spelling of the path resume.
-    let p2 = QuantizeParams { calib_text: dir.join(".").join("calib.txt"), ..p.clone() };
+    let p2 = QuantizeParams {
+        calib_text: dir.join(".").join("calib.txt"),
+        ..p.clone()
+    };
     let r = quantize_model(&dir.join("model/../model"), &out, &p2, true, &mut go).unwrap();
     assert_eq!(r.layers_resumed, 1);
     std::fs::remove_dir_all(&dir).ok();
@@ -234,7 +301,11 @@ fn resume_refuses_inputs_edited_in_place() {
 #[test]
 fn rotation_sides_and_rtn() {
     let (dir, model_dir, calib) = setup("sides");
-    for (rotate, method) in [(Rotate::None, "rtn"), (Rotate::Output, "llvq-ss:m=13"), (Rotate::Input, "lloyd:bits=2,group=24")] {
+    for (rotate, method) in [
+        (Rotate::None, "rtn"),
+        (Rotate::Output, "llvq-ss:m=13"),
+        (Rotate::Input, "lloyd:bits=2,group=24"),
+    ] {
         let out = dir.join("x.llvq");
         let r = quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
         let c = format::read(&out).unwrap();
@@ -242,12 +313,22 @@ fn rotation_sides_and_rtn() {
             assert_eq!(l.meta.rot_in.is_some(), rotate.input());
             assert_eq!(l.meta.rot_out.is_some(), rotate.output());
         }
-        assert_eq!(r.linears.seed, 64 * (rotate.input() as u64 + rotate.output() as u64) * 14);
+        assert_eq!(
+            r.linears.seed,
+            64 * (rotate.input() as u64 + rotate.output() as u64) * 14
+        );
         if method == "rtn" {
             assert!(r.stats.iter().all(|s| s.damp == 0.0), "rtn uses no Hessian");
         }
         let (m, _, _) = load_llvq(&out).unwrap();
-        assert!(m.logits(&[1, 2, 3]).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().is_finite());
+        assert!(m
+            .logits(&[1, 2, 3])
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .is_finite());
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -273,7 +354,10 @@ fn width_4096_tail_and_overhead() {
     assert!(big.bpw() - 2.0 <= 0.01, "overhead {}", big.bpw() - 2.0);
     // A real 6×4096 quantization round trip through the padded tail.
     let code = from_spec("llvq-sg:m=12,gain=1").unwrap();
-    let m = LinearMeta { code: code.spec(), ..meta(6, 4096) };
+    let m = LinearMeta {
+        code: code.spec(),
+        ..meta(6, 4096)
+    };
     let mut x = 99u64;
     let w: Vec<f32> = (0..6 * 4096)
         .map(|_| {
@@ -284,11 +368,21 @@ fn width_4096_tail_and_overhead() {
     let ql = quantize_linear("synthetic.weight", &w, m, None, code.as_ref(), &LdlqParams::default()).unwrap();
     assert_eq!(ql.codes.len(), 6 * 171 * 6);
     let back = ql.decode(code.as_ref()).unwrap();
-    let (e, p) = back.iter().zip(&w).fold((0.0, 0.0), |(e, p), (a, b)| (e + (a - *b as f64).powi(2), p + (*b as f64).powi(2)));
+    let (e, p) = back.iter().zip(&w).fold((0.0, 0.0), |(e, p), (a, b)| {
+        (e + (a - *b as f64).powi(2), p + (*b as f64).powi(2))
+    });
     assert!(e / p < 0.12, "relative error {}", e / p);
     // The tail's 16 real columns are as well reconstructed as the rest.
-    let tail: f64 = (0..6).map(|r| (4080..4096).map(|c| (back[r * 4096 + c] - w[r * 4096 + c] as f64).powi(2)).sum::<f64>()).sum();
-    let tail_p: f64 = (0..6).map(|r| (4080..4096).map(|c| (w[r * 4096 + c] as f64).powi(2)).sum::<f64>()).sum();
+    let tail: f64 = (0..6)
+        .map(|r| {
+            (4080..4096)
+                .map(|c| (back[r * 4096 + c] - w[r * 4096 + c] as f64).powi(2))
+                .sum::<f64>()
+        })
+        .sum();
+    let tail_p: f64 = (0..6)
+        .map(|r| (4080..4096).map(|c| (w[r * 4096 + c] as f64).powi(2)).sum::<f64>())
+        .sum();
     assert!(tail / tail_p < 0.2, "tail relative error {}", tail / tail_p);
 }
 
@@ -310,7 +404,14 @@ fn wide_model_of_width_4096() {
     llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 4), &model_dir).unwrap();
     let (_, _, calib) = setup("wide-text");
     let out = dir.join("w.llvq");
-    let r = quantize_model(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both), false, &mut go).unwrap();
+    let r = quantize_model(
+        &model_dir,
+        &out,
+        &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both),
+        false,
+        &mut go,
+    )
+    .unwrap();
     let c = format::read(&out).unwrap();
     for l in &c.linears {
         let b = l.meta.bits_stored();
@@ -333,15 +434,33 @@ fn wide_model_of_width_4096() {
 fn bad_inputs_are_errors_naming_the_culprit() {
     let (dir, model_dir, calib) = setup("bad");
     let out = dir.join("o.llvq");
-    let e = quantize_model(&model_dir, &out, &params("nope:m=1", &calib, Rotate::Both), false, &mut go).unwrap_err().to_string();
+    let e = quantize_model(
+        &model_dir,
+        &out,
+        &params("nope:m=1", &calib, Rotate::Both),
+        false,
+        &mut go,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("unknown method"), "{e}");
     let missing = dir.join("missing.txt");
-    let e = quantize_model(&model_dir, &out, &params("e8p12", &missing, Rotate::Both), false, &mut go).unwrap_err().to_string();
+    let e = quantize_model(
+        &model_dir,
+        &out,
+        &params("e8p12", &missing, Rotate::Both),
+        false,
+        &mut go,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("missing.txt"), "{e}");
     std::fs::remove_dir_all(parts_dir(&out)).ok();
     let short = dir.join("short.txt");
     std::fs::write(&short, "the lattice").unwrap();
-    let e = quantize_model(&model_dir, &out, &params("e8p12", &short, Rotate::Both), false, &mut go).unwrap_err().to_string();
+    let e = quantize_model(&model_dir, &out, &params("e8p12", &short, Rotate::Both), false, &mut go)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("fewer than"), "{e}");
     std::fs::remove_dir_all(parts_dir(&out)).ok();
     // A corrupted file: truncated, or a code stream cut short.
@@ -364,7 +483,11 @@ fn bad_inputs_are_errors_naming_the_culprit() {
     let mut c = format::read(&out).unwrap();
     let k = "model.layers.0.self_attn.k_proj.weight";
     c.linears.retain(|l| l.name != k);
-    c.linears.iter_mut().find(|l| l.name.ends_with("0.self_attn.q_proj.weight")).unwrap().name = k.into();
+    c.linears
+        .iter_mut()
+        .find(|l| l.name.ends_with("0.self_attn.q_proj.weight"))
+        .unwrap()
+        .name = k.into();
     let swapped = dir.join("swapped.llvq");
     format::write(&swapped, &c).unwrap();
     let e = load_llvq(&swapped).err().unwrap().to_string();
@@ -379,13 +502,20 @@ fn bad_inputs_are_errors_naming_the_culprit() {
 fn f32_embeddings_round_trip_exactly() {
     let (dir, model_dir, calib) = setup("embed");
     let out = dir.join("e.llvq");
-    let p = QuantizeParams { embed_f16: false, ..params("e8p12", &calib, Rotate::Both) };
+    let p = QuantizeParams {
+        embed_f16: false,
+        ..params("e8p12", &calib, Rotate::Both)
+    };
     quantize_model(&model_dir, &out, &p, false, &mut go).unwrap();
     let (fp, _) = llvq_model::load(&model_dir).unwrap();
     let (q, _, _) = load_llvq(&out).unwrap();
     let a = fp.to_weights().unwrap();
     let b = q.to_weights().unwrap();
-    for name in ["model.embed_tokens.weight", "model.norm.weight", "model.layers.1.input_layernorm.weight"] {
+    for name in [
+        "model.embed_tokens.weight",
+        "model.norm.weight",
+        "model.layers.1.input_layernorm.weight",
+    ] {
         let x: Vec<f32> = a.get(name).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let y: Vec<f32> = b.get(name).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(x, y, "{name}");
@@ -400,8 +530,16 @@ fn f32_embeddings_round_trip_exactly() {
 use llvq_model::compressed::{self, Activations, HeadFormat, LoadOptions};
 use llvq_model::{KvCache, NoHook};
 
-const COMPRESSED: LoadOptions = LoadOptions { dense: false, head: HeadFormat::Stored, act: Activations::F32 };
-const DENSE: LoadOptions = LoadOptions { dense: true, head: HeadFormat::Stored, act: Activations::F32 };
+const COMPRESSED: LoadOptions = LoadOptions {
+    dense: false,
+    head: HeadFormat::Stored,
+    act: Activations::F32,
+};
+const DENSE: LoadOptions = LoadOptions {
+    dense: true,
+    head: HeadFormat::Stored,
+    act: Activations::F32,
+};
 
 fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
     m.logits(ids).unwrap().flatten_all().unwrap().to_vec1().unwrap()
@@ -433,7 +571,11 @@ fn compressed_runtime_matches_the_dense_path() {
                 let l = c.forward(&[t], Some(&mut cache), &mut NoHook).unwrap();
                 steps.extend(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
             }
-            assert!(rel_diff(&steps, &ld) < 1e-4, "{method} {rotate:?} cached: {}", rel_diff(&steps, &ld));
+            assert!(
+                rel_diff(&steps, &ld) < 1e-4,
+                "{method} {rotate:?} cached: {}",
+                rel_diff(&steps, &ld)
+            );
             // Every expanded compressed linear is the dense path's weight.
             for l in 0..2 {
                 for lin in LinearName::ALL {
@@ -455,7 +597,14 @@ fn q8_head_is_close_and_smaller() {
     quantize_model(&model_dir, &out, &params("e8p12", &calib, Rotate::Both), false, &mut go).unwrap();
     let ids: Vec<u32> = (0..9).collect();
     let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
-    let (q, _, _) = compressed::load(&out, &LoadOptions { head: HeadFormat::Q8, ..COMPRESSED }).unwrap();
+    let (q, _, _) = compressed::load(
+        &out,
+        &LoadOptions {
+            head: HeadFormat::Q8,
+            ..COMPRESSED
+        },
+    )
+    .unwrap();
     // Each head weight moves by at most half a step (amax/127/2 per row): logits stay close.
     assert!(rel_diff(&logits(&q, &ids), &logits(&c, &ids)) < 0.05);
     std::fs::remove_dir_all(&dir).ok();
@@ -465,7 +614,14 @@ fn q8_head_is_close_and_smaller() {
 fn compressed_load_rejects_bad_files_by_name() {
     let (dir, model_dir, calib) = setup("runtime-bad");
     let out = dir.join("o.llvq");
-    quantize_model(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both), false, &mut go).unwrap();
+    quantize_model(
+        &model_dir,
+        &out,
+        &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both),
+        false,
+        &mut go,
+    )
+    .unwrap();
     let load = |p: &Path| match compressed::load(p, &COMPRESSED) {
         Ok(_) => panic!("{} loaded", p.display()),
         Err(e) => e.to_string(),
@@ -491,7 +647,13 @@ fn compressed_load_rejects_bad_files_by_name() {
         p
     };
     // A code stream of the wrong length.
-    let e = load(&rewrite(&|c| { let n = c.linears[5].codes.len(); c.linears[5].codes.truncate(n - 1) }, "short.llvq"));
+    let e = load(&rewrite(
+        &|c| {
+            let n = c.linears[5].codes.len();
+            c.linears[5].codes.truncate(n - 1)
+        },
+        "short.llvq",
+    ));
     assert!(e.contains(&name) && e.contains("code bytes"), "{e}");
     // A NaN scale.
     let e = load(&rewrite(&|c| c.linears[5].scales[1] = f16::NAN.to_bits(), "nan.llvq"));
@@ -505,13 +667,19 @@ fn compressed_load_rejects_bad_files_by_name() {
     // A newer format version: the same bytes with the version digit changed (same length, so the
     // container stays valid).
     let pat = br#"\"format_version\":1"#;
-    let at = bytes.windows(pat.len()).position(|w| w == pat).expect("version in the header");
+    let at = bytes
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .expect("version in the header");
     let mut newer = bytes.clone();
     newer[at + pat.len() - 1] = b'7';
     let p = dir.join("newer.llvq");
     std::fs::write(&p, &newer).unwrap();
     let e = load(&p);
-    assert!(e.contains("newer.llvq") && e.contains("version 7") && e.contains("newer llvq"), "{e}");
+    assert!(
+        e.contains("newer.llvq") && e.contains("version 7") && e.contains("newer llvq"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -529,7 +697,10 @@ fn truncated_default_model(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
     let (gguf, calib) = (data.join(llvq_model::data::MODEL_FILE), data.join("calib.txt"));
     if !gguf.is_file() || !calib.is_file() {
-        eprintln!("note: {} or calib.txt absent (run `llvq fetch-defaults`); skipping", gguf.display());
+        eprintln!(
+            "note: {} or calib.txt absent (run `llvq fetch-defaults`); skipping",
+            gguf.display()
+        );
         return None;
     }
     let (m, tok) = llvq_model::load(&gguf).unwrap();
@@ -549,12 +720,21 @@ fn truncated_default_model(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 #[test]
 fn default_model_runs_compressed_with_the_dense_paths_logits() {
     let dir = tmpdir("runtime-real");
-    let Some((model_dir, calib)) = truncated_default_model(&dir) else { return };
+    let Some((model_dir, calib)) = truncated_default_model(&dir) else {
+        return;
+    };
     // A sentence of the default tokenizer's vocabulary (ids < 49,152), 17 tokens.
     let ids: Vec<u32> = (0..17).map(|i| (i * 2903 + 17) % 49152).collect();
-    for (method, rotate) in [("llvq-sg:m=12,gain=1", Rotate::Both), ("e8p12", Rotate::Input), ("gptq", Rotate::None)] {
+    for (method, rotate) in [
+        ("llvq-sg:m=12,gain=1", Rotate::Both),
+        ("e8p12", Rotate::Input),
+        ("gptq", Rotate::None),
+    ] {
         let out = dir.join("real.llvq");
-        let p = QuantizeParams { calib: CalibParams { seqs: 4, ctx: 64 }, ..params(method, &calib, rotate) };
+        let p = QuantizeParams {
+            calib: CalibParams { seqs: 4, ctx: 64 },
+            ..params(method, &calib, rotate)
+        };
         quantize_model(&model_dir, &out, &p, false, &mut go).unwrap();
         let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
         let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
@@ -562,19 +742,45 @@ fn default_model_runs_compressed_with_the_dense_paths_logits() {
         // Prefill (tiles + gemm, f32 rotations on blocks) and generation (matrix-vector
         // products on single tokens through the KV cache) both give the dense logits.
         let lc = logits(&c, &ids);
-        assert!(rel_diff(&lc, &ld) < 1e-4, "{method} {rotate:?} prefill: {}", rel_diff(&lc, &ld));
+        assert!(
+            rel_diff(&lc, &ld) < 1e-4,
+            "{method} {rotate:?} prefill: {}",
+            rel_diff(&lc, &ld)
+        );
         let mut cache = KvCache::new(c.config().num_layers);
         let mut steps = Vec::new();
         for &t in &ids {
-            steps.extend(c.forward(&[t], Some(&mut cache), &mut NoHook).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            steps.extend(
+                c.forward(&[t], Some(&mut cache), &mut NoHook)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
         }
-        assert!(rel_diff(&steps, &ld) < 1e-4, "{method} {rotate:?} cached: {}", rel_diff(&steps, &ld));
+        assert!(
+            rel_diff(&steps, &ld) < 1e-4,
+            "{method} {rotate:?} cached: {}",
+            rel_diff(&steps, &ld)
+        );
         // int8 activations (an option): close, not equal. Rounding every activation to int8
         // moved the logits by up to 2.8% of the largest one here (llvq-sg); the per-product
         // bound is checked in llvq-model's `int8` tests, this checks the whole model runs on it.
-        let (i8m, _, _) = compressed::load(&out, &LoadOptions { act: Activations::I8All, ..COMPRESSED }).unwrap();
+        let (i8m, _, _) = compressed::load(
+            &out,
+            &LoadOptions {
+                act: Activations::I8All,
+                ..COMPRESSED
+            },
+        )
+        .unwrap();
         let li = logits(&i8m, &ids);
-        assert!(rel_diff(&li, &ld) < 0.1, "{method} {rotate:?} int8: {}", rel_diff(&li, &ld));
+        assert!(
+            rel_diff(&li, &ld) < 0.1,
+            "{method} {rotate:?} int8: {}",
+            rel_diff(&li, &ld)
+        );
         std::fs::remove_file(&out).ok();
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -598,8 +804,19 @@ fn glvq_runs_in_the_pipeline_and_decodes_the_same_in_both_runtimes() {
         assert_eq!(r.linears.code as f64, target * r.linears.weights as f64, "{method}");
         assert!(r.linears.side > 0 && r.linears.scale > 0, "{method}");
         let c = llvq_quant::format::read(&out).unwrap();
-        assert!(c.linears.iter().all(|l| l.glvq.is_some() && l.meta.glvq.is_some()), "{method}");
-        assert_eq!(c.header.code.as_deref(), Some(llvq_quant::glvq::GlvqParams::from_spec(method).unwrap().to_spec().as_str()));
+        assert!(
+            c.linears.iter().all(|l| l.glvq.is_some() && l.meta.glvq.is_some()),
+            "{method}"
+        );
+        assert_eq!(
+            c.header.code.as_deref(),
+            Some(
+                llvq_quant::glvq::GlvqParams::from_spec(method)
+                    .unwrap()
+                    .to_spec()
+                    .as_str()
+            )
+        );
         let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
         let (cm, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
         let (ld, lc) = (logits(&d, &ids), logits(&cm, &ids));
@@ -613,7 +830,8 @@ fn glvq_runs_in_the_pipeline_and_decodes_the_same_in_both_runtimes() {
         // The dense weights are the original-domain decode, and they are near the originals.
         let (orig, _) = llvq_model::load(&model_dir).unwrap();
         let (a, b) = (weight(&d, 1, LinearName::Down), weight(&orig, 1, LinearName::Down));
-        let err: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / b.iter().map(|y| y * y).sum::<f32>();
+        let err: f32 =
+            a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / b.iter().map(|y| y * y).sum::<f32>();
         assert!(err < 0.5, "{method}: relative error {err}");
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -633,16 +851,32 @@ fn glvq_run_resumes_to_the_same_bytes() {
     assert!(quantize_model(&model_dir, &cut, &p, false, &mut stop).is_err());
     let r = quantize_model(&model_dir, &cut, &p, true, &mut go).unwrap();
     assert_eq!(r.layers_resumed, 1);
-    assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&cut).unwrap(), "resumed GLVQ run differs");
+    assert_eq!(
+        std::fs::read(&whole).unwrap(),
+        std::fs::read(&cut).unwrap(),
+        "resumed GLVQ run differs"
+    );
     // Bad GLVQ SPECs fail before any work, naming the value.
-    let e = quantize_model(&model_dir, &dir.join("x.llvq"), &params("glvq:d=8,group=12", &calib, Rotate::Both), false, &mut go)
-        .unwrap_err()
-        .to_string();
+    let e = quantize_model(
+        &model_dir,
+        &dir.join("x.llvq"),
+        &params("glvq:d=8,group=12", &calib, Rotate::Both),
+        false,
+        &mut go,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("group=12") && e.contains("d=8"), "{e}");
     // A tail group d does not divide (40 columns in groups of 32 leave 8; d = 16 needs 16).
-    let e = quantize_model(&model_dir, &dir.join("y.llvq"), &params("glvq:d=16,group=32", &calib, Rotate::None), false, &mut go)
-        .unwrap_err()
-        .to_string();
+    let e = quantize_model(
+        &model_dir,
+        &dir.join("y.llvq"),
+        &params("glvq:d=16,group=32", &calib, Rotate::None),
+        false,
+        &mut go,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("tail") || e.contains("last group"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -52,15 +52,26 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Median items/s of `f` over `repeats` runs of `items` items.
 fn rate(items: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
-    median((0..repeats.max(1)).map(|_| {
-        let t = Instant::now();
-        f();
-        items as f64 / t.elapsed().as_secs_f64()
-    }).collect())
+    median(
+        (0..repeats.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                items as f64 / t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
-    let BenchCmd::Codec { vectors, repeats, reference_vectors, max_shells, seed, json } = cmd;
+    let BenchCmd::Codec {
+        vectors,
+        repeats,
+        reference_vectors,
+        max_shells,
+        seed,
+        json,
+    } = cmd;
     let mut rows = Vec::new();
     let threads = rayon::current_num_threads();
     for &m in &max_shells {
@@ -108,31 +119,62 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             .map(|p| ((p[0].to_bits() as u64) << 32 | p[1].to_bits() as u64).wrapping_mul(0x2545_F491_4F6C_DD1D) % len)
             .collect();
         let mut out = vec![0.0f32; idx.len() * DIM];
-        let serial = rate(idx.len(), repeats, || decode_serial(s.ball(), &idx, 0.5, &mut out).unwrap());
-        let parallel = rate(idx.len(), repeats, || decode_batch(s.ball(), &idx, 0.5, &mut out).unwrap());
+        let serial = rate(idx.len(), repeats, || {
+            decode_serial(s.ball(), &idx, 0.5, &mut out).unwrap()
+        });
+        let parallel = rate(idx.len(), repeats, || {
+            decode_batch(s.ball(), &idx, 0.5, &mut out).unwrap()
+        });
         rows.push(json!({
             "op": "decode", "max_shell": m, "vectors_per_s_per_core": serial, "weights_per_s_per_core": serial * DIM as f64,
             "weights_per_s_all_threads": parallel * DIM as f64, "threads": threads,
         }));
     }
     if json {
-        outln!("{}", serde_json::to_string_pretty(&json!({"vectors": vectors, "repeats": repeats, "rows": rows}))?)?;
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"vectors": vectors, "repeats": repeats, "rows": rows}))?
+        )?;
         return Ok(());
     }
     outln!("codec throughput, one core unless noted (median of {repeats} runs of {vectors} Gaussian vectors)")?;
-    outln!("{:<7} {:>2} {:<10} {:>12} {:>14} {:>10} {:>8} {:>10} {:>9}", "op", "M", "metric", "vectors/s", "weights/s", "vs ref", "shells", "transforms", "codewords")?;
+    outln!(
+        "{:<7} {:>2} {:<10} {:>12} {:>14} {:>10} {:>8} {:>10} {:>9}",
+        "op",
+        "M",
+        "metric",
+        "vectors/s",
+        "weights/s",
+        "vs ref",
+        "shells",
+        "transforms",
+        "codewords"
+    )?;
     for r in &rows {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         if r["op"] == "encode" {
             outln!(
                 "{:<7} {:>2} {:<10} {:>12.0} {:>14.3e} {:>9.0}x {:>8.2} {:>10.2} {:>9.1}",
-                "encode", r["max_shell"], r["metric"].as_str().unwrap(), f("vectors_per_s_per_core"), f("weights_per_s_per_core"),
-                f("speedup_vs_reference"), f("avg_shells"), f("avg_transforms"), f("avg_codewords")
+                "encode",
+                r["max_shell"],
+                r["metric"].as_str().unwrap(),
+                f("vectors_per_s_per_core"),
+                f("weights_per_s_per_core"),
+                f("speedup_vs_reference"),
+                f("avg_shells"),
+                f("avg_transforms"),
+                f("avg_codewords")
             )?;
         } else {
             outln!(
                 "{:<7} {:>2} {:<10} {:>12.0} {:>14.3e}   ({:.3e} weights/s on {} threads)",
-                "decode", r["max_shell"], "-", f("vectors_per_s_per_core"), f("weights_per_s_per_core"), f("weights_per_s_all_threads"), r["threads"]
+                "decode",
+                r["max_shell"],
+                "-",
+                f("vectors_per_s_per_core"),
+                f("weights_per_s_per_core"),
+                f("weights_per_s_all_threads"),
+                r["threads"]
             )?;
         }
     }

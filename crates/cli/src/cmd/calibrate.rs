@@ -66,7 +66,14 @@ pub struct CalibrateRun {
 pub fn run(a: CalibrateArgs) -> Result<()> {
     if let Some(CalibrateCmd::Merge { dirs, out }) = a.cmd {
         let m = llvq_quant::hessians::merge(&dirs, &out)?;
-        outln!("wrote        {} ({} windows of {}, {} tokens{})", out.display(), m.windows.len(), m.calib.seqs, m.tokens, if m.complete() { "" } else { "; incomplete" })?;
+        outln!(
+            "wrote        {} ({} windows of {}, {} tokens{})",
+            out.display(),
+            m.windows.len(),
+            m.calib.seqs,
+            m.tokens,
+            if m.complete() { "" } else { "; incomplete" }
+        )?;
         return Ok(());
     }
     let a = a.run;
@@ -74,11 +81,17 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     super::common::fixed_mmap_threshold();
     let out = a.out.expect("required by clap");
     if !a.model.exists() && a.model == Path::new(super::common::DEFAULT_MODEL) {
-        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", a.model.display());
+        bail!(
+            "{} not found: run `llvq fetch-defaults` first, or pass --model",
+            a.model.display()
+        );
     }
     let p = CalibrateParams {
         calib_text: a.calib,
-        calib: CalibParams { seqs: a.calib_seqs, ctx: a.calib_ctx },
+        calib: CalibParams {
+            seqs: a.calib_seqs,
+            ctx: a.calib_ctx,
+        },
         shard: a.shard,
         max_memory: a.max_memory,
     };
@@ -95,16 +108,27 @@ pub fn report(r: &JobReport, json: bool) -> Result<()> {
         outln!("{}", serde_json::to_value(r)?)?;
         return Ok(());
     }
-    outln!("wrote        {} ({:.1} MB)", r.out.display(), r.bytes_written as f64 / 1e6)?;
+    outln!(
+        "wrote        {} ({:.1} MB)",
+        r.out.display(),
+        r.bytes_written as f64 / 1e6
+    )?;
     if let Some(w) = &r.windows {
         outln!("windows      {}..{}", w.start, w.end)?;
     }
     let n = r.layer_seconds.len().max(1) as f64;
-    outln!("layers       {}..{}: {:.1} s, {:.2} s per layer", r.layers.start, r.layers.end, r.seconds, r.layer_seconds.iter().sum::<f64>() / n)?;
+    outln!(
+        "layers       {}..{}: {:.1} s, {:.2} s per layer",
+        r.layers.start,
+        r.layers.end,
+        r.seconds,
+        r.layer_seconds.iter().sum::<f64>() / n
+    )?;
     outln!(
         "memory       estimated {:.2} GB, peak RSS {}",
         r.needs_bytes as f64 / 1e9,
-        r.peak_rss.map_or("unknown".into(), |m| format!("{:.2} GB", m as f64 / 1e9))
+        r.peak_rss
+            .map_or("unknown".into(), |m| format!("{:.2} GB", m as f64 / 1e9))
     )?;
     Ok(())
 }

@@ -39,7 +39,10 @@ const CHUNK: usize = 4096;
 
 /// Reads stdin in chunks of lines, maps each chunk (in parallel) and writes results in order.
 /// `f` returns one output line per input line, or an error message for that line.
-fn stream<T: Send>(f: impl Fn(&str) -> Result<T> + Sync, show: impl Fn(&T, &mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+fn stream<T: Send>(
+    f: impl Fn(&str) -> Result<T> + Sync,
+    show: impl Fn(&T, &mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let stdout = std::io::stdout();
@@ -76,7 +79,9 @@ pub fn run(cmd: CodecCmd) -> Result<()> {
             stream(
                 |line| {
                     let t = line.trim();
-                    let i: u64 = t.parse().map_err(|_| anyhow!("expected a decimal index, found {t:?}"))?;
+                    let i: u64 = t
+                        .parse()
+                        .map_err(|_| anyhow!("expected a decimal index, found {t:?}"))?;
                     Ok(ball.decode(i)?)
                 },
                 |x, out| {
@@ -97,8 +102,9 @@ pub fn run(cmd: CodecCmd) -> Result<()> {
                         .split_whitespace()
                         .map(|w| w.parse::<f32>().map_err(|_| anyhow!("{w:?} is not a number")))
                         .collect::<Result<_>>()?;
-                    let y: [f32; DIM] =
-                        vals.try_into().map_err(|v: Vec<f32>| anyhow!("expected {DIM} numbers, found {}", v.len()))?;
+                    let y: [f32; DIM] = vals
+                        .try_into()
+                        .map_err(|v: Vec<f32>| anyhow!("expected {DIM} numbers, found {}", v.len()))?;
                     Ok(searcher.search(&y, metric)?.index)
                 },
                 |i, out| writeln!(out, "{i}"),

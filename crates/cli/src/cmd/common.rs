@@ -38,14 +38,21 @@ pub struct RuntimeArgs {
 
 impl RuntimeArgs {
     pub fn options(&self) -> LoadOptions {
-        LoadOptions { dense: self.dense, head: self.head, act: self.act }
+        LoadOptions {
+            dense: self.dense,
+            head: self.head,
+            act: self.act,
+        }
     }
 }
 
 /// The one place the CLI loads a model for evaluation (GGUF, HF directory or `.llvq`).
 pub fn load_model(path: &Path, rt: &RuntimeArgs) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
     if !path.exists() && path == Path::new(DEFAULT_MODEL) {
-        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", path.display());
+        bail!(
+            "{} not found: run `llvq fetch-defaults` first, or pass --model",
+            path.display()
+        );
     }
     // The library's errors already name the file or tensor.
     Ok(llvq_model::compressed::load_any(path, &rt.options())?)

@@ -72,7 +72,6 @@ pub struct SpeedArgs {
     pub compare: bool,
 }
 
-
 /// WikiText-2 test from `../shared` (relative to the working directory or the repository).
 pub fn default_text() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
@@ -80,7 +79,6 @@ pub fn default_text() -> Option<PathBuf> {
         .into_iter()
         .find(|p| p.is_file())
 }
-
 
 pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {
@@ -96,8 +94,7 @@ fn ppl(a: PplArgs) -> Result<()> {
         Some(p) => p,
         None => bail!("no --text given and ../shared/data/wikitext-2-raw/wiki.test.raw not found"),
     };
-    let text = std::fs::read_to_string(&text_path)
-        .with_context(|| format!("reading {}", text_path.display()))?;
+    let text = std::fs::read_to_string(&text_path).with_context(|| format!("reading {}", text_path.display()))?;
     let t0 = Instant::now();
     let (model, tok) = load_model(&a.model, &a.runtime)?;
     let load_s = t0.elapsed().as_secs_f64();
@@ -176,7 +173,12 @@ fn measure(a: &SpeedArgs, rt: &RuntimeArgs) -> Result<Speed> {
         &model,
         &tok,
         "The history of mathematics",
-        &GenParams { max_new: a.gen, temperature: 0.0, seed: 0, stop_at_eos: false },
+        &GenParams {
+            max_new: a.gen,
+            temperature: 0.0,
+            seed: 0,
+            stop_at_eos: false,
+        },
         &mut |_| {},
     )?;
     let (weights, bytes) = model.linear_footprint();
@@ -195,7 +197,13 @@ fn speed(a: SpeedArgs) -> Result<()> {
     set_threads(Some(a.threads));
     let s = measure(&a, &a.runtime)?;
     let dense = if a.compare && !a.runtime.dense {
-        Some(measure(&a, &RuntimeArgs { dense: true, ..a.runtime })?)
+        Some(measure(
+            &a,
+            &RuntimeArgs {
+                dense: true,
+                ..a.runtime
+            },
+        )?)
     } else {
         None
     };
@@ -217,13 +225,34 @@ fn speed(a: SpeedArgs) -> Result<()> {
     } else {
         let show = |label: &str, s: &Speed| -> Result<()> {
             outln!("{label}")?;
-            outln!("  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})", a.ctx, s.prefill_s, s.prefill_tokens_per_s, a.reps.max(1))?;
-            outln!("  generation   {} tokens at {:.1} tokens/s (KV cache)", s.generated, s.gen_tokens_per_s)?;
-            outln!("  weights      {:.1} MB resident, linears at {:.2} bits/weight", s.weight_bytes as f64 / 1e6, s.resident_bits_per_weight)?;
+            outln!(
+                "  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})",
+                a.ctx,
+                s.prefill_s,
+                s.prefill_tokens_per_s,
+                a.reps.max(1)
+            )?;
+            outln!(
+                "  generation   {} tokens at {:.1} tokens/s (KV cache)",
+                s.generated,
+                s.gen_tokens_per_s
+            )?;
+            outln!(
+                "  weights      {:.1} MB resident, linears at {:.2} bits/weight",
+                s.weight_bytes as f64 / 1e6,
+                s.resident_bits_per_weight
+            )?;
             Ok(())
         };
         outln!("threads        {}", a.threads)?;
-        show(if a.runtime.dense { "dense (decoded to f32)" } else { "as loaded" }, &s)?;
+        show(
+            if a.runtime.dense {
+                "dense (decoded to f32)"
+            } else {
+                "as loaded"
+            },
+            &s,
+        )?;
         if let Some(d) = &dense {
             show("dense (decoded to f32)", d)?;
             outln!(

@@ -92,12 +92,21 @@ extern "C" fn on_sigint(_: libc::c_int) {
 /// The first Ctrl-C asks the run to stop after its current step (it keeps the best scales).
 fn catch_ctrl_c() {
     // SAFETY: installs a handler that only stores to an atomic and resets itself.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
     super::common::set_threads(a.threads);
-    let p = a.tune.params(a.tokens, Path::new(super::common::DEFAULT_MODEL), Path::new(super::quantize::DEFAULT_CALIB));
+    let p = a.tune.params(
+        a.tokens,
+        Path::new(super::common::DEFAULT_MODEL),
+        Path::new(super::quantize::DEFAULT_CALIB),
+    );
     let r = tune(&a.input, &a.out, &p, a.resume)?;
     print_report(&r, a.json)
 }
@@ -105,7 +114,10 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
 /// Runs a tuning with a progress bar and Ctrl-C handling.
 pub fn tune(input: &Path, out: &Path, p: &FinetuneParams, resume: bool) -> Result<FinetuneReport> {
     if p.objective == Objective::Kl && !p.teacher.exists() {
-        bail!("teacher {} not found: pass --teacher (the model the file was quantized from)", p.teacher.display());
+        bail!(
+            "teacher {} not found: pass --teacher (the model the file was quantized from)",
+            p.teacher.display()
+        );
     }
     catch_ctrl_c();
     let bar = ProgressBar::new(0).with_style(
@@ -118,7 +130,12 @@ pub fn tune(input: &Path, out: &Path, p: &FinetuneParams, resume: bool) -> Resul
     let mut on_event = |e: FtEvent<'_>| {
         match e {
             FtEvent::Phase(s) => bar.set_message(s.to_string()),
-            FtEvent::Step { step, steps, loss, tokens_per_s } => {
+            FtEvent::Step {
+                step,
+                steps,
+                loss,
+                tokens_per_s,
+            } => {
                 let r = running.map_or(loss, |r| 0.9 * r + 0.1 * loss);
                 running = Some(r);
                 bar.set_length(steps);
@@ -147,7 +164,15 @@ pub fn print_report(r: &FinetuneReport, json: bool) -> Result<()> {
     }
     let b = &r.linears;
     let w = b.weights.max(1) as f64;
-    outln!("wrote        {}{}", r.out.display(), if r.interrupted { " (interrupted: best scales so far; --resume continues)" } else { "" })?;
+    outln!(
+        "wrote        {}{}",
+        r.out.display(),
+        if r.interrupted {
+            " (interrupted: best scales so far; --resume continues)"
+        } else {
+            ""
+        }
+    )?;
     outln!(
         "tuned        {} steps of {} ({} tokens{}), objective {}, best at step {}",
         r.steps,
@@ -157,8 +182,21 @@ pub fn print_report(r: &FinetuneReport, json: bool) -> Result<()> {
         r.objective.name(),
         r.best_step
     )?;
-    outln!("held-out     {:.5} → {:.5}{}", r.held_out_before, r.held_out_after, if r.early_stopped { " (stopped early)" } else { "" })?;
-    outln!("linears      {:.4} bits/weight all-in, input scales {:.5}", b.bpw(), b.input_scale as f64 / w)?;
-    outln!("time         {:.1} s, {:.1} training tokens/s", r.seconds, r.tokens_per_s)?;
+    outln!(
+        "held-out     {:.5} → {:.5}{}",
+        r.held_out_before,
+        r.held_out_after,
+        if r.early_stopped { " (stopped early)" } else { "" }
+    )?;
+    outln!(
+        "linears      {:.4} bits/weight all-in, input scales {:.5}",
+        b.bpw(),
+        b.input_scale as f64 / w
+    )?;
+    outln!(
+        "time         {:.1} s, {:.1} training tokens/s",
+        r.seconds,
+        r.tokens_per_s
+    )?;
     Ok(())
 }

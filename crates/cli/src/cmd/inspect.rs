@@ -69,7 +69,13 @@ pub fn run(a: InspectArgs) -> Result<()> {
         serde_json::Value::String(t) => t.clone(),
         v => v.to_string(),
     };
-    outln!("file           {} ({} bytes, format {}, codec {})", a.file.display(), file_bytes, s("format_version"), s("codec_version"))?;
+    outln!(
+        "file           {} ({} bytes, format {}, codec {})",
+        a.file.display(),
+        file_bytes,
+        s("format_version"),
+        s("codec_version")
+    )?;
     outln!("model          {} with {} layers", s("architecture"), s("layers"))?;
     outln!(
         "method         {}  ldlq {}  rotate {}  seed {}  calibration {} {}",
@@ -92,7 +98,10 @@ pub fn run(a: InspectArgs) -> Result<()> {
         bits.side as f64 / w
     )?;
     if bits.input_scale > 0 {
-        outln!("  input scales {:.5} bits/weight (f32, one per column of every linear)", bits.input_scale as f64 / w)?;
+        outln!(
+            "  input scales {:.5} bits/weight (f32, one per column of every linear)",
+            bits.input_scale as f64 / w
+        )?;
     }
     match &h.tuned {
         None => outln!("tuned          no")?,
@@ -124,9 +133,24 @@ pub fn run(a: InspectArgs) -> Result<()> {
         )?;
     }
     outln!("plain          {} tensors, {} parameters", c.plain.len(), plain_params)?;
-    outln!("whole file     {:.3} bits per parameter ({} parameters)", summary["file_bpw"].as_f64().unwrap_or(0.0), params)?;
+    outln!(
+        "whole file     {:.3} bits per parameter ({} parameters)",
+        summary["file_bpw"].as_f64().unwrap_or(0.0),
+        params
+    )?;
     if a.tensors {
-        outln!("\n{:<48} {:>6} {:>6} {:>5} {:>4} {:>6} {:>4} {:>10} {:>7}", "linear", "rows", "cols", "block", "bits", "group", "rot", "bytes", "bpw")?;
+        outln!(
+            "\n{:<48} {:>6} {:>6} {:>5} {:>4} {:>6} {:>4} {:>10} {:>7}",
+            "linear",
+            "rows",
+            "cols",
+            "block",
+            "bits",
+            "group",
+            "rot",
+            "bytes",
+            "bpw"
+        )?;
         for l in &c.linears {
             let rot = match (l.meta.rot_in.is_some(), l.meta.rot_out.is_some()) {
                 (true, true) => "io",
@@ -147,9 +171,21 @@ pub fn run(a: InspectArgs) -> Result<()> {
                 l.meta.bits_stored().bpw()
             )?;
         }
-        outln!("\n{:<48} {:>6} {:>16} {:>10}", "plain tensor", "dtype", "shape", "bytes")?;
+        outln!(
+            "\n{:<48} {:>6} {:>16} {:>10}",
+            "plain tensor",
+            "dtype",
+            "shape",
+            "bytes"
+        )?;
         for p in &c.plain {
-            outln!("{:<48} {:>6} {:>16} {:>10}", p.name, format!("{:?}", p.dtype), format!("{:?}", p.shape), p.data.len())?;
+            outln!(
+                "{:<48} {:>6} {:>16} {:>10}",
+                p.name,
+                format!("{:?}", p.dtype),
+                format!("{:?}", p.shape),
+                p.data.len()
+            )?;
         }
     }
     Ok(())
@@ -157,10 +193,16 @@ pub fn run(a: InspectArgs) -> Result<()> {
 
 /// One GLVQ linear's side information in numbers: bits per vector, µ and ‖G_g‖_F of each group.
 fn glvq_side(l: &format::QuantLinear) -> serde_json::Value {
-    let Some(side) = &l.glvq else { return serde_json::Value::Null };
+    let Some(side) = &l.glvq else {
+        return serde_json::Value::Null;
+    };
     let f = |b: &u16| f16_bits_to_f64(*b);
     let d = l.meta.block;
-    let gf: Vec<f64> = side.lattice.chunks(d * d).map(|g| g.iter().map(|b| f(b).powi(2)).sum::<f64>().sqrt()).collect();
+    let gf: Vec<f64> = side
+        .lattice
+        .chunks(d * d)
+        .map(|g| g.iter().map(|b| f(b).powi(2)).sum::<f64>().sqrt())
+        .collect();
     json!({"vector_bits": side.vector_bits, "mu": side.mu.iter().map(f).collect::<Vec<_>>(), "g_frobenius": gf})
 }
 
@@ -181,7 +223,13 @@ fn glvq_summary(linears: &[format::QuantLinear]) -> serde_json::Value {
             }
         }
         mus.extend(side["mu"].as_array().into_iter().flatten().filter_map(|v| v.as_f64()));
-        gfs.extend(side["g_frobenius"].as_array().into_iter().flatten().filter_map(|v| v.as_f64()));
+        gfs.extend(
+            side["g_frobenius"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_f64()),
+        );
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -190,17 +238,32 @@ fn glvq_summary(linears: &[format::QuantLinear]) -> serde_json::Value {
     let mu = if mus.is_empty() {
         json!("off")
     } else {
-        json!(format!("{:.0}..{:.0} (median {:.0})", mus.iter().cloned().fold(f64::INFINITY, f64::min), mus.iter().cloned().fold(0.0, f64::max), med(&mut mus).unwrap_or(0.0)))
+        json!(format!(
+            "{:.0}..{:.0} (median {:.0})",
+            mus.iter().cloned().fold(f64::INFINITY, f64::min),
+            mus.iter().cloned().fold(0.0, f64::max),
+            med(&mut mus).unwrap_or(0.0)
+        ))
     };
     json!({"groups": below + at + above, "below": below, "at": at, "above": above, "mu": mu, "g_frobenius_median": med(&mut gfs)})
 }
 
 /// An IEEE half (bit pattern) as f64.
 fn f16_bits_to_f64(b: u16) -> f64 {
-    let (sign, exp, frac) = (if b >> 15 == 1 { -1.0 } else { 1.0 }, ((b >> 10) & 0x1f) as i32, (b & 0x3ff) as f64);
+    let (sign, exp, frac) = (
+        if b >> 15 == 1 { -1.0 } else { 1.0 },
+        ((b >> 10) & 0x1f) as i32,
+        (b & 0x3ff) as f64,
+    );
     sign * match exp {
         0 => frac * 2f64.powi(-24),
-        31 => if frac == 0.0 { f64::INFINITY } else { f64::NAN },
+        31 => {
+            if frac == 0.0 {
+                f64::INFINITY
+            } else {
+                f64::NAN
+            }
+        }
         e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
     }
 }

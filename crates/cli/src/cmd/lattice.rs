@@ -58,9 +58,21 @@ pub fn run(cmd: LatticeCmd) -> Result<()> {
                     .collect();
                 outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                outln!("{:>3} {:>26} {:>26} {:>8} {:>9} {:>6} {:>9}", "m", "n(m)", "N(m)", "classes", "log2 N", "bits", "bits/dim")?;
+                outln!(
+                    "{:>3} {:>26} {:>26} {:>8} {:>9} {:>6} {:>9}",
+                    "m",
+                    "n(m)",
+                    "N(m)",
+                    "classes",
+                    "log2 N",
+                    "bits",
+                    "bits/dim"
+                )?;
                 for (m, n, cum, classes, log2, bits) in rows {
-                    outln!("{m:>3} {n:>26} {cum:>26} {classes:>8} {log2:>9.3} {bits:>6} {:>9.4}", bits as f64 / 24.0)?;
+                    outln!(
+                        "{m:>3} {n:>26} {cum:>26} {classes:>8} {log2:>9.3} {bits:>6} {:>9.4}",
+                        bits as f64 / 24.0
+                    )?;
                 }
             }
         }
@@ -77,10 +89,26 @@ pub fn run(cmd: LatticeCmd) -> Result<()> {
                     .collect();
                 outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                outln!("{:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  multiset (value^count)", "#", "parity", "A", "B", "perms", "size")?;
+                outln!(
+                    "{:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  multiset (value^count)",
+                    "#",
+                    "parity",
+                    "A",
+                    "B",
+                    "perms",
+                    "size"
+                )?;
                 for (k, c) in classes.iter().enumerate() {
                     let ms: Vec<String> = c.multiset().iter().map(|(v, n)| format!("{v}^{n}")).collect();
-                    outln!("{k:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  {}", c.parity.name(), c.golay_count, c.sign_bits, c.perms, c.size, ms.join(" "))?;
+                    outln!(
+                        "{k:>4} {:<6} {:>5} {:>3} {:>22} {:>22}  {}",
+                        c.parity.name(),
+                        c.golay_count,
+                        c.sign_bits,
+                        c.perms,
+                        c.size,
+                        ms.join(" ")
+                    )?;
                 }
             }
         }

@@ -17,6 +17,11 @@ pub struct MergeArgs {
 
 pub fn run(a: MergeArgs) -> Result<()> {
     let bytes = llvq_quant::pipeline::merge_parts(&a.parts, &a.out)?;
-    outln!("wrote        {} ({:.1} MB) from {} parts", a.out.display(), bytes as f64 / 1e6, a.parts.len())?;
+    outln!(
+        "wrote        {} ({:.1} MB) from {} parts",
+        a.out.display(),
+        bytes as f64 / 1e6,
+        a.parts.len()
+    )?;
     Ok(())
 }

@@ -78,16 +78,25 @@ pub struct QuantizeArgs {
 pub fn run(a: QuantizeArgs) -> Result<()> {
     super::common::set_threads(a.threads);
     if !a.model.exists() && a.model == Path::new(super::common::DEFAULT_MODEL) {
-        bail!("{} not found: run `llvq fetch-defaults` first, or pass --model", a.model.display());
+        bail!(
+            "{} not found: run `llvq fetch-defaults` first, or pass --model",
+            a.model.display()
+        );
     }
     let params = QuantizeParams {
         method: a.method.clone(),
         rotate: a.rotate,
         seed: a.seed,
         calib_text: a.calib.clone(),
-        calib: CalibParams { seqs: a.calib_seqs, ctx: a.calib_ctx },
+        calib: CalibParams {
+            seqs: a.calib_seqs,
+            ctx: a.calib_ctx,
+        },
         mode: a.mode,
-        ldlq: LdlqParams { damp: a.damp, ..Default::default() },
+        ldlq: LdlqParams {
+            damp: a.damp,
+            ..Default::default()
+        },
         embed_f16: !a.embed_f32,
     };
     let bar = bar("quantize");
@@ -95,7 +104,9 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     if let Some(hdir) = &a.hessians {
         super::common::fixed_mmap_threshold();
         if a.resume {
-            bail!("--resume does not apply to --hessians jobs: rerun the job (its part is written whole or not at all)");
+            bail!(
+                "--resume does not apply to --hessians jobs: rerun the job (its part is written whole or not at all)"
+            );
         }
         let layers = match a.layers {
             Some(r) => r.0,
@@ -110,7 +121,12 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     // The file is tuned in place (read whole, written to a temporary name, renamed).
     let tuned = match a.finetune_tokens {
         0 => None,
-        n => Some(super::finetune::tune(&a.out, &a.out, &a.tune.params(n, &a.model, &a.calib), a.resume)?),
+        n => Some(super::finetune::tune(
+            &a.out,
+            &a.out,
+            &a.tune.params(n, &a.model, &a.calib),
+            a.resume,
+        )?),
     };
     if a.json {
         let mut v = serde_json::to_value(&r)?;
@@ -129,7 +145,12 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     let t = &r.timings;
     outln!("wrote        {} ({:.1} MB)", r.out.display(), r.file_bytes as f64 / 1e6)?;
     outln!("method       {} (code {})", r.method, r.code)?;
-    outln!("rotate       {}   calibration {} ({} tokens)", r.rotate.name(), serde_json::to_value(r.mode)?.as_str().unwrap_or(""), r.calib_tokens)?;
+    outln!(
+        "rotate       {}   calibration {} ({} tokens)",
+        r.rotate.name(),
+        serde_json::to_value(r.mode)?.as_str().unwrap_or(""),
+        r.calib_tokens
+    )?;
     let b = &r.linears;
     outln!(
         "linears      {} weights, {:.4} bits/weight all-in (code {:.4}, scales {:.4}, seeds {:.5})",
@@ -139,7 +160,11 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         b.scale as f64 / b.weights as f64,
         b.seed as f64 / b.weights as f64
     )?;
-    outln!("file         {:.3} bits per model parameter ({} parameters)", r.file_bpw(), r.params)?;
+    outln!(
+        "file         {:.3} bits per model parameter ({} parameters)",
+        r.file_bpw(),
+        r.params
+    )?;
     let mean_proxy = r.stats.iter().map(|s| s.proxy_rel).sum::<f64>() / r.stats.len().max(1) as f64;
     outln!("proxy loss   mean relative tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) = {mean_proxy:.5}")?;
     outln!(

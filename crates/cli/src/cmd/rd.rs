@@ -109,14 +109,28 @@ fn measure_all(codes: &[(String, String)], c: &Common) -> Result<Vec<Row>> {
 
 fn print_rows(title: &str, rows: &[Row], c: &Common, secs: f64) -> Result<()> {
     outln!("{title}")?;
-    outln!("N(0,1) source, {} vectors of 24 weights, seed {}, {secs:.1} s", c.samples, c.seed)?;
+    outln!(
+        "N(0,1) source, {} vectors of 24 weights, seed {}, {secs:.1} s",
+        c.samples,
+        c.seed
+    )?;
     outln!()?;
     outln!("| Method | Dim | Bits/dim | MSE ± s.e. | SQNR (bits) | Ret (%) |")?;
     outln!("|---|---:|---:|---:|---:|---:|")?;
     for r in rows {
         let dim = if r.dim == 0 { "-".to_string() } else { r.dim.to_string() };
-        let mse = if r.mse_se > 0.0 { format!("{:.5} ± {:.5}", r.mse, r.mse_se) } else { format!("{:.5}", r.mse) };
-        outln!("| {} | {dim} | {:.3} | {mse} | {:.3} | {:.1} |", r.label, r.rate, r.sqnr_bits, r.retention_pct)?;
+        let mse = if r.mse_se > 0.0 {
+            format!("{:.5} ± {:.5}", r.mse, r.mse_se)
+        } else {
+            format!("{:.5}", r.mse)
+        };
+        outln!(
+            "| {} | {dim} | {:.3} | {mse} | {:.3} | {:.1} |",
+            r.label,
+            r.rate,
+            r.sqnr_bits,
+            r.retention_pct
+        )?;
     }
     outln!()?;
     for r in rows.iter().filter(|r| r.dim > 0) {
@@ -155,7 +169,10 @@ fn table(a: TableArgs) -> Result<()> {
     rows.push(lab::shannon_row(a.bits as f64));
     let secs = t.elapsed().as_secs_f64();
     emit(
-        &format!("Table 4: information retention at {} bits/dim on a Gaussian source", a.bits),
+        &format!(
+            "Table 4: information retention at {} bits/dim on a Gaussian source",
+            a.bits
+        ),
         &rows,
         &a.common,
         secs,
@@ -164,7 +181,10 @@ fn table(a: TableArgs) -> Result<()> {
         let curves: Vec<Curve> = rows
             .iter()
             .filter(|r| r.dim > 0)
-            .map(|r| Curve { family: r.label.clone(), rows: vec![r.clone()] })
+            .map(|r| Curve {
+                family: r.label.clone(),
+                rows: vec![r.clone()],
+            })
             .collect();
         plot(&p, &curves, &format!("Gaussian source at {} bits/dim", a.bits))?;
     }
@@ -193,10 +213,14 @@ fn glvq_row(label: &str, spec: &str, c: &Common) -> Result<Row> {
     if vectors == 0 {
         bail!("--samples {} is below the {per_row} vectors of one GLVQ row", c.samples);
     }
-    let sample: Vec<f64> =
-        llvq_codes::source::gaussian(vectors * lab::VECTOR, c.seed).into_iter().map(f64::from).collect();
+    let sample: Vec<f64> = llvq_codes::source::gaussian(vectors * lab::VECTOR, c.seed)
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let rows = sample.len() / cols;
-    let h: Vec<f64> = (0..cols * cols).map(|i| if i % (cols + 1) == 0 { 1.0 } else { 0.0 }).collect();
+    let h: Vec<f64> = (0..cols * cols)
+        .map(|i| if i % (cols + 1) == 0 { 1.0 } else { 0.0 })
+        .collect();
     let t = Instant::now();
     let layer = quantize_layer(&sample, rows, cols, &h, &p)?;
     let fit_s = t.elapsed().as_secs_f64();
@@ -232,7 +256,12 @@ fn glvq_row(label: &str, spec: &str, c: &Common) -> Result<Row> {
 fn sweep(c: Common) -> Result<()> {
     let t = Instant::now();
     let rows = measure_all(&lab::gain_sweep_codes(), &c)?;
-    emit("Table 7: spherical shaping vs shape-gain at 2 bits/dim", &rows, &c, t.elapsed().as_secs_f64())
+    emit(
+        "Table 7: spherical shaping vs shape-gain at 2 bits/dim",
+        &rows,
+        &c,
+        t.elapsed().as_secs_f64(),
+    )
 }
 
 fn curve(a: CurveArgs) -> Result<()> {
@@ -270,14 +299,24 @@ fn curve(a: CurveArgs) -> Result<()> {
             serde_json::json!({"samples": a.common.samples, "seed": a.common.seed, "seconds": secs, "curves": curves});
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        outln!("Figure 1: SQNR vs rate, {} vectors, seed {}, {secs:.1} s", a.common.samples, a.common.seed)?;
+        outln!(
+            "Figure 1: SQNR vs rate, {} vectors, seed {}, {secs:.1} s",
+            a.common.samples,
+            a.common.seed
+        )?;
         outln!("| Family | SPEC | Bits/dim | MSE ± s.e. | SQNR (bits) | Ret (%) |")?;
         outln!("|---|---|---:|---:|---:|---:|")?;
         for c in &curves {
             for r in &c.rows {
                 outln!(
                     "| {} | {} | {:.3} | {:.5} ± {:.5} | {:.3} | {:.1} |",
-                    c.family, r.spec, r.rate, r.mse, r.mse_se, r.sqnr_bits, r.retention_pct
+                    c.family,
+                    r.spec,
+                    r.rate,
+                    r.mse,
+                    r.mse_se,
+                    r.sqnr_bits,
+                    r.retention_pct
                 )?;
             }
         }
@@ -304,7 +343,15 @@ fn plot(path: &std::path::Path, curves: &[Curve], title: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let text = llvq_codes::plot::rate_curves(path, curves, title)?;
-    eprintln!("wrote {}{}", path.display(), if text { "" } else { " (no system font found: drawn without text)" });
+    eprintln!(
+        "wrote {}{}",
+        path.display(),
+        if text {
+            ""
+        } else {
+            " (no system font found: drawn without text)"
+        }
+    );
     Ok(())
 }
 
@@ -318,7 +365,8 @@ fn angular(a: AngularArgs) -> Result<()> {
     } else {
         outln!(
             "App. E: nearest-codeword angle D = arccos(cos)/π, {} directions, seed {}, {secs:.1} s",
-            a.samples, a.seed
+            a.samples,
+            a.seed
         )?;
         outln!("| Family | Code | Bits/dim | mean D | min | Q1 | median | Q3 | max |")?;
         outln!("|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
@@ -326,7 +374,10 @@ fn angular(a: AngularArgs) -> Result<()> {
             let [q0, q1, q2, q3, q4] = s.quartiles;
             outln!(
                 "| {} | {} | {:.3} | {:.4} | {q0:.4} | {q1:.4} | {q2:.4} | {q3:.4} | {q4:.4} |",
-                s.family, s.label, s.rate, s.mean
+                s.family,
+                s.label,
+                s.rate,
+                s.mean
             )?;
         }
     }
@@ -336,7 +387,15 @@ fn angular(a: AngularArgs) -> Result<()> {
         }
         for f in std::iter::once(p.clone()).chain(sibling(&p)) {
             let text = llvq_codes::plot::angular_boxes(&f, &sets)?;
-            eprintln!("wrote {}{}", f.display(), if text { "" } else { " (no system font found: drawn without text)" });
+            eprintln!(
+                "wrote {}{}",
+                f.display(),
+                if text {
+                    ""
+                } else {
+                    " (no system font found: drawn without text)"
+                }
+            );
         }
     }
     Ok(())

@@ -63,18 +63,38 @@ fn preset(name: &str) -> Result<Config> {
         ..base.clone()
     };
     Ok(match name {
-        "llama3-8b" => Config { rope_theta: 500_000.0, ..c(128_256, 4096, 14_336, 32, 32, 8, 128) },
-        "qwen3-4b" => Config { arch: Arch::Qwen3, rope_theta: 1e6, rms_eps: 1e-6, tie_embeddings: true, qk_norm: true, ..c(151_936, 2560, 9728, 36, 32, 8, 128) },
+        "llama3-8b" => Config {
+            rope_theta: 500_000.0,
+            ..c(128_256, 4096, 14_336, 32, 32, 8, 128)
+        },
+        "qwen3-4b" => Config {
+            arch: Arch::Qwen3,
+            rope_theta: 1e6,
+            rms_eps: 1e-6,
+            tie_embeddings: true,
+            qk_norm: true,
+            ..c(151_936, 2560, 9728, 36, 32, 8, 128)
+        },
         "llama2-70b" => c(32_000, 8192, 28_672, 80, 64, 8, 128),
-        "smollm2-135m" => Config { tie_embeddings: true, ..c(49_152, 576, 1536, 30, 9, 3, 64) },
-        "smollm2-360m" => Config { tie_embeddings: true, ..c(49_152, 960, 2560, 32, 15, 5, 64) },
+        "smollm2-135m" => Config {
+            tie_embeddings: true,
+            ..c(49_152, 576, 1536, 30, 9, 3, 64)
+        },
+        "smollm2-360m" => Config {
+            tie_embeddings: true,
+            ..c(49_152, 960, 2560, 32, 15, 5, 64)
+        },
         _ => bail!("unknown shape {name:?}: llama3-8b, qwen3-4b, llama2-70b, smollm2-135m or smollm2-360m"),
     })
 }
 
 pub fn run(a: SynthArgs) -> Result<()> {
     let full = preset(&a.like)?;
-    let cfg = Config { num_layers: a.layers, vocab_size: a.vocab.unwrap_or(full.vocab_size), ..full.clone() };
+    let cfg = Config {
+        num_layers: a.layers,
+        vocab_size: a.vocab.unwrap_or(full.vocab_size),
+        ..full.clone()
+    };
     cfg.validate()?;
     if a.out.exists() {
         bail!("{} exists; choose another directory", a.out.display());
@@ -82,7 +102,10 @@ pub fn run(a: SynthArgs) -> Result<()> {
     let tmp = llvq_quant::format::with_suffix(&a.out, ".tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| tmp.display().to_string())?;
-    std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&cfg.to_hf_json())?)?;
+    std::fs::write(
+        tmp.join("config.json"),
+        serde_json::to_string_pretty(&cfg.to_hf_json())?,
+    )?;
     std::fs::write(tmp.join("tokenizer.json"), llvq_model::testing::tiny_tokenizer().json())?;
     let mut rng = StdRng::seed_from_u64(a.seed);
     let dtype = if a.f32 { DType::F32 } else { DType::BF16 };
@@ -101,7 +124,11 @@ pub fn run(a: SynthArgs) -> Result<()> {
         for (name, shape) in tensors {
             let n: usize = shape.iter().product();
             // Unit-variance outputs: uniform ±√(3/in) for weights, norms near 1.
-            let r = if name.contains("norm") { 0.2 } else { (3.0 / *shape.last().unwrap_or(&1) as f32).sqrt() };
+            let r = if name.contains("norm") {
+                0.2
+            } else {
+                (3.0 / *shape.last().unwrap_or(&1) as f32).sqrt()
+            };
             let c = if name.contains("norm") { 1.0 } else { 0.0 };
             let v: Vec<f32> = (0..n).map(|_| c + r * (rng.random::<f32>() * 2.0 - 1.0)).collect();
             let t = Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype)?;

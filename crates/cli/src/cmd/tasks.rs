@@ -101,7 +101,11 @@ pub fn run(a: TasksArgs) -> Result<()> {
         );
         bar.set_prefix(task.name.clone());
         let t1 = Instant::now();
-        let opts = EvalOptions { limit: a.limit, scoring: a.scoring.scoring(), pack_tokens: a.pack_tokens.max(1) };
+        let opts = EvalOptions {
+            limit: a.limit,
+            scoring: a.scoring.scoring(),
+            pack_tokens: a.pack_tokens.max(1),
+        };
         let result = tasks::evaluate(&model, &tok, task, opts, &mut |done, _| bar.set_position(done as u64))?;
         bar.finish_and_clear();
         let seconds = t1.elapsed().as_secs_f64();
@@ -113,15 +117,23 @@ pub fn run(a: TasksArgs) -> Result<()> {
                 task.name, result.acc, result.acc_stderr, result.acc_norm, result.acc_norm_stderr, result.docs, seconds
             );
         }
-        rows.push(Row { result, seconds, tokens_per_s, docs_per_s });
+        rows.push(Row {
+            result,
+            seconds,
+            tokens_per_s,
+            docs_per_s,
+        });
     }
     if let Some(path) = &a.per_doc {
         write_per_doc(path, &rows)?;
     }
     // Averages over the request-file tasks (CSR when all six are there); MMLU subjects are
     // summarised per group instead.
-    let plain: Vec<&TaskResult> =
-        rows.iter().map(|r| &r.result).filter(|t| mmlu::parse_name(&t.task).is_none()).collect();
+    let plain: Vec<&TaskResult> = rows
+        .iter()
+        .map(|r| &r.result)
+        .filter(|t| mmlu::parse_name(&t.task).is_none())
+        .collect();
     let is_csr = CSR_TASKS.iter().all(|t| plain.iter().any(|r| r.task == *t));
     let mean = |f: fn(&TaskResult) -> f64| plain.iter().map(|r| f(r)).sum::<f64>() / plain.len() as f64;
     let (avg_acc, avg_norm) = (mean(|r| r.acc), mean(|r| r.acc_norm));
@@ -148,7 +160,10 @@ pub fn run(a: TasksArgs) -> Result<()> {
         println!("{v}");
     } else {
         println!("model  {}", a.model.display());
-        println!("{:<14} {:>5} {:>16} {:>16} {:>13} {:>7} {:>8} {:>7}", "task", "docs", "acc", "acc_norm", "olmo metric", "s", "tok/s", "docs/s");
+        println!(
+            "{:<14} {:>5} {:>16} {:>16} {:>13} {:>7} {:>8} {:>7}",
+            "task", "docs", "acc", "acc_norm", "olmo metric", "s", "tok/s", "docs/s"
+        );
         for r in &rows {
             let t = &r.result;
             println!(
@@ -167,7 +182,12 @@ pub fn run(a: TasksArgs) -> Result<()> {
         }
         if !plain.is_empty() {
             let label = if is_csr { "CSR (acc)" } else { "average" };
-            println!("{label:<14} {:>5} {:>7.2} {:>16.2}", "", 100.0 * avg_acc, 100.0 * avg_norm);
+            println!(
+                "{label:<14} {:>5} {:>7.2} {:>16.2}",
+                "",
+                100.0 * avg_acc,
+                100.0 * avg_norm
+            );
         }
         for g in &groups {
             println!(
@@ -213,7 +233,10 @@ fn mmlu_groups(rows: &[Row]) -> Vec<Group> {
             if subj.is_empty() {
                 return None;
             }
-            let hits: Vec<bool> = subj.iter().flat_map(|t| t.per_doc.iter().map(|d| d.pred == d.label)).collect();
+            let hits: Vec<bool> = subj
+                .iter()
+                .flat_map(|t| t.per_doc.iter().map(|d| d.pred == d.label))
+                .collect();
             let (micro_acc, micro_stderr) = mean_stderr(&hits);
             Some(Group {
                 group,
@@ -233,9 +256,8 @@ fn write_per_doc(path: &std::path::Path, rows: &[Row]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-    );
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
     for r in rows {
         for d in &r.result.per_doc {
             let mut v = serde_json::to_value(d)?;

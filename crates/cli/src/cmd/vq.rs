@@ -24,7 +24,10 @@ pub fn run(a: VqArgs) -> Result<()> {
     if raw.len() % 4 != 0 {
         bail!("stdin has {} bytes, not a whole number of f32 values", raw.len());
     }
-    let xs: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let xs: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     // A partial last block is a typed error naming the length and the block dimension.
     let codes = q.encode(&xs)?;
     let mut out = vec![0f32; xs.len()];

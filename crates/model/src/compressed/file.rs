@@ -96,9 +96,16 @@ impl FileContents {
         let mut out = BTreeMap::new();
         for p in self.plain.iter().filter(|p| p.name.ends_with(INPUT_SCALE)) {
             let lin = &p.name[..p.name.len() - INPUT_SCALE.len()];
-            let ql = self.linears.iter().find(|l| l.name == lin).ok_or_else(|| bad(format!("`{}` scales no quantized linear", p.name)))?;
+            let ql = self
+                .linears
+                .iter()
+                .find(|l| l.name == lin)
+                .ok_or_else(|| bad(format!("`{}` scales no quantized linear", p.name)))?;
             if p.dtype != Dtype::F32 || p.shape != [ql.meta.cols] || p.data.len() != 4 * ql.meta.cols {
-                return Err(bad(format!("`{}` is {:?} {:?}, expected F32 [{}]", p.name, p.dtype, p.shape, ql.meta.cols)));
+                return Err(bad(format!(
+                    "`{}` is {:?} {:?}, expected F32 [{}]",
+                    p.name, p.dtype, p.shape, ql.meta.cols
+                )));
             }
             let v = p.to_f32()?;
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
@@ -114,7 +121,8 @@ impl FileContents {
     pub fn set_input_scales(&mut self, scales: &BTreeMap<String, Vec<f32>>) {
         self.plain.retain(|p| !p.name.ends_with(INPUT_SCALE));
         for (name, s) in scales {
-            self.plain.push(Plain::from_f32(&format!("{name}{INPUT_SCALE}"), &[s.len()], s, false));
+            self.plain
+                .push(Plain::from_f32(&format!("{name}{INPUT_SCALE}"), &[s.len()], s, false));
         }
         self.plain.sort_by(|a, b| a.name.cmp(&b.name));
     }
@@ -136,7 +144,10 @@ pub struct CodeCache(BTreeMap<String, Box<dyn Quantizer>>);
 impl CodeCache {
     pub fn get(&mut self, spec: &str) -> Result<&dyn Quantizer> {
         if !self.0.contains_key(spec) {
-            let code = from_spec(spec).map_err(|err| ModelError::Code { name: spec.to_string(), err: Box::new(err) })?;
+            let code = from_spec(spec).map_err(|err| ModelError::Code {
+                name: spec.to_string(),
+                err: Box::new(err),
+            })?;
             self.0.insert(spec.to_string(), code);
         }
         Ok(self.0[spec].as_ref())
@@ -147,19 +158,38 @@ impl Plain {
     /// f32 values as F32 or F16 bytes.
     pub fn from_f32(name: &str, shape: &[usize], v: &[f32], f16_storage: bool) -> Plain {
         let (dtype, data) = if f16_storage {
-            (Dtype::F16, v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect())
+            (
+                Dtype::F16,
+                v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect(),
+            )
         } else {
             (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
         };
-        Plain { name: name.to_string(), dtype, shape: shape.to_vec(), data }
+        Plain {
+            name: name.to_string(),
+            dtype,
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     /// The values as f32.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         match self.dtype {
-            Dtype::F32 => Ok(self.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-            Dtype::F16 => Ok(self.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-            d => Err(ModelError::bad_tensor(&self.name, format!("dtype {d:?} is not F32 or F16"))),
+            Dtype::F32 => Ok(self
+                .data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()),
+            Dtype::F16 => Ok(self
+                .data
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()),
+            d => Err(ModelError::bad_tensor(
+                &self.name,
+                format!("dtype {d:?} is not F32 or F16"),
+            )),
         }
     }
 }
@@ -189,9 +219,17 @@ impl QuantLinear {
             return bad(format!("{} code bytes, expected {}", self.codes.len(), m.code_bytes()));
         }
         if self.scales.len() != m.rows * m.groups() {
-            return bad(format!("{} scales, expected {}", self.scales.len(), m.rows * m.groups()));
+            return bad(format!(
+                "{} scales, expected {}",
+                self.scales.len(),
+                m.rows * m.groups()
+            ));
         }
-        if let Some(i) = self.scales.iter().position(|&s| !(f16::from_bits(s).to_f32() > 0.0 && f16::from_bits(s).is_finite())) {
+        if let Some(i) = self
+            .scales
+            .iter()
+            .position(|&s| !(f16::from_bits(s).to_f32() > 0.0 && f16::from_bits(s).is_finite()))
+        {
             return bad(format!("scale {i} is {}", f16::from_bits(self.scales[i])));
         }
         Ok(())
@@ -220,7 +258,10 @@ impl QuantLinear {
         let codes = self.unpack_codes(code)?;
         let mut out = vec![0f32; self.meta.rows * self.meta.padded_cols()];
         code.decode_scaled(&codes, &self.block_scales(), &mut out)
-            .map_err(|err| ModelError::Code { name: self.name.clone(), err: Box::new(err) })?;
+            .map_err(|err| ModelError::Code {
+                name: self.name.clone(),
+                err: Box::new(err),
+            })?;
         Ok(out)
     }
 
@@ -246,7 +287,10 @@ impl QuantLinear {
         let m = &self.meta;
         let rot = self.decode_rotated(code)?;
         let pc = m.padded_cols();
-        let mut w: Vec<f64> = rot.chunks_exact(pc).flat_map(|r| r[..m.cols].iter().map(|&v| v as f64)).collect();
+        let mut w: Vec<f64> = rot
+            .chunks_exact(pc)
+            .flat_map(|r| r[..m.cols].iter().map(|&v| v as f64))
+            .collect();
         unrotate(&mut w, m);
         Ok(w)
     }
@@ -276,7 +320,9 @@ pub fn unrotate(w: &mut [f64], m: &LinearMeta) {
 /// metadata key. Reads only the header.
 pub fn is_llvq_file(path: &Path) -> bool {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
     let mut len = [0u8; 8];
     if f.read_exact(&mut len).is_err() {
         return false;
@@ -302,7 +348,9 @@ pub fn parse_header(path: &Path, text: &str) -> Result<Header> {
     match raw.get("format_version").and_then(Value::as_u64) {
         Some(v) if v == FORMAT_VERSION as u64 => {}
         Some(v) if v > FORMAT_VERSION as u64 => {
-            return Err(bad(format!("format version {v} was written by a newer llvq; this build reads version {FORMAT_VERSION}")))
+            return Err(bad(format!(
+                "format version {v} was written by a newer llvq; this build reads version {FORMAT_VERSION}"
+            )))
         }
         v => return Err(bad(format!("format_version {v:?}, this build reads {FORMAT_VERSION}"))),
     }
@@ -329,9 +377,14 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<FileContents> {
     let mut linears = Vec::new();
     for (name, lm) in &header.linears {
         let get = |suffix: &str, dtype: Dtype| -> Result<Vec<u8>> {
-            let t = st.tensor(&format!("{name}{suffix}")).map_err(|e| bad(format!("tensor `{name}{suffix}`: {e}")))?;
+            let t = st
+                .tensor(&format!("{name}{suffix}"))
+                .map_err(|e| bad(format!("tensor `{name}{suffix}`: {e}")))?;
             if t.dtype() != dtype {
-                return Err(bad(format!("tensor `{name}{suffix}` is {:?}, expected {dtype:?}", t.dtype())));
+                return Err(bad(format!(
+                    "tensor `{name}{suffix}` is {:?}, expected {dtype:?}",
+                    t.dtype()
+                )));
             }
             Ok(t.data().to_vec())
         };
@@ -342,18 +395,36 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<FileContents> {
             None => None,
             Some(g) => Some(GlvqSide {
                 lattice: u16s(get(glvq::LATTICE, Dtype::F16)?),
-                mu: if g.compand { u16s(get(glvq::MU, Dtype::F16)?) } else { vec![] },
+                mu: if g.compand {
+                    u16s(get(glvq::MU, Dtype::F16)?)
+                } else {
+                    vec![]
+                },
                 vector_bits: u16s(get(glvq::VECTOR_BITS, Dtype::U16)?),
             }),
         };
-        linears.push(QuantLinear { name: name.clone(), meta: lm.clone(), codes, scales, glvq: side });
+        linears.push(QuantLinear {
+            name: name.clone(),
+            meta: lm.clone(),
+            codes,
+            scales,
+            glvq: side,
+        });
     }
     let mut plain = Vec::new();
     for (name, t) in st.tensors() {
-        if [CODES, SCALES, glvq::LATTICE, glvq::MU, glvq::VECTOR_BITS].iter().any(|x| name.ends_with(x)) {
+        if [CODES, SCALES, glvq::LATTICE, glvq::MU, glvq::VECTOR_BITS]
+            .iter()
+            .any(|x| name.ends_with(x))
+        {
             continue;
         }
-        plain.push(Plain { name, dtype: t.dtype(), shape: t.shape().to_vec(), data: t.data().to_vec() });
+        plain.push(Plain {
+            name,
+            dtype: t.dtype(),
+            shape: t.shape().to_vec(),
+            data: t.data().to_vec(),
+        });
     }
     plain.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(FileContents { header, linears, plain })

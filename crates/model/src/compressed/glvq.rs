@@ -93,12 +93,19 @@ pub fn point(g: &[f64], z: &[u8], bits: &[u32], y: &mut [f64]) {
 
 /// (start, width) of every group of `cols` columns in groups of `group`.
 pub fn group_spans(cols: usize, group: usize) -> Vec<(usize, usize)> {
-    (0..cols).step_by(group.max(1)).map(|s| (s, group.min(cols - s))).collect()
+    (0..cols)
+        .step_by(group.max(1))
+        .map(|s| (s, group.min(cols - s)))
+        .collect()
 }
 
 /// Bits of the level stream.
 pub fn level_bits(rows: usize, cols: usize, d: usize, group: usize, vector_bits: &[u16]) -> u64 {
-    group_spans(cols, group).iter().zip(vector_bits).map(|(&(_, w), &b)| rows as u64 * (w / d) as u64 * b as u64).sum()
+    group_spans(cols, group)
+        .iter()
+        .zip(vector_bits)
+        .map(|(&(_, w), &b)| rows as u64 * (w / d) as u64 * b as u64)
+        .sum()
 }
 
 /// Packs per-weight levels (`rows × cols`, row-major) into the bit stream of the module doc.
@@ -166,7 +173,10 @@ pub fn validate(ql: &QuantLinear) -> Result<()> {
     };
     let d = m.block;
     if ![8, 16, 24, 32].contains(&d) || m.group == 0 || m.group % d != 0 || m.cols % d != 0 || m.rows == 0 {
-        return bad(format!("GLVQ shape {}×{}, d={d}, group {} is not decodable", m.rows, m.cols, m.group));
+        return bad(format!(
+            "GLVQ shape {}×{}, d={d}, group {} is not decodable",
+            m.rows, m.cols, m.group
+        ));
     }
     let groups = m.groups();
     if ql.scales.len() != groups || side.vector_bits.len() != groups || side.lattice.len() != groups * d * d {
@@ -179,14 +189,25 @@ pub fn validate(ql: &QuantLinear) -> Result<()> {
         ));
     }
     if side.mu.len() != if gm.compand { groups } else { 0 } {
-        return bad(format!("{} µ values for {groups} groups with compand={}", side.mu.len(), gm.compand));
+        return bad(format!(
+            "{} µ values for {groups} groups with compand={}",
+            side.mu.len(),
+            gm.compand
+        ));
     }
     if let Some(i) = side.vector_bits.iter().position(|&b| b as usize > 8 * d) {
-        return bad(format!("group {i} has {} bits per {d}-vector (at most {})", side.vector_bits[i], 8 * d));
+        return bad(format!(
+            "group {i} has {} bits per {d}-vector (at most {})",
+            side.vector_bits[i],
+            8 * d
+        ));
     }
     let lb = level_bits(m.rows, m.cols, d, m.group, &side.vector_bits);
     if lb != m.blocks() as u64 * m.bits as u64 {
-        return bad(format!("the groups' bit widths give {lb} code bits, the header's rate {}", m.blocks() as u64 * m.bits as u64));
+        return bad(format!(
+            "the groups' bit widths give {lb} code bits, the header's rate {}",
+            m.blocks() as u64 * m.bits as u64
+        ));
     }
     if ql.codes.len() as u64 != lb.div_ceil(8) {
         return bad(format!("{} code bytes, expected {}", ql.codes.len(), lb.div_ceil(8)));
@@ -195,7 +216,11 @@ pub fn validate(ql: &QuantLinear) -> Result<()> {
     if let Some(i) = finite(&side.lattice).or(finite(&ql.scales)) {
         return bad(format!("lattice entry or scale {i} is not finite"));
     }
-    if let Some(i) = side.mu.iter().position(|&x| !(f16::from_bits(x).to_f64() > 0.0 && f16::from_bits(x).is_finite())) {
+    if let Some(i) = side
+        .mu
+        .iter()
+        .position(|&x| !(f16::from_bits(x).to_f64() > 0.0 && f16::from_bits(x).is_finite()))
+    {
         return bad(format!("µ of group {i} is {}", f16::from_bits(side.mu[i])));
     }
     Ok(())
@@ -211,7 +236,10 @@ pub fn decode_rotated(ql: &QuantLinear) -> Result<Vec<f64>> {
     let mut out = vec![0.0; rows * cols];
     let mut y = vec![0.0; d];
     for (k, &(start, width)) in group_spans(cols, m.group).iter().enumerate() {
-        let g: Vec<f64> = side.lattice[k * d * d..(k + 1) * d * d].iter().map(|&b| f16::from_bits(b).to_f64()).collect();
+        let g: Vec<f64> = side.lattice[k * d * d..(k + 1) * d * d]
+            .iter()
+            .map(|&b| f16::from_bits(b).to_f64())
+            .collect();
         let bits = coord_bits(d, side.vector_bits[k] as u32);
         let s = f16::from_bits(ql.scales[k]).to_f64();
         let mu = side.mu.get(k).map(|&b| f16::from_bits(b).to_f64());
@@ -256,7 +284,10 @@ mod tests {
     #[test]
     fn coefficients_and_companding() {
         assert_eq!(coord_bits(8, 12), vec![2, 2, 2, 2, 1, 1, 1, 1]);
-        assert_eq!((0..4).map(|z| coeff(z, 2)).collect::<Vec<_>>(), vec![-1.5, -0.5, 0.5, 1.5]);
+        assert_eq!(
+            (0..4).map(|z| coeff(z, 2)).collect::<Vec<_>>(),
+            vec![-1.5, -0.5, 0.5, 1.5]
+        );
         assert_eq!(coeff(0, 0), 0.0);
         // F⁻¹(F(x)) = x with F(x) = sgn(x)·ln(1 + µ|x|)/ln(1 + µ), written out independently.
         for mu in [10.0, 87.0, 255.0] {

@@ -161,7 +161,10 @@ impl Bits {
 
     /// The bits of one input scale per column of a `cols`-wide linear.
     pub fn input_scales(cols: usize) -> Bits {
-        Bits { input_scale: cols as u64 * INPUT_SCALE_BITS, ..Bits::default() }
+        Bits {
+            input_scale: cols as u64 * INPUT_SCALE_BITS,
+            ..Bits::default()
+        }
     }
 }
 

@@ -100,7 +100,10 @@ pub fn load_any(path: &Path, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
 fn is_gguf_file(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
 }
 
 /// Loads a compressed file. Every tensor is checked against the config (counts bounded by the
@@ -118,13 +121,21 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
     let bad = |r: String| ModelError::llvq_format(path, r);
     let in_scales = c.input_scales(path)?;
     c.plain.retain(|p| !p.name.ends_with(file::INPUT_SCALE));
-    let cfg_value = c.header.config.as_ref().ok_or_else(|| bad("no model config (a part file of an unfinished run?)".into()))?;
+    let cfg_value = c
+        .header
+        .config
+        .as_ref()
+        .ok_or_else(|| bad("no model config (a part file of an unfinished run?)".into()))?;
     let cfg = Config::from_hf_value(cfg_value, path)?;
     crate::weights::check_layer_count(&cfg, c.linears.len() + c.plain.len(), path)?;
     cfg.validate()?;
     {
         let used: std::collections::BTreeSet<String> = expected_tensors(&cfg).into_iter().map(|(n, _)| n).collect();
-        let present = c.linears.iter().map(|l| l.name.as_str()).chain(c.plain.iter().map(|p| p.name.as_str()));
+        let present = c
+            .linears
+            .iter()
+            .map(|l| l.name.as_str())
+            .chain(c.plain.iter().map(|p| p.name.as_str()));
         crate::weights::check_unused(path, present.filter(|n| *n != TOKENIZER_TENSOR), &used)?;
     }
     // Shapes are checked against the config before anything is decoded (or allocated).
@@ -133,7 +144,12 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
         let (rows, cols) = (ql.meta.rows, ql.meta.cols);
         match expected.get(&ql.name) {
             Some(shape) if shape == &[rows, cols] => {}
-            Some(shape) => return Err(bad(format!("linear `{}` is {rows}×{cols}, the config says {shape:?}", ql.name))),
+            Some(shape) => {
+                return Err(bad(format!(
+                    "linear `{}` is {rows}×{cols}, the config says {shape:?}",
+                    ql.name
+                )))
+            }
             None => return Err(bad(format!("linear `{}` is not a tensor of this model", ql.name))),
         }
     }
@@ -148,7 +164,10 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
             big.insert(pl.name.clone(), pl);
         } else {
             let v = pl.to_f32()?;
-            w.insert(pl.name.clone(), Tensor::from_vec(v, pl.shape.as_slice(), &Device::Cpu).ctx(&pl.name)?);
+            w.insert(
+                pl.name.clone(),
+                Tensor::from_vec(v, pl.shape.as_slice(), &Device::Cpu).ctx(&pl.name)?,
+            );
         }
     }
     let tok = tok.ok_or_else(|| bad(format!("no `{TOKENIZER_TENSOR}` tensor")))?;
@@ -156,7 +175,12 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
     let mut given = BTreeMap::new();
     let mut rotations: BTreeMap<(usize, u64), Arc<OnlineRotation>> = BTreeMap::new();
     let mut rotation = |n: usize, seed: Option<u64>| {
-        seed.map(|s| rotations.entry((n, s)).or_insert_with(|| Arc::new(OnlineRotation::new(Arc::new(Rotation::new(n, s))))).clone())
+        seed.map(|s| {
+            rotations
+                .entry((n, s))
+                .or_insert_with(|| Arc::new(OnlineRotation::new(Arc::new(Rotation::new(n, s)))))
+                .clone()
+        })
     };
     // A bad code or scale is a fault of this file: say which file.
     let in_file = |e: ModelError| ModelError::llvq_format(path, e.to_string());
@@ -167,7 +191,10 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
                 crate::linear::scale_columns(&mut dw, s);
             }
             let v: Vec<f32> = dw.into_iter().map(|x| x as f32).collect();
-            w.insert(ql.name.clone(), Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?);
+            w.insert(
+                ql.name.clone(),
+                Tensor::from_vec(v, (ql.meta.rows, ql.meta.cols), &Device::Cpu).ctx(&ql.name)?,
+            );
         } else {
             let exec = if ql.is_glvq() {
                 glvq_exec(ql).map_err(in_file)?
@@ -185,7 +212,11 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
         }
     }
     drop(c.linears);
-    let head = if opts.dense { None } else { Some(head_linear(&cfg, &mut big, &mut w, opts.head)?) };
+    let head = if opts.dense {
+        None
+    } else {
+        Some(head_linear(&cfg, &mut big, &mut w, opts.head)?)
+    };
     let mut model = Model::assemble(cfg, w, given, head)?;
     if !opts.dense && !in_scales.is_empty() {
         // Equal scale vectors (tied ones) share one `Arc`, so their input is scaled and rotated once.
@@ -193,7 +224,10 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
         for l in 0..model.layers().len() {
             for name in crate::model::LinearName::ALL {
                 if let Some(s) = in_scales.get(&name.weight_name(l)) {
-                    let s = shared.entry(s.iter().map(|x| x.to_bits()).collect()).or_insert_with(|| s.as_slice().into()).clone();
+                    let s = shared
+                        .entry(s.iter().map(|x| x.to_bits()).collect())
+                        .or_insert_with(|| s.as_slice().into())
+                        .clone();
                     let lin = model.layers()[l].linear(name).clone().with_input_scale(s);
                     model.layers_mut()[l].set_linear(name, lin)?;
                 }
@@ -220,7 +254,11 @@ pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer, act: Activations) -> Res
         },
         Err(PackError::NoGrid { .. }) => {
             let pc = m.padded_cols();
-            let w: Vec<f32> = ql.decode_rotated(code)?.chunks_exact(pc).flat_map(|r| r[..m.cols].to_vec()).collect();
+            let w: Vec<f32> = ql
+                .decode_rotated(code)?
+                .chunks_exact(pc)
+                .flat_map(|r| r[..m.cols].to_vec())
+                .collect();
             Ok(Arc::new(F32Rows::new(m.rows, m.cols, w)))
         }
         Err(e) => Err(ModelError::bad_tensor(&ql.name, e.to_string())),
@@ -238,11 +276,17 @@ pub fn glvq_exec(ql: &QuantLinear) -> Result<Arc<dyn Exec>> {
 /// The LM head of a compressed run, and where embeddings come from: with tied embeddings and
 /// the stored head, one table serves both (the embedding tensor is not kept separately).
 fn head_linear(cfg: &Config, big: &mut BTreeMap<String, Plain>, w: &mut Weights, fmt: HeadFormat) -> Result<Linear> {
-    let embed = big.remove("model.embed_tokens.weight").ok_or_else(|| ModelError::MissingTensor { name: "model.embed_tokens.weight".into() })?;
+    let embed = big
+        .remove("model.embed_tokens.weight")
+        .ok_or_else(|| ModelError::MissingTensor {
+            name: "model.embed_tokens.weight".into(),
+        })?;
     let head = if cfg.tie_embeddings {
         None
     } else {
-        Some(big.remove("lm_head.weight").ok_or_else(|| ModelError::MissingTensor { name: "lm_head.weight".into() })?)
+        Some(big.remove("lm_head.weight").ok_or_else(|| ModelError::MissingTensor {
+            name: "lm_head.weight".into(),
+        })?)
     };
     let shared = head.is_none() && fmt == HeadFormat::Stored;
     if !shared {
@@ -254,22 +298,41 @@ fn head_linear(cfg: &Config, big: &mut BTreeMap<String, Plain>, w: &mut Weights,
     let exec: Arc<dyn Exec> = match fmt {
         HeadFormat::Stored => match src.dtype {
             Dtype::F16 => {
-                let v: Vec<f16> = src.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+                let v: Vec<f16> = src
+                    .data
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                    .collect();
                 Arc::new(F16Matrix::from_f16(rows, cols, v).map_err(packed)?)
             }
             _ => Arc::new(F32Rows::new(rows, cols, src.to_f32()?)),
         },
         // One scale per row.
-        HeadFormat::Q8 => Arc::new(PackedWeight::q8_rows(rows, cols, &src.to_f32()?, cols.div_ceil(8) * 8).map_err(packed)?),
+        HeadFormat::Q8 => {
+            Arc::new(PackedWeight::q8_rows(rows, cols, &src.to_f32()?, cols.div_ceil(8) * 8).map_err(packed)?)
+        }
     };
-    Ok(Linear::new(Weight::Compressed(Compressed { rows, cols, exec, rot_in: None, rot_out: None }), None))
+    Ok(Linear::new(
+        Weight::Compressed(Compressed {
+            rows,
+            cols,
+            exec,
+            rot_in: None,
+            rot_out: None,
+        }),
+        None,
+    ))
 }
 
 /// A plain tensor as a candle tensor in its stored dtype (f16 stays f16).
 fn stored_tensor(p: &Plain) -> Result<Tensor> {
     match p.dtype {
         Dtype::F16 => {
-            let v: Vec<f16> = p.data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+            let v: Vec<f16> = p
+                .data
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect();
             Tensor::from_vec(v, p.shape.as_slice(), &Device::Cpu).ctx(&p.name)
         }
         _ => Tensor::from_vec(p.to_f32()?, p.shape.as_slice(), &Device::Cpu).ctx(&p.name),
@@ -279,6 +342,9 @@ fn stored_tensor(p: &Plain) -> Result<Tensor> {
 fn check_2d(p: &Plain) -> Result<(usize, usize)> {
     match p.shape[..] {
         [r, c] if r * c * p.dtype.bitsize() == p.data.len() * 8 => Ok((r, c)),
-        _ => Err(ModelError::bad_tensor(&p.name, format!("shape {:?} does not match {} bytes", p.shape, p.data.len()))),
+        _ => Err(ModelError::bad_tensor(
+            &p.name,
+            format!("shape {:?} does not match {} bytes", p.shape, p.data.len()),
+        )),
     }
 }

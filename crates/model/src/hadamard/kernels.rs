@@ -1,9 +1,9 @@
 //! Kernels: one Kronecker factor applied along one axis of a row-major tensor (fast Walsh–Hadamard
 //! butterflies for Sylvester factors, a dense small matrix otherwise), and `kron_apply` over all.
 
-use super::*;
 use super::mixer::Mixer;
 use super::paley::factor_matrix;
+use super::*;
 
 pub(crate) fn ensure(scratch: &mut Vec<f64>, len: usize) {
     if scratch.len() < len {
@@ -57,14 +57,7 @@ pub(crate) fn fwht_axis(data: &mut [f64], order: usize, inner: usize) {
 }
 
 /// `y = M x` (or `Mᵀ x`) for a dense `p × p` matrix along an axis with stride `inner`.
-pub(crate) fn dense_axis(
-    data: &mut [f64],
-    m: &[f64],
-    p: usize,
-    inner: usize,
-    transpose: bool,
-    scratch: &mut Vec<f64>,
-) {
+pub(crate) fn dense_axis(data: &mut [f64], m: &[f64], p: usize, inner: usize, transpose: bool, scratch: &mut Vec<f64>) {
     if inner == 1 {
         ensure(scratch, p);
         let y = &mut scratch[..p];
@@ -92,11 +85,7 @@ pub(crate) fn dense_axis(
             out.fill(0.0);
             for (i, orow) in out.chunks_exact_mut(c).enumerate() {
                 for j in 0..p {
-                    let f = if transpose {
-                        m[j * p + i]
-                    } else {
-                        m[i * p + j]
-                    };
+                    let f = if transpose { m[j * p + i] } else { m[i * p + j] };
                     let src = &block[j * inner + t0..j * inner + t0 + c];
                     axpy(orow, f, src);
                 }
@@ -111,13 +100,7 @@ pub(crate) fn dense_axis(
 
 /// Applies `(F_1 ⊗ … ⊗ F_k ⊗ I_inner)` (or its transpose) to every consecutive block of
 /// `data` of length `(∏ p_i)·inner`.
-pub(crate) fn kron_apply(
-    data: &mut [f64],
-    factors: &[Factor],
-    inner: usize,
-    transpose: bool,
-    scratch: &mut Vec<f64>,
-) {
+pub(crate) fn kron_apply(data: &mut [f64], factors: &[Factor], inner: usize, transpose: bool, scratch: &mut Vec<f64>) {
     let mut stride = inner * factors.iter().map(Factor::order).product::<usize>();
     for f in factors {
         stride /= f.order();
@@ -187,18 +170,12 @@ impl Factor {
     pub(crate) fn apply_axis(&self, data: &mut [f64], inner: usize, transpose: bool, scratch: &mut Vec<f64>) {
         match self {
             Factor::Sylvester { order } => fwht_axis(data, *order, inner),
-            Factor::Dense { order, m, .. } => {
-                dense_axis(data, m, *order, inner, transpose, scratch)
-            }
+            Factor::Dense { order, m, .. } => dense_axis(data, m, *order, inner, transpose, scratch),
             Factor::Mixer(mx) => mx.apply_axis(data, inner, transpose, scratch),
         }
     }
 }
 
 pub(crate) fn describe(factors: &[Factor]) -> String {
-    factors
-        .iter()
-        .map(Factor::name)
-        .collect::<Vec<_>>()
-        .join(" x ")
+    factors.iter().map(Factor::name).collect::<Vec<_>>().join(" x ")
 }

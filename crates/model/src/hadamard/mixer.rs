@@ -1,9 +1,9 @@
 //! The fallback for orders with no Hadamard matrix here: a seeded dense random orthogonal matrix
 //! (small remainders) or the structured mixer (large ones); module doc, "Fallback".
 
-use super::*;
 use super::kernels::{axpy, dot, ensure, kron_apply, scale_rows, Factor};
 use super::paley::paley_kind;
+use super::*;
 
 /// Seeded random orthogonal `r × r` matrix (row-major): Gaussian rows orthonormalized
 /// by modified Gram–Schmidt, twice ("twice is enough" for orthogonality to rounding).
@@ -120,9 +120,7 @@ impl Mixer {
     pub(crate) fn new(r: usize, rng: &mut SplitMix64) -> Mixer {
         // Largest m = p·2^k ≤ r with p = 1 or a small Paley order (m > r/2 by p = 1).
         let mut best = (0usize, 0usize, 0usize); // (m, p, 2^k)
-        for p in (1..=MIXER_MAX_PALEY.min(r))
-            .filter(|&p| p == 1 || paley_kind(p, MIXER_MAX_PALEY).is_some())
-        {
+        for p in (1..=MIXER_MAX_PALEY.min(r)).filter(|&p| p == 1 || paley_kind(p, MIXER_MAX_PALEY).is_some()) {
             let mut pow = 1;
             while p * pow * 2 <= r {
                 pow *= 2;
@@ -156,14 +154,7 @@ impl Mixer {
         }
     }
 
-    pub(crate) fn apply_op(
-        &self,
-        op: &MixOp,
-        block: &mut [f64],
-        w: usize,
-        transpose: bool,
-        scratch: &mut Vec<f64>,
-    ) {
+    pub(crate) fn apply_op(&self, op: &MixOp, block: &mut [f64], w: usize, transpose: bool, scratch: &mut Vec<f64>) {
         match op {
             MixOp::Signs(s) => scale_rows(block, w, s),
             MixOp::Head | MixOp::Tail => {

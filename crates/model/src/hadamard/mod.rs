@@ -82,8 +82,8 @@ mod rotation;
 #[cfg(test)]
 mod tests;
 
-pub use paley::{hadamard, hadamard_factors};
 pub use llvq_lattice::seed::SplitMix64;
+pub use paley::{hadamard, hadamard_factors};
 pub use rotation::Rotation;
 
 /// Largest Paley factor used. Larger factors would cost more per element than the

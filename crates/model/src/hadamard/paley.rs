@@ -91,11 +91,7 @@ pub(crate) fn paley_matrix(order: usize, kind: PaleyKind) -> Vec<i8> {
                         }
                     } else {
                         // ±1 entries c of C become c·[[1, 1], [1, -1]].
-                        let c = if a == 0 || b == 0 {
-                            1
-                        } else {
-                            chi[(b + q - a) % q]
-                        };
+                        let c = if a == 0 || b == 0 { 1 } else { chi[(b + q - a) % q] };
                         if x == 1 && y == 1 {
                             -c
                         } else {
@@ -153,10 +149,7 @@ pub(crate) fn divisors(n: usize) -> Vec<usize> {
 #[allow(clippy::type_complexity)]
 pub(crate) fn plan_table(n: usize) -> (Vec<usize>, Vec<Option<(usize, Vec<usize>)>>) {
     let divs = divisors(n);
-    let paley: Vec<bool> = divs
-        .iter()
-        .map(|&p| paley_kind(p, MAX_PALEY_ORDER).is_some())
-        .collect();
+    let paley: Vec<bool> = divs.iter().map(|&p| paley_kind(p, MAX_PALEY_ORDER).is_some()).collect();
     let mut best: Vec<Option<(usize, Vec<usize>)>> = Vec::with_capacity(divs.len());
     for &d in &divs {
         if d.is_power_of_two() {
@@ -171,9 +164,7 @@ pub(crate) fn plan_table(n: usize) -> (Vec<usize>, Vec<Option<(usize, Vec<usize>
             if !paley[pi] || d % p != 0 {
                 continue;
             }
-            let sub = divs
-                .binary_search(&(d / p))
-                .expect("quotient of divisors is a divisor");
+            let sub = divs.binary_search(&(d / p)).expect("quotient of divisors is a divisor");
             if let Some((cost, rest)) = &best[sub] {
                 let cand = (cost + p, rest.len() + 1);
                 let better = match &choice {

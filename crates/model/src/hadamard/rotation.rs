@@ -4,10 +4,10 @@
 use rayon::prelude::*;
 use std::fmt;
 
-use super::*;
 use super::kernels::{describe, kron_apply, scale_rows, DenseLabel, Factor};
 use super::mixer::{random_orthogonal, Mixer};
 use super::paley::{plan_table, with_sylvester};
+use super::*;
 
 /// `R = H·D/√n`, a seeded randomized Hadamard transform of order `n` (orthogonal), or
 /// the documented fallback `(Q_r ⊗ H_h/√h)·D` when no Hadamard matrix of order `n` is
@@ -132,21 +132,13 @@ impl Rotation {
 
     /// `x ← R x` with a caller-owned scratch buffer (grown as needed, reusable).
     pub fn apply_with(&self, x: &mut [f64], scratch: &mut Vec<f64>) {
-        assert_eq!(
-            x.len(),
-            self.n,
-            "Rotation::apply: vector length != dimension"
-        );
+        assert_eq!(x.len(), self.n, "Rotation::apply: vector length != dimension");
         self.rows_in_place(x, false, scratch);
     }
 
     /// `x ← Rᵀ x` with a caller-owned scratch buffer.
     pub fn apply_t_with(&self, x: &mut [f64], scratch: &mut Vec<f64>) {
-        assert_eq!(
-            x.len(),
-            self.n,
-            "Rotation::apply_t: vector length != dimension"
-        );
+        assert_eq!(x.len(), self.n, "Rotation::apply_t: vector length != dimension");
         self.rows_in_place(x, true, scratch);
     }
 
@@ -162,13 +154,7 @@ impl Rotation {
     }
 
     /// `(R ⊗ I_w) v` (or transposed) for a row-major `[n, w]` panel: acts down columns.
-    fn leading_in_place(
-        &self,
-        data: &mut [f64],
-        w: usize,
-        transpose: bool,
-        scratch: &mut Vec<f64>,
-    ) {
+    fn leading_in_place(&self, data: &mut [f64], w: usize, transpose: bool, scratch: &mut Vec<f64>) {
         if transpose {
             kron_apply(data, &self.factors, w, true, scratch);
             scale_rows(data, w, &self.signs);
@@ -179,16 +165,10 @@ impl Rotation {
     }
 
     fn rotate_rows_impl(&self, m: &mut [f64], rows: usize, transpose: bool) {
-        assert_eq!(
-            m.len(),
-            rows * self.n,
-            "Rotation::rotate_rows: len != rows * n"
-        );
+        assert_eq!(m.len(), rows * self.n, "Rotation::rotate_rows: len != rows * n");
         let per_task = (ROW_TASK_ELEMS / self.n).max(1) * self.n;
         m.par_chunks_mut(per_task)
-            .for_each_init(Vec::new, |scratch, chunk| {
-                self.rows_in_place(chunk, transpose, scratch)
-            });
+            .for_each_init(Vec::new, |scratch, chunk| self.rows_in_place(chunk, transpose, scratch));
     }
 
     /// Row-major `M [rows, n]`: each row `v ← R v`, i.e. `M ← M Rᵀ`. Parallel over rows.
@@ -222,9 +202,8 @@ impl Rotation {
         let mut c0 = 0;
         while c0 < cols {
             let c1 = (c0 + per_wave * width).min(cols);
-            let mut panels: Vec<Vec<&mut [f64]>> = (0..(c1 - c0).div_ceil(width))
-                .map(|_| Vec::with_capacity(n))
-                .collect();
+            let mut panels: Vec<Vec<&mut [f64]>> =
+                (0..(c1 - c0).div_ceil(width)).map(|_| Vec::with_capacity(n)).collect();
             for row in m.chunks_exact_mut(cols) {
                 for (panel, piece) in panels.iter_mut().zip(row[c0..c1].chunks_mut(width)) {
                     panel.push(piece);

@@ -1,7 +1,7 @@
 //! Tests of the transforms against dense references and published values.
 
-use super::*;
 use super::paley::*;
+use super::*;
 
 /// xorshift64* test-data generator (independent of the module's SplitMix64).
 struct TestRng(u64);
@@ -54,10 +54,7 @@ fn transpose(a: &[f64], r: usize, c: usize) -> Vec<f64> {
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 fn norm(x: &[f64]) -> f64 {
@@ -67,24 +64,13 @@ fn norm(x: &[f64]) -> f64 {
 /// Exact check: entries ±1 and H Hᵀ = n I in integer arithmetic.
 fn assert_hadamard(h: &[i8], n: usize) {
     assert_eq!(h.len(), n * n);
-    assert!(
-        h.iter().all(|&e| e == 1 || e == -1),
-        "order {n}: entry not ±1"
-    );
+    assert!(h.iter().all(|&e| e == 1 || e == -1), "order {n}: entry not ±1");
     for i in 0..n {
         let ri = &h[i * n..(i + 1) * n];
         for j in i..n {
             let rj = &h[j * n..(j + 1) * n];
-            let d: i32 = ri
-                .iter()
-                .zip(rj)
-                .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                .sum();
-            assert_eq!(
-                d,
-                if i == j { n as i32 } else { 0 },
-                "order {n}: rows {i},{j}"
-            );
+            let d: i32 = ri.iter().zip(rj).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
+            assert_eq!(d, if i == j { n as i32 } else { 0 }, "order {n}: rows {i},{j}");
         }
     }
 }
@@ -95,8 +81,7 @@ fn is_valid_factor(f: usize) -> bool {
 
 /// Sizes from the brief: small, constructible, real-model and fallback ones.
 const SMALL_SIZES: [usize; 24] = [
-    1, 2, 3, 4, 5, 9, 12, 20, 24, 25, 28, 36, 44, 48, 64, 76, 96, 100, 172, 192, 257, 514, 576,
-    1000,
+    1, 2, 3, 4, 5, 9, 12, 20, 24, 25, 28, 36, 44, 48, 64, 76, 96, 100, 172, 192, 257, 514, 576, 1000,
 ];
 
 #[test]
@@ -136,10 +121,7 @@ fn hadamard_kronecker_products_are_hadamard() {
     }
     // Multiples of 4 up to 256 that no Kronecker product of Sylvester/Paley reaches.
     // (52, 100, 244 would need Paley over prime powers 25, 49, 121, 243; 92 Williamson.)
-    assert_eq!(
-        missing,
-        [52, 92, 100, 116, 156, 172, 184, 188, 232, 236, 244]
-    );
+    assert_eq!(missing, [52, 92, 100, 116, 156, 172, 184, 188, 232, 236, 244]);
     assert!(hadamard(0).is_none() && hadamard(3).is_none() && hadamard(6).is_none());
 }
 
@@ -155,8 +137,7 @@ fn factor_search_finds_cheap_decompositions() {
     assert_eq!(hadamard_factors(12), Some(vec![12]));
     assert_eq!(hadamard_factors(1000), Some(vec![500, 2]));
     let dims = [
-        64, 128, 192, 576, 896, 1536, 2048, 3072, 4096, 4864, 5120, 8192, 9728, 11008, 14336,
-        151936,
+        64, 128, 192, 576, 896, 1536, 2048, 3072, 4096, 4864, 5120, 8192, 9728, 11008, 14336, 151936,
     ];
     for n in dims {
         let rot = Rotation::new(n, 1);
@@ -176,19 +157,10 @@ fn uncovered_sizes_use_the_fallback() {
         assert!(hadamard_factors(n).is_none(), "{n}");
         assert!(Rotation::new(n, 3).is_fallback(), "{n}");
     }
-    assert_eq!(
-        Rotation::new(172, 0).describe(),
-        "random43 x sylvester4 (fallback)"
-    );
+    assert_eq!(Rotation::new(172, 0).describe(), "random43 x sylvester4 (fallback)");
     assert_eq!(Rotation::new(9, 0).describe(), "random9 (fallback)");
-    assert_eq!(
-        Rotation::new(100, 0).describe(),
-        "random5 x paley20 (fallback)"
-    );
-    assert_eq!(
-        Rotation::new(576, 0).describe(),
-        "paley12 x paley12 x sylvester4"
-    );
+    assert_eq!(Rotation::new(100, 0).describe(), "random5 x paley20 (fallback)");
+    assert_eq!(Rotation::new(576, 0).describe(), "paley12 x paley12 x sylvester4");
     assert_eq!(Rotation::new(1, 0).describe(), "sylvester1");
     assert_eq!(
         Rotation::new(1187, 0).describe(),
@@ -276,29 +248,17 @@ fn matrix_rotations_match_dense_products() {
             let m = g.normals(other * n);
             let mut a = m.clone();
             rot.rotate_rows(&mut a, other);
-            assert!(
-                max_diff(&a, &matmul(&m, &rt, other, n, n)) < 1e-12,
-                "rows {n}x{other}"
-            );
+            assert!(max_diff(&a, &matmul(&m, &rt, other, n, n)) < 1e-12, "rows {n}x{other}");
             let mut b = m.clone();
             rot.rotate_rows_t(&mut b, other);
-            assert!(
-                max_diff(&b, &matmul(&m, &r, other, n, n)) < 1e-12,
-                "rows_t {n}"
-            );
+            assert!(max_diff(&b, &matmul(&m, &r, other, n, n)) < 1e-12, "rows_t {n}");
             // Columns: M [n, other] -> R M and Rᵀ M.
             let mut c = m.clone();
             rot.rotate_cols(&mut c, other);
-            assert!(
-                max_diff(&c, &matmul(&r, &m, n, n, other)) < 1e-12,
-                "cols {n}x{other}"
-            );
+            assert!(max_diff(&c, &matmul(&r, &m, n, n, other)) < 1e-12, "cols {n}x{other}");
             let mut d = m.clone();
             rot.rotate_cols_t(&mut d, other);
-            assert!(
-                max_diff(&d, &matmul(&rt, &m, n, n, other)) < 1e-12,
-                "cols_t {n}"
-            );
+            assert!(max_diff(&d, &matmul(&rt, &m, n, n, other)) < 1e-12, "cols_t {n}");
         }
         // Conjugation of a symmetric PSD "Hessian".
         let x = g.normals(n * 2 * n);
@@ -347,11 +307,7 @@ fn seeds_determine_the_transform() {
             b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
         assert!(max_diff(&a, &c) > 1e-3, "{n}");
-        assert_ne!(
-            Rotation::new(n, 77).signs,
-            Rotation::new(n, 78).signs,
-            "{n}"
-        );
+        assert_ne!(Rotation::new(n, 77).signs, Rotation::new(n, 78).signs, "{n}");
     }
     // Signs are the top bits of SplitMix64(seed).
     let mut g = SplitMix64::new(5);
@@ -372,12 +328,7 @@ fn golden_values_are_stable() {
             .map(|(k, v)| v * ((k % 7) as f64 - 3.0))
             .sum::<f64>()
     };
-    let got = [
-        checksum(12, 1),
-        checksum(9, 2),
-        checksum(172, 3),
-        checksum(300, 4),
-    ];
+    let got = [checksum(12, 1), checksum(9, 2), checksum(172, 3), checksum(300, 4)];
     println!("golden: {got:?}");
     let want = [
         10.392304845413268,
@@ -451,10 +402,7 @@ fn every_small_order_works() {
         let x = g.normals(n);
         let mut y = x.clone();
         rot.apply(&mut y);
-        assert!(
-            (norm(&y) - norm(&x)).abs() < 1e-12 * norm(&x).max(1.0),
-            "{n}"
-        );
+        assert!((norm(&y) - norm(&x)).abs() < 1e-12 * norm(&x).max(1.0), "{n}");
         rot.apply_t(&mut y);
         assert!(max_diff(&x, &y) < 1e-12, "{n} ({})", rot.describe());
         // The same through the matrix paths.
@@ -481,8 +429,7 @@ fn outliers_are_spread() {
         for pos in [0, n / 2, n - 1] {
             let mut x: Vec<f64> = g.normals(n).iter().map(|v| 0.01 * v).collect();
             x[pos] = 100.0;
-            let before =
-                x.iter().fold(0.0f64, |m, v| m.max(v.abs())) / (norm(&x) / (n as f64).sqrt());
+            let before = x.iter().fold(0.0f64, |m, v| m.max(v.abs())) / (norm(&x) / (n as f64).sqrt());
             let rot = Rotation::new(n, 12);
             rot.apply(&mut x);
             let rms = norm(&x) / (n as f64).sqrt();

@@ -27,8 +27,14 @@ impl Model {
         if parents.len() != t {
             return Err(ModelError::Input(format!("{t} tokens but {} parents", parents.len())));
         }
-        if let Some((i, p)) = parents.iter().enumerate().find_map(|(i, p)| p.filter(|&p| p >= i).map(|p| (i, p))) {
-            return Err(ModelError::Input(format!("token {i} has parent {p}, not an earlier token")));
+        if let Some((i, p)) = parents
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.filter(|&p| p >= i).map(|p| (i, p)))
+        {
+            return Err(ModelError::Input(format!(
+                "token {i} has parent {p}, not an earlier token"
+            )));
         }
         if let Some(&r) = rows.iter().find(|&&r| r >= t) {
             return Err(ModelError::Input(format!("row {r} asked of {t} tokens")));
@@ -44,15 +50,22 @@ impl Model {
             }
             visible[i * t + i] = true;
         }
-        let mask: Vec<f32> = visible.iter().map(|&v| if v { 0.0 } else { f32::NEG_INFINITY }).collect();
+        let mask: Vec<f32> = visible
+            .iter()
+            .map(|&v| if v { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
         let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).ctx("tree mask")?;
         let rope = self.rope_at(&pos)?;
         let mut x = self.embed(ids)?;
         for layer in &self.layers {
             x = layer.forward_masked(&self.cfg, &x, &rope, &mask)?;
         }
-        let idx = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), &Device::Cpu)
-            .ctx("rows")?;
+        let idx = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            &Device::Cpu,
+        )
+        .ctx("rows")?;
         self.head(&x.index_select(&idx, 0).ctx("rows")?)
     }
 
@@ -101,7 +114,10 @@ impl Layer {
             // Grouped-query attention as in `forward`: query heads sharing a KV head stacked.
             let q = q.reshape((nkv, rep * t, d))?;
             let att = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-            let att = att.reshape((nkv, rep, t, t))?.broadcast_add(mask)?.reshape((nkv, rep * t, t))?;
+            let att = att
+                .reshape((nkv, rep, t, t))?
+                .broadcast_add(mask)?
+                .reshape((nkv, rep * t, t))?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let out = att.matmul(&v)?;
             out.reshape((nh, t, d))?.transpose(0, 1)?.reshape((t, nh * d))

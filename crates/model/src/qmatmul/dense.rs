@@ -18,11 +18,20 @@ impl F16Matrix {
     /// Rounds a dense `rows × cols` f32 matrix to f16 (values beyond f16's range are an error).
     pub fn from_f32(rows: usize, cols: usize, w: &[f32]) -> Result<F16Matrix, PackError> {
         if w.len() != rows * cols {
-            return Err(PackError::Shape { what: "weights", got: w.len(), expected: rows * cols });
+            return Err(PackError::Shape {
+                what: "weights",
+                got: w.len(),
+                expected: rows * cols,
+            });
         }
         let data: Vec<f16> = w.par_iter().map(|&v| f16::from_f32(v)).collect();
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(PackError::BadValue { what: "weight (as f16)", index: i, value: w[i], positive: false });
+            return Err(PackError::BadValue {
+                what: "weight (as f16)",
+                index: i,
+                value: w[i],
+                positive: false,
+            });
         }
         Ok(F16Matrix { rows, cols, data })
     }
@@ -30,10 +39,19 @@ impl F16Matrix {
     /// Takes f16 values as stored (e.g. a file's embedding table); non-finite values are an error.
     pub fn from_f16(rows: usize, cols: usize, data: Vec<f16>) -> Result<F16Matrix, PackError> {
         if data.len() != rows * cols {
-            return Err(PackError::Shape { what: "weights", got: data.len(), expected: rows * cols });
+            return Err(PackError::Shape {
+                what: "weights",
+                got: data.len(),
+                expected: rows * cols,
+            });
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(PackError::BadValue { what: "weight", index: i, value: data[i].to_f32(), positive: false });
+            return Err(PackError::BadValue {
+                what: "weight",
+                index: i,
+                value: data[i].to_f32(),
+                positive: false,
+            });
         }
         Ok(F16Matrix { rows, cols, data })
     }
@@ -59,7 +77,12 @@ impl F16Matrix {
     pub fn matvec_ref(&self, x: &[f32], y: &mut [f32]) {
         check_io(self.rows, self.cols, x.len(), y.len(), 1);
         for (r, yr) in y.iter_mut().enumerate() {
-            *yr = self.row(r).iter().zip(x).map(|(w, &v)| w.to_f64() * v as f64).sum::<f64>() as f32;
+            *yr = self
+                .row(r)
+                .iter()
+                .zip(x)
+                .map(|(w, &v)| w.to_f64() * v as f64)
+                .sum::<f64>() as f32;
         }
     }
 

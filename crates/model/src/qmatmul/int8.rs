@@ -55,7 +55,10 @@ impl I8Weight {
     /// other layouts give [`PackError::NoChunk`] (keep them as [`PackedWeight`]).
     pub fn from_packed(p: &PackedWeight) -> Result<I8Weight, PackError> {
         if p.layout() != Layout::Nib4 || !matches!(p.chunk, 8 | 16 | 24 | 32) {
-            return Err(PackError::NoChunk { method: "int8 activations (4-bit identity levels only)", dim: p.chunk });
+            return Err(PackError::NoChunk {
+                method: "int8 activations (4-bit identity levels only)",
+                dim: p.chunk,
+            });
         }
         let c = p.chunk;
         let old = p.k / c;
@@ -194,7 +197,9 @@ impl I8Weight {
     pub fn matvec_ref(&self, x: &[f32], y: &mut [f32]) {
         check_io(self.rows, self.cols, x.len(), y.len(), 1);
         for (r, yr) in y.iter_mut().enumerate() {
-            *yr = (0..self.cols).map(|j| self.weight(r, j) as f64 * x[j] as f64).sum::<f64>() as f32;
+            *yr = (0..self.cols)
+                .map(|j| self.weight(r, j) as f64 * x[j] as f64)
+                .sum::<f64>() as f32;
         }
     }
 

@@ -53,9 +53,18 @@ pub enum PackError {
     #[error("code {method}: blocks of {dim} weights cannot be grouped into chunks of 8, 16, 24 or 32 weights sharing one scale")]
     NoChunk { method: &'static str, dim: usize },
     #[error("{what}: got {got}, expected {expected}")]
-    Shape { what: &'static str, got: usize, expected: usize },
+    Shape {
+        what: &'static str,
+        got: usize,
+        expected: usize,
+    },
     #[error("{what} {index} is {value}, not finite{}", if *.positive { " and positive" } else { "" })]
-    BadValue { what: &'static str, index: usize, value: f32, positive: bool },
+    BadValue {
+        what: &'static str,
+        index: usize,
+        value: f32,
+        positive: bool,
+    },
     #[error("block {block}: {err}")]
     Code { block: usize, err: CodeError },
 }

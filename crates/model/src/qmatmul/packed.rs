@@ -113,29 +113,51 @@ impl PackedWeight {
         let d = code.dim();
         let grid = code.grid().ok_or(PackError::NoGrid { method })?;
         if padded_cols % d != 0 || padded_cols < cols {
-            return Err(PackError::Shape { what: "padded columns", got: padded_cols, expected: cols.div_ceil(d) * d });
+            return Err(PackError::Shape {
+                what: "padded columns",
+                got: padded_cols,
+                expected: cols.div_ceil(d) * d,
+            });
         }
         let per_row = padded_cols / d;
         if codes.len() != rows * per_row {
-            return Err(PackError::Shape { what: "blocks", got: codes.len(), expected: rows * per_row });
+            return Err(PackError::Shape {
+                what: "blocks",
+                got: codes.len(),
+                expected: rows * per_row,
+            });
         }
         if block_scales.len() != codes.len() {
-            return Err(PackError::Shape { what: "block scales", got: block_scales.len(), expected: codes.len() });
+            return Err(PackError::Shape {
+                what: "block scales",
+                got: block_scales.len(),
+                expected: codes.len(),
+            });
         }
         if let Some(i) = block_scales.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(PackError::BadValue { what: "block scale", index: i, value: block_scales[i], positive: true });
+            return Err(PackError::BadValue {
+                what: "block scale",
+                index: i,
+                value: block_scales[i],
+                positive: true,
+            });
         }
         // Decode every block once: levels (one byte per weight) and scaled (mult, offset).
         let mut lv = vec![0u8; rows * padded_cols];
         let mut mo = vec![(0f32, 0f32); codes.len()];
-        lv.par_chunks_mut(d * 256).zip(mo.par_chunks_mut(256)).enumerate().try_for_each(|(t, (l, m))| {
-            for (i, (lb, mb)) in l.chunks_exact_mut(d).zip(m.iter_mut()).enumerate() {
-                let b = t * 256 + i;
-                let (mu, of) = code.decode_block_grid(codes[b], lb).map_err(|err| PackError::Code { block: b, err })?;
-                *mb = (mu * block_scales[b], of * block_scales[b]);
-            }
-            Ok::<(), PackError>(())
-        })?;
+        lv.par_chunks_mut(d * 256)
+            .zip(mo.par_chunks_mut(256))
+            .enumerate()
+            .try_for_each(|(t, (l, m))| {
+                for (i, (lb, mb)) in l.chunks_exact_mut(d).zip(m.iter_mut()).enumerate() {
+                    let b = t * 256 + i;
+                    let (mu, of) = code
+                        .decode_block_grid(codes[b], lb)
+                        .map_err(|err| PackError::Code { block: b, err })?;
+                    *mb = (mu * block_scales[b], of * block_scales[b]);
+                }
+                Ok::<(), PackError>(())
+            })?;
         // Chunk: the block itself when it is a multiple of 8 weights; otherwise the largest
         // multiple of 8 (≤ 32) made of whole blocks that share one (mult, offset) everywhere.
         let chunk = if d % 8 == 0 {
@@ -146,7 +168,8 @@ impl PackedWeight {
                 .filter(|c| c % d == 0)
                 .find(|&c| {
                     let bpc = c / d;
-                    mo.chunks(per_row).all(|row| row.chunks(bpc).all(|ch| ch.iter().all(|v| *v == ch[0])))
+                    mo.chunks(per_row)
+                        .all(|row| row.chunks(bpc).all(|ch| ch.iter().all(|v| *v == ch[0])))
                 })
                 .ok_or(PackError::NoChunk { method, dim: d })?
         };
@@ -179,13 +202,26 @@ impl PackedWeight {
     /// level q + 128, so mult = s and offset = −128·s.
     pub fn q8_rows(rows: usize, cols: usize, w: &[f32], chunk: usize) -> Result<PackedWeight, PackError> {
         if w.len() != rows * cols {
-            return Err(PackError::Shape { what: "weights", got: w.len(), expected: rows * cols });
+            return Err(PackError::Shape {
+                what: "weights",
+                got: w.len(),
+                expected: rows * cols,
+            });
         }
         if chunk == 0 || chunk % 8 != 0 {
-            return Err(PackError::Shape { what: "q8 chunk (a multiple of 8)", got: chunk, expected: 32 });
+            return Err(PackError::Shape {
+                what: "q8 chunk (a multiple of 8)",
+                got: chunk,
+                expected: 32,
+            });
         }
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-            return Err(PackError::BadValue { what: "weight", index: i, value: w[i], positive: false });
+            return Err(PackError::BadValue {
+                what: "weight",
+                index: i,
+                value: w[i],
+                positive: false,
+            });
         }
         let ident: Vec<f32> = (0..256).map(|n| n as f32).collect();
         let mut p = PackedWeight::empty(rows, cols, chunk, &ident);
@@ -249,7 +285,11 @@ impl PackedWeight {
     /// Weight (r, j) by the definition (reference path).
     pub fn weight(&self, r: usize, j: usize) -> f32 {
         let c = r * (self.k / self.chunk) + j / self.chunk;
-        let n = get(&self.levels[r * self.row_bytes()..(r + 1) * self.row_bytes()], self.bits, j);
+        let n = get(
+            &self.levels[r * self.row_bytes()..(r + 1) * self.row_bytes()],
+            self.bits,
+            j,
+        );
         self.mult[c] * self.lut[n as usize] + self.offset[c]
     }
 
@@ -270,7 +310,15 @@ impl PackedWeight {
         for (i, o) in out.chunks_exact_mut(k).enumerate() {
             let r = r0 + i;
             let row = &self.levels[r * rb..(r + 1) * rb];
-            kernels::expand_row(self.layout(), row, &self.lut, &self.mult[r * nch..(r + 1) * nch], &self.offset[r * nch..(r + 1) * nch], c, o);
+            kernels::expand_row(
+                self.layout(),
+                row,
+                &self.lut,
+                &self.mult[r * nch..(r + 1) * nch],
+                &self.offset[r * nch..(r + 1) * nch],
+                c,
+                o,
+            );
         }
     }
 
@@ -278,7 +326,9 @@ impl PackedWeight {
     pub fn matvec_ref(&self, x: &[f32], y: &mut [f32]) {
         check_io(self.rows, self.cols, x.len(), y.len(), 1);
         for (r, yr) in y.iter_mut().enumerate() {
-            *yr = (0..self.cols).map(|j| self.weight(r, j) as f64 * x[j] as f64).sum::<f64>() as f32;
+            *yr = (0..self.cols)
+                .map(|j| self.weight(r, j) as f64 * x[j] as f64)
+                .sum::<f64>() as f32;
         }
     }
 
@@ -304,7 +354,9 @@ impl PackedWeight {
         scratch.x.extend_from_slice(x);
         scratch.x.resize(k, 0.0);
         scratch.sums.clear();
-        scratch.sums.extend(scratch.x.chunks_exact(c).map(|ch| ch.iter().sum::<f32>()));
+        scratch
+            .sums
+            .extend(scratch.x.chunks_exact(c).map(|ch| ch.iter().sum::<f32>()));
         let (xp, sums) = (&scratch.x[..], &scratch.sums[..]);
         let layout = self.layout();
         if self.levels.len() < super::INLINE_BYTES {

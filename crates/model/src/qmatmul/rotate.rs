@@ -32,7 +32,12 @@ enum Axis {
     /// Unnormalized Sylvester `H_{2^k}` along the innermost axis (stride 1), by butterflies.
     Sylvester { order: usize },
     /// A dense ±1 matrix (`m` row-major and its transpose `mt`).
-    Dense { order: usize, stride: usize, m: Vec<f32>, mt: Vec<f32> },
+    Dense {
+        order: usize,
+        stride: usize,
+        m: Vec<f32>,
+        mt: Vec<f32>,
+    },
 }
 
 /// R = H·D/√n in f32 for a non-fallback [`Rotation`].
@@ -79,7 +84,12 @@ impl FastRotation {
                 }
                 let m: Vec<f32> = hadamard(p)?.into_iter().map(f32::from).collect();
                 let mt = (0..p * p).map(|i| m[(i % p) * p + i / p]).collect();
-                axes.push(Axis::Dense { order: p, stride, m, mt });
+                axes.push(Axis::Dense {
+                    order: p,
+                    stride,
+                    m,
+                    mt,
+                });
             }
         }
         let fast = FastRotation { n, signs, axes };
@@ -106,7 +116,12 @@ impl FastRotation {
             let mut scratch = Vec::new();
             self.rows_with(&mut got, 1, transpose, &mut scratch);
             let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
-            let err = want.iter().zip(&got).map(|(w, &g)| (w - g as f64).powi(2)).sum::<f64>().sqrt();
+            let err = want
+                .iter()
+                .zip(&got)
+                .map(|(w, &g)| (w - g as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
             err <= 1e-4 * norm
         })
     }
@@ -116,7 +131,13 @@ impl FastRotation {
     /// a thread.
     #[track_caller]
     pub fn rows(&self, x: &mut [f32], t: usize, transpose: bool) {
-        assert_eq!(x.len(), t * self.n, "FastRotation::rows: {} values for {t} rows of {}", x.len(), self.n);
+        assert_eq!(
+            x.len(),
+            t * self.n,
+            "FastRotation::rows: {} values for {t} rows of {}",
+            x.len(),
+            self.n
+        );
         if t * self.n >= 64 * 1024 && t >= 2 * BLOCK_MIN {
             x.par_chunks_mut(TASK_ROWS * self.n).for_each(|blk| {
                 SCRATCH.with(|s| self.rows_with(blk, blk.len() / self.n, transpose, &mut s.borrow_mut()))

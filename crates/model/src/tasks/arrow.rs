@@ -16,7 +16,10 @@ pub enum Column {
     Int(Vec<i64>),
     Utf8(Vec<String>),
     /// Row `i` holds child rows `offsets[i]..offsets[i + 1]`.
-    List { offsets: Vec<usize>, child: Box<Column> },
+    List {
+        offsets: Vec<usize>,
+        child: Box<Column>,
+    },
 }
 
 impl Column {
@@ -89,7 +92,10 @@ fn u32_at(buf: &[u8], at: usize) -> Result<usize, String> {
 
 impl<'a> Fb<'a> {
     fn root(buf: &'a [u8]) -> Result<Fb<'a>, String> {
-        Ok(Fb { buf, pos: u32_at(buf, 0)? })
+        Ok(Fb {
+            buf,
+            pos: u32_at(buf, 0)?,
+        })
     }
 
     /// Where field `slot` is stored, or `None` when absent (its default applies).
@@ -110,11 +116,13 @@ impl<'a> Fb<'a> {
     }
 
     fn i32(&self, slot: usize) -> Result<i32, String> {
-        self.field(slot)?.map_or(Ok(0), |p| Ok(i32::from_le_bytes(get(self.buf, p)?)))
+        self.field(slot)?
+            .map_or(Ok(0), |p| Ok(i32::from_le_bytes(get(self.buf, p)?)))
     }
 
     fn i64(&self, slot: usize) -> Result<i64, String> {
-        self.field(slot)?.map_or(Ok(0), |p| Ok(i64::from_le_bytes(get(self.buf, p)?)))
+        self.field(slot)?
+            .map_or(Ok(0), |p| Ok(i64::from_le_bytes(get(self.buf, p)?)))
     }
 
     /// Target of an offset field (table, vector or string).
@@ -142,7 +150,10 @@ impl<'a> Fb<'a> {
         (0..n)
             .map(|i| {
                 let e = start + 4 * i;
-                Ok(Fb { buf: self.buf, pos: e + u32_at(self.buf, e)? })
+                Ok(Fb {
+                    buf: self.buf,
+                    pos: e + u32_at(self.buf, e)?,
+                })
             })
             .collect()
     }
@@ -153,7 +164,10 @@ impl<'a> Fb<'a> {
         (0..n)
             .map(|i| {
                 let a = start + 16 * i;
-                Ok((i64::from_le_bytes(get(self.buf, a)?), i64::from_le_bytes(get(self.buf, a + 8)?)))
+                Ok((
+                    i64::from_le_bytes(get(self.buf, a)?),
+                    i64::from_le_bytes(get(self.buf, a + 8)?),
+                ))
             })
             .collect()
     }
@@ -162,7 +176,10 @@ impl<'a> Fb<'a> {
         match self.deref(slot)? {
             Some(s) => {
                 let n = u32_at(self.buf, s)?;
-                let bytes = self.buf.get(s + 4..s + 4 + n).ok_or("string past the end of its flatbuffer")?;
+                let bytes = self
+                    .buf
+                    .get(s + 4..s + 4 + n)
+                    .ok_or("string past the end of its flatbuffer")?;
                 String::from_utf8(bytes.to_vec()).map_err(|_| "field name is not UTF-8".to_string())
             }
             None => Ok(String::new()),
@@ -179,12 +196,17 @@ fn field_type(f: &Fb) -> Result<(String, Type), String> {
     }
     let ty = match f.u8(2)? {
         2 => {
-            let t = f.table(3)?.ok_or_else(|| format!("column `{name}`: Int without parameters"))?;
+            let t = f
+                .table(3)?
+                .ok_or_else(|| format!("column `{name}`: Int without parameters"))?;
             let bits = t.i32(0)?;
             if ![8, 16, 32, 64].contains(&bits) {
                 return Err(format!("column `{name}`: integer width {bits}"));
             }
-            Type::Int { bytes: bits as usize / 8, signed: t.u8(1)? != 0 }
+            Type::Int {
+                bytes: bits as usize / 8,
+                signed: t.u8(1)? != 0,
+            }
         }
         5 => Type::Utf8 { large: false },
         20 => Type::Utf8 { large: true },
@@ -197,7 +219,10 @@ fn field_type(f: &Fb) -> Result<(String, Type), String> {
             if matches!(child, Type::List { .. }) {
                 return Err(format!("column `{name}`: lists of lists are not supported"));
             }
-            Type::List { large: code == 21, child: Box::new(child) }
+            Type::List {
+                large: code == 21,
+                child: Box::new(child),
+            }
         }
         code => return Err(format!("column `{name}`: Arrow type {code} is not supported")),
     };
@@ -213,7 +238,10 @@ struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     fn node(&mut self, name: &str) -> Result<usize, String> {
-        let (len, nulls) = self.nodes.next().ok_or_else(|| format!("column `{name}`: missing field node"))?;
+        let (len, nulls) = self
+            .nodes
+            .next()
+            .ok_or_else(|| format!("column `{name}`: missing field node"))?;
         if nulls != 0 {
             return Err(format!("column `{name}`: {nulls} nulls (not supported)"));
         }
@@ -221,11 +249,17 @@ impl<'a> Batch<'a> {
     }
 
     fn buffer(&mut self, name: &str) -> Result<&'a [u8], String> {
-        let (off, len) = self.buffers.next().ok_or_else(|| format!("column `{name}`: missing buffer"))?;
+        let (off, len) = self
+            .buffers
+            .next()
+            .ok_or_else(|| format!("column `{name}`: missing buffer"))?;
         let (o, l) = (usize::try_from(off), usize::try_from(len));
         match (o, l) {
             (Ok(o), Ok(l)) if o.checked_add(l).is_some_and(|e| e <= self.body.len()) => Ok(&self.body[o..o + l]),
-            _ => Err(format!("column `{name}`: buffer {off}+{len} outside the body ({} bytes)", self.body.len())),
+            _ => Err(format!(
+                "column `{name}`: buffer {off}+{len} outside the body ({} bytes)",
+                self.body.len()
+            )),
         }
     }
 
@@ -236,7 +270,10 @@ impl<'a> Batch<'a> {
         if n == 0 && b.is_empty() {
             return Ok(vec![0]);
         }
-        if n.checked_add(1).and_then(|m| m.checked_mul(w)).is_none_or(|need| b.len() < need) {
+        if n.checked_add(1)
+            .and_then(|m| m.checked_mul(w))
+            .is_none_or(|need| b.len() < need)
+        {
             return Err(format!("column `{name}`: offsets buffer too short"));
         }
         let offs: Vec<i64> = (0..=n)
@@ -302,7 +339,10 @@ impl<'a> Batch<'a> {
                     return Err(format!("column `{name}`: list offsets past its {} values", c.len()));
                 }
                 let base = offs[0];
-                Ok(Column::List { offsets: offs.iter().map(|o| o - base).collect(), child: Box::new(c) })
+                Ok(Column::List {
+                    offsets: offs.iter().map(|o| o - base).collect(),
+                    child: Box::new(c),
+                })
             }
         }
     }
@@ -319,7 +359,9 @@ pub fn read_stream(bytes: &[u8]) -> Result<Table, String> {
     let mut columns: Vec<Column> = Vec::new();
     let mut rows = 0usize;
     let i32_at = |at: usize| -> Result<i32, String> {
-        get::<4>(bytes, at).map(i32::from_le_bytes).map_err(|_| format!("truncated at byte {at}"))
+        get::<4>(bytes, at)
+            .map(i32::from_le_bytes)
+            .map_err(|_| format!("truncated at byte {at}"))
     };
     loop {
         if off + 4 > bytes.len() {
@@ -335,13 +377,16 @@ pub fn read_stream(bytes: &[u8]) -> Result<Table, String> {
             break;
         }
         let len = usize::try_from(len).map_err(|_| format!("negative message length at byte {}", off - 4))?;
-        let meta = bytes.get(off..off + len).ok_or_else(|| format!("message at byte {off} is truncated"))?;
+        let meta = bytes
+            .get(off..off + len)
+            .ok_or_else(|| format!("message at byte {off} is truncated"))?;
         let at = off;
         off += len;
         let msg = Fb::root(meta).map_err(|e| format!("message at byte {at}: {e}"))?;
         let header_type = msg.u8(1).map_err(|e| format!("message at byte {at}: {e}"))?;
         let body_len = msg.i64(3).map_err(|e| format!("message at byte {at}: {e}"))?;
-        let body_len = usize::try_from(body_len).map_err(|_| format!("message at byte {at}: body length {body_len}"))?;
+        let body_len =
+            usize::try_from(body_len).map_err(|_| format!("message at byte {at}: body length {body_len}"))?;
         let body = off
             .checked_add(body_len)
             .and_then(|end| bytes.get(off..end))
@@ -355,7 +400,11 @@ pub fn read_stream(bytes: &[u8]) -> Result<Table, String> {
         match header_type {
             SCHEMA => {
                 let fields = header.vector_tables(1).map_err(ctx)?;
-                let fields = fields.iter().map(field_type).collect::<Result<Vec<_>, _>>().map_err(ctx)?;
+                let fields = fields
+                    .iter()
+                    .map(field_type)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(ctx)?;
                 columns = fields
                     .iter()
                     .map(|(_, t)| match t {
@@ -373,7 +422,9 @@ pub fn read_stream(bytes: &[u8]) -> Result<Table, String> {
                 schema = Some(fields);
             }
             RECORD_BATCH => {
-                let fields = schema.as_ref().ok_or_else(|| ctx("record batch before the schema".into()))?;
+                let fields = schema
+                    .as_ref()
+                    .ok_or_else(|| ctx("record batch before the schema".into()))?;
                 if header.field(3).map_err(ctx)?.is_some() {
                     return Err(ctx("compressed record batches are not supported".into()));
                 }
@@ -396,5 +447,9 @@ pub fn read_stream(bytes: &[u8]) -> Result<Table, String> {
         }
     }
     let fields = schema.ok_or("no schema message (not an Arrow IPC stream)")?;
-    Ok(Table { names: fields.into_iter().map(|(n, _)| n).collect(), columns, rows })
+    Ok(Table {
+        names: fields.into_iter().map(|(n, _)| n).collect(),
+        columns,
+        rows,
+    })
 }

@@ -22,21 +22,63 @@ use super::{Result, TaskError};
 
 /// The 57 subjects, in the harness's order.
 pub const SUBJECTS: [&str; 57] = [
-    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge",
-    "college_biology", "college_chemistry", "college_computer_science", "college_mathematics",
-    "college_medicine", "college_physics", "computer_security", "conceptual_physics",
-    "econometrics", "electrical_engineering", "elementary_mathematics", "formal_logic",
-    "global_facts", "high_school_biology", "high_school_chemistry",
-    "high_school_computer_science", "high_school_european_history", "high_school_geography",
-    "high_school_government_and_politics", "high_school_macroeconomics",
-    "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
-    "high_school_psychology", "high_school_statistics", "high_school_us_history",
-    "high_school_world_history", "human_aging", "human_sexuality", "international_law",
-    "jurisprudence", "logical_fallacies", "machine_learning", "management", "marketing",
-    "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
-    "philosophy", "prehistory", "professional_accounting", "professional_law",
-    "professional_medicine", "professional_psychology", "public_relations",
-    "security_studies", "sociology", "us_foreign_policy", "virology", "world_religions",
+    "abstract_algebra",
+    "anatomy",
+    "astronomy",
+    "business_ethics",
+    "clinical_knowledge",
+    "college_biology",
+    "college_chemistry",
+    "college_computer_science",
+    "college_mathematics",
+    "college_medicine",
+    "college_physics",
+    "computer_security",
+    "conceptual_physics",
+    "econometrics",
+    "electrical_engineering",
+    "elementary_mathematics",
+    "formal_logic",
+    "global_facts",
+    "high_school_biology",
+    "high_school_chemistry",
+    "high_school_computer_science",
+    "high_school_european_history",
+    "high_school_geography",
+    "high_school_government_and_politics",
+    "high_school_macroeconomics",
+    "high_school_mathematics",
+    "high_school_microeconomics",
+    "high_school_physics",
+    "high_school_psychology",
+    "high_school_statistics",
+    "high_school_us_history",
+    "high_school_world_history",
+    "human_aging",
+    "human_sexuality",
+    "international_law",
+    "jurisprudence",
+    "logical_fallacies",
+    "machine_learning",
+    "management",
+    "marketing",
+    "medical_genetics",
+    "miscellaneous",
+    "moral_disputes",
+    "moral_scenarios",
+    "nutrition",
+    "philosophy",
+    "prehistory",
+    "professional_accounting",
+    "professional_law",
+    "professional_medicine",
+    "professional_psychology",
+    "public_relations",
+    "security_studies",
+    "sociology",
+    "us_foreign_policy",
+    "virology",
+    "world_religions",
 ];
 
 /// Group names and the per-subject prefix and shot count they expand to.
@@ -44,7 +86,11 @@ pub const GROUPS: [(&str, usize); 2] = [("mmlu", 0), ("mmlu_5shot", 5)];
 
 /// The Arrow file of one split of a subject.
 pub fn split_file(data_dir: &Path, subject: &str, split: &str) -> PathBuf {
-    data_dir.join("tasks").join("mmlu").join(subject).join(format!("{split}.arrow"))
+    data_dir
+        .join("tasks")
+        .join("mmlu")
+        .join(subject)
+        .join(format!("{split}.arrow"))
 }
 
 /// `mmlu_<subject>` → (0, subject), `mmlu_5shot_<subject>` → (5, subject).
@@ -59,7 +105,11 @@ pub fn parse_name(name: &str) -> Option<(usize, &'static str)> {
 /// The task names a group expands to, or `None` when `name` is not a group.
 pub fn expand_group(name: &str) -> Option<Vec<String>> {
     let &(group, shots) = GROUPS.iter().find(|(g, _)| *g == name)?;
-    let prefix = if shots == 0 { group.to_string() } else { format!("mmlu_{shots}shot") };
+    let prefix = if shots == 0 {
+        group.to_string()
+    } else {
+        format!("mmlu_{shots}shot")
+    };
     Some(SUBJECTS.iter().map(|s| format!("{prefix}_{s}")).collect())
 }
 
@@ -98,16 +148,32 @@ pub fn prompt_prefix(subject: &str, shots: &[Question]) -> String {
 /// Read the questions of one split; errors name the task and the file.
 pub fn read_split(task: &str, path: &Path) -> Result<Vec<Question>> {
     let bytes = std::fs::read(path).map_err(|err| match err.kind() {
-        std::io::ErrorKind::NotFound => TaskError::MissingData { task: task.to_string(), path: path.to_path_buf() },
-        _ => TaskError::Io { task: task.to_string(), path: path.to_path_buf(), err },
+        std::io::ErrorKind::NotFound => TaskError::MissingData {
+            task: task.to_string(),
+            path: path.to_path_buf(),
+        },
+        _ => TaskError::Io {
+            task: task.to_string(),
+            path: path.to_path_buf(),
+            err,
+        },
     })?;
-    let bad = |reason: String| TaskError::Arrow { task: task.to_string(), path: path.to_path_buf(), reason };
+    let bad = |reason: String| TaskError::Arrow {
+        task: task.to_string(),
+        path: path.to_path_buf(),
+        reason,
+    };
     let t = read_stream(&bytes).map_err(bad)?;
-    let col = |name: &str| t.column(name).ok_or_else(|| bad(format!("no column `{name}` (has {})", t.names.join(", "))));
+    let col = |name: &str| {
+        t.column(name)
+            .ok_or_else(|| bad(format!("no column `{name}` (has {})", t.names.join(", "))))
+    };
     let (Column::Utf8(question), Column::List { offsets, child }, Column::Int(answer)) =
         (col("question")?, col("choices")?, col("answer")?)
     else {
-        return Err(bad("columns `question`, `choices`, `answer` must be string, list of string, integer".into()));
+        return Err(bad(
+            "columns `question`, `choices`, `answer` must be string, list of string, integer".into(),
+        ));
     };
     let Column::Utf8(choices) = child.as_ref() else {
         return Err(bad("column `choices` must be a list of strings".into()));
@@ -118,7 +184,11 @@ pub fn read_split(task: &str, path: &Path) -> Result<Vec<Question>> {
             if c.len() != 4 || !(0..4).contains(&answer[i]) {
                 return Err(bad(format!("row {i}: {} choices, answer {}", c.len(), answer[i])));
             }
-            Ok(Question { question: question[i].clone(), choices: c.to_vec(), answer: answer[i] as usize })
+            Ok(Question {
+                question: question[i].clone(),
+                choices: c.to_vec(),
+                answer: answer[i] as usize,
+            })
         })
         .collect()
 }
@@ -127,7 +197,11 @@ pub fn read_split(task: &str, path: &Path) -> Result<Vec<Question>> {
 pub fn load(data_dir: &Path, name: &str, subject: &str, shots: usize) -> Result<Task> {
     let test = split_file(data_dir, subject, "test");
     let questions = read_split(name, &test)?;
-    let examples = if shots > 0 { read_split(name, &split_file(data_dir, subject, "dev"))? } else { Vec::new() };
+    let examples = if shots > 0 {
+        read_split(name, &split_file(data_dir, subject, "dev"))?
+    } else {
+        Vec::new()
+    };
     if examples.len() < shots {
         let path = split_file(data_dir, subject, "dev");
         return Err(TaskError::Arrow {
@@ -152,7 +226,15 @@ pub fn load(data_dir: &Path, name: &str, subject: &str, shots: usize) -> Result<
     let config = TaskConfig {
         task_name: name.to_string(),
         num_instances: Some(questions.len()),
-        task_config: TaskConfigInner { primary_metric: Some("acc".into()), split: Some("test".into()) },
+        task_config: TaskConfigInner {
+            primary_metric: Some("acc".into()),
+            split: Some("test".into()),
+        },
     };
-    Ok(Task { name: name.to_string(), path: test, config, docs })
+    Ok(Task {
+        name: name.to_string(),
+        path: test,
+        config,
+        docs,
+    })
 }

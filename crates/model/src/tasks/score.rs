@@ -122,7 +122,11 @@ impl Forest {
             let b = self.ids.len();
             for q in p..n - 1 {
                 self.ids.push(e.tokens[q]);
-                self.parents.push(if q > p { Some(b + q - p - 1) } else { p.checked_sub(1).map(|j| base + j) });
+                self.parents.push(if q > p {
+                    Some(b + q - p - 1)
+                } else {
+                    p.checked_sub(1).map(|j| base + j)
+                });
             }
             // Row predicting token j sits at the position of token j - 1 on this path.
             let row_of = |q: usize| if q < p { base + q } else { b + q - p };
@@ -263,7 +267,15 @@ fn doc_score(doc: &Doc, lls: Vec<f64>, tokens: usize) -> DocScore {
         .collect();
     let pred = argmax(lls.iter().copied());
     let pred_norm = argmax(lls.iter().zip(&chars).map(|(l, &c)| l / c.max(1) as f64));
-    DocScore { doc_id: doc.doc_id, label: doc.label, lls, chars, pred, pred_norm, tokens }
+    DocScore {
+        doc_id: doc.doc_id,
+        label: doc.label,
+        lls,
+        chars,
+        pred,
+        pred_norm,
+        tokens,
+    }
 }
 
 /// Score a document in one forward pass ([`choices_ll_batched`]).
@@ -283,7 +295,10 @@ pub fn score_doc_kv(model: &Model, tok: &Tokenizer, doc: &Doc) -> crate::Result<
 /// Score a document running each choice from scratch (reference twin of [`score_doc`]).
 pub fn score_doc_scratch(model: &Model, tok: &Tokenizer, doc: &Doc) -> crate::Result<DocScore> {
     let encs = encode_doc(tok, doc)?;
-    let lls = encs.iter().map(|e| choice_ll_scratch(model, e)).collect::<crate::Result<_>>()?;
+    let lls = encs
+        .iter()
+        .map(|e| choice_ll_scratch(model, e))
+        .collect::<crate::Result<_>>()?;
     let tokens = encs.iter().map(|e| e.tokens.len() - 1).sum();
     Ok(doc_score(doc, lls, tokens))
 }
@@ -305,7 +320,11 @@ pub fn mean_stderr(hits: &[bool]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let p = hits.iter().filter(|&&h| h).count() as f64 / n;
-    let se = if hits.len() > 1 { (p * (1.0 - p) / (n - 1.0)).sqrt() } else { f64::NAN };
+    let se = if hits.len() > 1 {
+        (p * (1.0 - p) / (n - 1.0)).sqrt()
+    } else {
+        f64::NAN
+    };
     (p, se)
 }
 
@@ -357,7 +376,11 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> EvalOptions {
-        EvalOptions { limit: None, scoring: Scoring::Batched, pack_tokens: DEFAULT_PACK_TOKENS }
+        EvalOptions {
+            limit: None,
+            scoring: Scoring::Batched,
+            pack_tokens: DEFAULT_PACK_TOKENS,
+        }
     }
 }
 
@@ -382,20 +405,25 @@ pub fn evaluate(
             Ok(s) => per_doc.extend(s),
             Err(_) => {
                 for doc in docs {
-                    let s = score_docs(model, tok, std::slice::from_ref(doc), opts.scoring, opts.pack_tokens)
-                        .map_err(|e| TaskError::Model {
+                    let s = score_docs(model, tok, std::slice::from_ref(doc), opts.scoring, opts.pack_tokens).map_err(
+                        |e| TaskError::Model {
                             task: task.name.clone(),
                             source: Box::new(ModelError::Input(format!(
                                 "{}: doc {}: {e}",
                                 task.path.display(),
                                 doc.doc_id
                             ))),
-                        })?;
+                        },
+                    )?;
                     per_doc.extend(s);
                 }
             }
         }
         progress(per_doc.len(), n);
     }
-    Ok(TaskResult::from_scores(&task.name, per_doc, task.config.task_config.primary_metric.clone()))
+    Ok(TaskResult::from_scores(
+        &task.name,
+        per_doc,
+        task.config.task_config.primary_metric.clone(),
+    ))
 }

@@ -19,7 +19,11 @@ pub const EPS: f64 = 1e-8;
 
 impl Adam {
     pub fn new(lens: &[usize]) -> Adam {
-        Adam { m: lens.iter().map(|&n| vec![0.0; n]).collect(), v: lens.iter().map(|&n| vec![0.0; n]).collect(), t: 0 }
+        Adam {
+            m: lens.iter().map(|&n| vec![0.0; n]).collect(),
+            v: lens.iter().map(|&n| vec![0.0; n]).collect(),
+            t: 0,
+        }
     }
 
     /// One bias-corrected step of size `lr` on `params` with gradients `grads`.
@@ -60,7 +64,10 @@ mod tests {
         let mut a = Adam::new(&[3]);
         let mut p = vec![vec![1.0f32; 3]];
         a.step(&mut p, &[vec![2.0, -0.5, 0.0]], 0.01);
-        assert!((p[0][0] - 0.99).abs() < 1e-6 && (p[0][1] - 1.01).abs() < 1e-6 && p[0][2] == 1.0, "{p:?}");
+        assert!(
+            (p[0][0] - 0.99).abs() < 1e-6 && (p[0][1] - 1.01).abs() < 1e-6 && p[0][2] == 1.0,
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -133,9 +133,19 @@ impl Student {
             for name in LinearName::ALL {
                 ws.push(get(&name.weight_name(l))?);
                 let b = format!("{p}.{}.bias", name.module());
-                bias.push(if w.tensors.contains_key(&b) { Some(get(&b)?) } else { None });
+                bias.push(if w.tensors.contains_key(&b) {
+                    Some(get(&b)?)
+                } else {
+                    None
+                });
             }
-            let opt = |n: String| -> Result<Option<Tensor>> { if cfg.qk_norm { Ok(Some(get(&n)?)) } else { Ok(None) } };
+            let opt = |n: String| -> Result<Option<Tensor>> {
+                if cfg.qk_norm {
+                    Ok(Some(get(&n)?))
+                } else {
+                    Ok(None)
+                }
+            };
             blocks.push(Block {
                 input_norm: get(&format!("{p}.input_layernorm.weight"))?,
                 post_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
@@ -146,8 +156,19 @@ impl Student {
             });
         }
         let embed = get("model.embed_tokens.weight")?;
-        let head = if cfg.tie_embeddings { embed.clone() } else { get("lm_head.weight")? };
-        Ok(Student { cfg: cfg.clone(), dtype, embed, blocks, norm: get("model.norm.weight")?, head })
+        let head = if cfg.tie_embeddings {
+            embed.clone()
+        } else {
+            get("lm_head.weight")?
+        };
+        Ok(Student {
+            cfg: cfg.clone(),
+            dtype,
+            embed,
+            blocks,
+            norm: get("model.norm.weight")?,
+            head,
+        })
     }
 
     pub fn dtype(&self) -> DType {
@@ -159,7 +180,12 @@ impl Student {
         self.forward_inner(ids, map, scales).ctx("finetune forward")
     }
 
-    fn forward_inner(&self, ids: &[u32], map: &ScaleMap, scales: &Scales<'_>) -> llvq_model::candle_core::Result<Tensor> {
+    fn forward_inner(
+        &self,
+        ids: &[u32],
+        map: &ScaleMap,
+        scales: &Scales<'_>,
+    ) -> llvq_model::candle_core::Result<Tensor> {
         let cfg = &self.cfg;
         let dev = Device::Cpu;
         let t = ids.len();
@@ -181,7 +207,9 @@ impl Student {
             Tensor::cat(&[&h, &h], 1)?.to_dtype(self.dtype)
         };
         let (cos, sin) = (widen(cos)?, widen(sin)?);
-        let mask: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
         let mask = Tensor::from_vec(mask, (t, t), &dev)?.to_dtype(self.dtype)?;
 
         let idx = Tensor::new(ids, &dev)?;
@@ -208,7 +236,10 @@ impl Student {
             let k = rope(&k, &cos, &sin)?;
             let q = q.reshape((nkv, rep * t, d))?;
             let att = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-            let att = att.reshape((nkv, rep, t, t))?.broadcast_add(&mask)?.reshape((nkv, rep * t, t))?;
+            let att = att
+                .reshape((nkv, rep, t, t))?
+                .broadcast_add(&mask)?
+                .reshape((nkv, rep * t, t))?;
             let out = softmax(&att)?.matmul(&v)?;
             let attn = out.reshape((nh, t, d))?.transpose(0, 1)?.reshape((t, nh * d))?;
             x = (x + lin(3, &attn)?)?;

@@ -59,9 +59,14 @@ pub fn target(obj: Objective, teacher: Option<&Model>, ids: &[u32], dtype: DType
             let neg_entropy = ne.to_dtype(DType::F64).ctx(name)?.to_scalar::<f64>().ctx(name)?;
             Ok(Target::Kl { p, neg_entropy })
         }
-        (Objective::Kl, None) => Err(crate::QuantError::Calibration("the kl objective needs a teacher model".into())),
+        (Objective::Kl, None) => Err(crate::QuantError::Calibration(
+            "the kl objective needs a teacher model".into(),
+        )),
         (Objective::Ce, _) => {
-            let next = Tensor::new(&ids[1..], &llvq_model::candle_core::Device::Cpu).ctx(name)?.unsqueeze(1).ctx(name)?;
+            let next = Tensor::new(&ids[1..], &llvq_model::candle_core::Device::Cpu)
+                .ctx(name)?
+                .unsqueeze(1)
+                .ctx(name)?;
             Ok(Target::Ce { next })
         }
     }

@@ -69,9 +69,18 @@ impl Default for FinetuneParams {
 pub enum FtEvent<'a> {
     Phase(&'a str),
     /// Step `step` (1-based) of `steps` finished with training loss `loss`.
-    Step { step: u64, steps: u64, loss: f64, tokens_per_s: f64 },
+    Step {
+        step: u64,
+        steps: u64,
+        loss: f64,
+        tokens_per_s: f64,
+    },
     /// Held-out loss after `step` steps, and the best so far.
-    Eval { step: u64, held_out: f64, best: f64 },
+    Eval {
+        step: u64,
+        held_out: f64,
+        best: f64,
+    },
 }
 
 /// What a run reports.
@@ -142,11 +151,17 @@ pub fn finetune(
     let t0 = Instant::now();
     check_params(p)?;
     if !format::is_llvq_file(input) {
-        return Err(QuantError::format(input, "not an llvq file (finetune tunes files written by `llvq quantize`)"));
+        return Err(QuantError::format(
+            input,
+            "not an llvq file (finetune tunes files written by `llvq quantize`)",
+        ));
     }
     let ckpt = checkpoint_path(out);
     if ckpt.exists() && !resume {
-        return Err(QuantError::Resume(format!("{} exists (an interrupted run): pass --resume to continue it, or remove it", ckpt.display())));
+        return Err(QuantError::Resume(format!(
+            "{} exists (an interrupted run): pass --resume to continue it, or remove it",
+            ckpt.display()
+        )));
     }
     let _ = progress(FtEvent::Phase("loading"));
     let mut c = format::read(input)?;
@@ -162,7 +177,14 @@ pub fn finetune(
     let prior = c.header.tuned.clone();
     let mut base = c.clone();
     base.set_input_scales(&BTreeMap::new());
-    let (model, tok, _) = load_contents(input, base, &LoadOptions { dense: true, ..LoadOptions::default() })?;
+    let (model, tok, _) = load_contents(
+        input,
+        base,
+        &LoadOptions {
+            dense: true,
+            ..LoadOptions::default()
+        },
+    )?;
     let cfg = model.config().clone();
     let student = Student::new(&cfg, &model.to_weights()?, DType::F32)?;
     drop(model);
@@ -179,15 +201,24 @@ pub fn finetune(
 
     let map = ScaleMap::new(&cfg, p.tied);
     let steps = p.tokens.div_ceil(p.ctx).max(1) as u64;
-    let eval_every = if p.eval_every > 0 { p.eval_every as u64 } else { (steps / 8).max(1) };
+    let eval_every = if p.eval_every > 0 {
+        p.eval_every as u64
+    } else {
+        (steps / 8).max(1)
+    };
     let _ = progress(FtEvent::Phase("teacher on held-out windows"));
-    let held_targets: Vec<Target> =
-        held.iter().map(|ids| objective::target(p.objective, teacher.as_ref(), ids, student.dtype())).collect::<Result<_>>()?;
+    let held_targets: Vec<Target> = held
+        .iter()
+        .map(|ids| objective::target(p.objective, teacher.as_ref(), ids, student.dtype()))
+        .collect::<Result<_>>()?;
     let held_out_loss = |s: &[Vec<f32>]| -> Result<f64> {
         let fixed = fixed_scales(s, student.dtype())?;
         let mut sum = 0.0;
         for (ids, t) in held.iter().zip(&held_targets) {
-            sum += objective::value(&objective::loss(&student.forward(ids, &map, &Scales::Fixed(&fixed))?, t)?)?;
+            sum += objective::value(&objective::loss(
+                &student.forward(ids, &map, &Scales::Fixed(&fixed))?,
+                t,
+            )?)?;
         }
         Ok(sum / held.len() as f64)
     };
@@ -229,7 +260,11 @@ pub fn finetune(
     let mut early_stopped = false;
     let t_steps = Instant::now();
     let mut trained = 0usize;
-    let _ = progress(FtEvent::Eval { step: st.step, held_out: st.best_loss, best: st.best_loss });
+    let _ = progress(FtEvent::Eval {
+        step: st.step,
+        held_out: st.best_loss,
+        best: st.best_loss,
+    });
     while st.step < steps {
         if st.bad_evals >= p.patience {
             early_stopped = true;
@@ -244,7 +279,10 @@ pub fn finetune(
         let loss = objective::loss(&student.forward(ids, &map, &Scales::Vars(&vars))?, &target)?;
         let lv = objective::value(&loss)?;
         if !lv.is_finite() {
-            return Err(QuantError::Calibration(format!("the training loss is {lv} at step {}", st.step + 1)));
+            return Err(QuantError::Calibration(format!(
+                "the training loss is {lv} at step {}",
+                st.step + 1
+            )));
         }
         let grads = loss.backward().ctx("finetune backward")?;
         let g: Vec<Vec<f64>> = vars
@@ -258,7 +296,12 @@ pub fn finetune(
         st.step += 1;
         trained += ids.len();
         let tps = trained as f64 / t_steps.elapsed().as_secs_f64().max(1e-9);
-        let mut flow = progress(FtEvent::Step { step: st.step, steps, loss: lv, tokens_per_s: tps });
+        let mut flow = progress(FtEvent::Step {
+            step: st.step,
+            steps,
+            loss: lv,
+            tokens_per_s: tps,
+        });
         if st.step % eval_every == 0 || st.step == steps {
             let h = held_out_loss(&st.scales)?;
             st.evals.push((st.step, h));
@@ -270,7 +313,13 @@ pub fn finetune(
             } else {
                 st.bad_evals += 1;
             }
-            if progress(FtEvent::Eval { step: st.step, held_out: h, best: st.best_loss }).is_break() {
+            if progress(FtEvent::Eval {
+                step: st.step,
+                held_out: h,
+                best: st.best_loss,
+            })
+            .is_break()
+            {
                 flow = ControlFlow::Break(());
             }
         }
@@ -351,7 +400,17 @@ fn check_params(p: &FinetuneParams) -> Result<()> {
 
 /// The teacher must be the model the file was quantized from: same shapes.
 fn check_same_shapes(a: &Config, b: &Config, teacher: &Path) -> Result<()> {
-    let key = |c: &Config| (c.vocab_size, c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim);
+    let key = |c: &Config| {
+        (
+            c.vocab_size,
+            c.hidden_size,
+            c.intermediate_size,
+            c.num_layers,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+        )
+    };
     if key(a) != key(b) {
         return Err(QuantError::Calibration(format!(
             "teacher {} has (vocab, hidden, mlp, layers, heads, kv heads, head dim) = {:?}, the file {:?}",
@@ -370,7 +429,10 @@ type Windows = Vec<Vec<u32>>;
 /// windows of the text are held out.
 fn split_windows(tok: &llvq_model::Tokenizer, text: &str, p: &FinetuneParams) -> Result<(Windows, Windows)> {
     if text.trim().is_empty() {
-        return Err(QuantError::Calibration(format!("the calibration text {} is empty", p.calib_text.display())));
+        return Err(QuantError::Calibration(format!(
+            "the calibration text {} is empty",
+            p.calib_text.display()
+        )));
     }
     let ids = llvq_model::eval::tokenize_text(tok, text)?;
     let n = ids.len() / p.ctx;
@@ -405,22 +467,41 @@ fn initial_scales(map: &ScaleMap, stored: &BTreeMap<String, Vec<f32>>) -> Vec<Ve
     for (l, row) in map.index.iter().enumerate() {
         for (k, name) in LinearName::ALL.into_iter().enumerate() {
             if s[row[k]].is_none() {
-                s[row[k]] = stored.get(&name.weight_name(l)).filter(|v| v.len() == map.lens[row[k]]).cloned();
+                s[row[k]] = stored
+                    .get(&name.weight_name(l))
+                    .filter(|v| v.len() == map.lens[row[k]])
+                    .cloned();
             }
         }
     }
-    s.into_iter().zip(&map.lens).map(|(v, &n)| v.unwrap_or_else(|| vec![1.0; n])).collect()
+    s.into_iter()
+        .zip(&map.lens)
+        .map(|(v, &n)| v.unwrap_or_else(|| vec![1.0; n]))
+        .collect()
 }
 
 fn fixed_scales(s: &[Vec<f32>], dtype: DType) -> Result<Vec<Tensor>> {
-    s.iter().map(|v| Tensor::from_slice(v, v.len(), &Device::Cpu).ctx("input scales")?.to_dtype(dtype).ctx("input scales")).collect()
+    s.iter()
+        .map(|v| {
+            Tensor::from_slice(v, v.len(), &Device::Cpu)
+                .ctx("input scales")?
+                .to_dtype(dtype)
+                .ctx("input scales")
+        })
+        .collect()
 }
 
 fn write_checkpoint(path: &Path, st: &State) -> Result<()> {
     let meta = serde_json::to_string(st).expect("plain struct");
     let adam = st.adam.as_ref().expect("checkpoint with Adam state");
     let mut bufs: Vec<(String, Dtype, Vec<u8>, usize)> = Vec::new();
-    for (i, ((s, b), (m, v))) in st.scales.iter().zip(&st.best).zip(adam.m.iter().zip(&adam.v)).enumerate() {
+    for (i, ((s, b), (m, v))) in st
+        .scales
+        .iter()
+        .zip(&st.best)
+        .zip(adam.m.iter().zip(&adam.v))
+        .enumerate()
+    {
         let f32b = |x: &[f32]| x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         let f64b = |x: &[f64]| x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         bufs.push((format!("scale.{i}"), Dtype::F32, f32b(s), s.len()));
@@ -430,9 +511,15 @@ fn write_checkpoint(path: &Path, st: &State) -> Result<()> {
     }
     let views: Vec<(String, TensorView<'_>)> = bufs
         .iter()
-        .map(|(n, d, b, len)| Ok((n.clone(), TensorView::new(*d, vec![*len], b).map_err(|e| QuantError::tensor(n, e.to_string()))?)))
+        .map(|(n, d, b, len)| {
+            Ok((
+                n.clone(),
+                TensorView::new(*d, vec![*len], b).map_err(|e| QuantError::tensor(n, e.to_string()))?,
+            ))
+        })
         .collect::<Result<_>>()?;
-    let info = std::collections::HashMap::from([(CKPT_KEY.to_string(), meta), ("adam_t".to_string(), adam.t.to_string())]);
+    let info =
+        std::collections::HashMap::from([(CKPT_KEY.to_string(), meta), ("adam_t".to_string(), adam.t.to_string())]);
     let tmp = format::with_suffix(path, ".tmp");
     safetensors::serialize_to_file(views, Some(info), &tmp).map_err(|e| QuantError::format(&tmp, e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| QuantError::io(path, e))
@@ -444,17 +531,33 @@ fn read_checkpoint(path: &Path, map: &ScaleMap) -> Result<State> {
     let (_, head) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let meta = head.metadata().as_ref().ok_or_else(|| bad("no metadata".into()))?;
-    let mut s: State = serde_json::from_str(meta.get(CKPT_KEY).ok_or_else(|| bad("no state".into()))?).map_err(|e| bad(e.to_string()))?;
-    let t: u64 = meta.get("adam_t").and_then(|v| v.parse().ok()).ok_or_else(|| bad("no Adam step".into()))?;
+    let mut s: State = serde_json::from_str(meta.get(CKPT_KEY).ok_or_else(|| bad("no state".into()))?)
+        .map_err(|e| bad(e.to_string()))?;
+    let t: u64 = meta
+        .get("adam_t")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("no Adam step".into()))?;
     let get = |n: String, len: usize, d: Dtype| -> Result<Vec<u8>> {
         let v = st.tensor(&n).map_err(|e| bad(format!("{n}: {e}")))?;
         if v.dtype() != d || v.shape() != [len] {
-            return Err(bad(format!("{n} is {:?} {:?}, expected {d:?} [{len}]", v.dtype(), v.shape())));
+            return Err(bad(format!(
+                "{n} is {:?} {:?}, expected {d:?} [{len}]",
+                v.dtype(),
+                v.shape()
+            )));
         }
         Ok(v.data().to_vec())
     };
-    let f32v = |b: Vec<u8>| b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>();
-    let f64v = |b: Vec<u8>| b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect::<Vec<f64>>();
+    let f32v = |b: Vec<u8>| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<f32>>()
+    };
+    let f64v = |b: Vec<u8>| {
+        b.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect::<Vec<f64>>()
+    };
     let mut adam = Adam::new(&map.lens);
     adam.t = t;
     for (i, &n) in map.lens.iter().enumerate() {
@@ -471,5 +574,13 @@ fn read_checkpoint(path: &Path, map: &ScaleMap) -> Result<State> {
 pub fn model_with_scales(input: &Path, scales: &BTreeMap<String, Vec<f32>>, dense: bool) -> Result<Model> {
     let mut c: FileContents = format::read(input)?;
     c.set_input_scales(scales);
-    Ok(load_contents(input, c, &LoadOptions { dense, ..LoadOptions::default() })?.0)
+    Ok(load_contents(
+        input,
+        c,
+        &LoadOptions {
+            dense,
+            ..LoadOptions::default()
+        },
+    )?
+    .0)
 }

@@ -138,7 +138,9 @@ mod tests {
             let mut y = vec![0.0; d];
             point(&g, &z, &bits, &mut y);
             // Coefficients recovered from the point are the stored ones, on the coset.
-            let c: Vec<f64> = (0..d).map(|i| gi[i * d..(i + 1) * d].iter().zip(&y).map(|(a, b)| a * b).sum()).collect();
+            let c: Vec<f64> = (0..d)
+                .map(|i| gi[i * d..(i + 1) * d].iter().zip(&y).map(|(a, b)| a * b).sum())
+                .collect();
             for i in 0..d {
                 assert!((c[i] - coeff(z[i], bits[i])).abs() < 1e-9);
                 assert!(((c[i] - 0.5) - (c[i] - 0.5).round()).abs() < 1e-9, "not on Z + 1/2");
@@ -161,7 +163,10 @@ mod tests {
         let gi = invert(&g, d).unwrap();
         let mut y = vec![0.0; d];
         for trial in 0..12 {
-            let u: Vec<f64> = gauss(&mut rng, d).iter().map(|v| v * if trial < 6 { 0.8 } else { 3.0 }).collect();
+            let u: Vec<f64> = gauss(&mut rng, d)
+                .iter()
+                .map(|v| v * if trial < 6 { 0.8 } else { 3.0 })
+                .collect();
             let mut z = vec![0u8; d];
             round(&gi, &u, &bits, &mut z);
             point(&g, &z, &bits, &mut y);
@@ -186,6 +191,9 @@ mod tests {
         assert_eq!(coord_bits(24, 48).iter().sum::<u32>(), 48);
         // b = 0 is the single coefficient 0; b = 2 is {−1.5, −0.5, 0.5, 1.5}.
         assert_eq!(coeff(0, 0), 0.0);
-        assert_eq!((0..4).map(|z| coeff(z, 2)).collect::<Vec<_>>(), vec![-1.5, -0.5, 0.5, 1.5]);
+        assert_eq!(
+            (0..4).map(|z| coeff(z, 2)).collect::<Vec<_>>(),
+            vec![-1.5, -0.5, 0.5, 1.5]
+        );
     }
 }

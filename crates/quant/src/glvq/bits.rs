@@ -38,7 +38,11 @@ impl BitCount {
         let n = groups.len() as u64;
         BitCount {
             weights: rows as u64 * groups.iter().map(|g| g.width as u64).sum::<u64>(),
-            codes: groups.iter().zip(vector_bits).map(|(g, &b)| rows as u64 * (g.width / d) as u64 * b as u64).sum(),
+            codes: groups
+                .iter()
+                .zip(vector_bits)
+                .map(|(g, &b)| rows as u64 * (g.width / d) as u64 * b as u64)
+                .sum(),
             lattice: n * 16 * (d * d) as u64,
             scale: n * 16,
             mu: if compand { n * 16 } else { 0 },
@@ -90,12 +94,22 @@ mod tests {
 
     /// The seven linear shapes [rows = out, cols = in] of one block of the default model
     /// (hidden 576, 3 KV heads of 64, MLP 1536); 30 blocks give its 210 layers.
-    const SHAPES: [(usize, usize); 7] =
-        [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)];
+    const SHAPES: [(usize, usize); 7] = [
+        (576, 576),
+        (192, 576),
+        (192, 576),
+        (576, 576),
+        (1536, 576),
+        (1536, 576),
+        (576, 1536),
+    ];
 
     fn model_bits(spec: &str) -> BitCount {
         let p = GlvqParams::from_spec(spec).unwrap();
-        SHAPES.iter().map(|&(r, c)| plan(r, c, &p).unwrap()).fold(BitCount::default(), |a, b| a.add(&b))
+        SHAPES
+            .iter()
+            .map(|&(r, c)| plan(r, c, &p).unwrap())
+            .fold(BitCount::default(), |a, b| a.add(&b))
     }
 
     #[test]

@@ -76,7 +76,11 @@ mod tests {
                 assert!((fd - inv_dy(y, mu)).abs() < 1e-6 * fd.abs().max(1.0), "dy µ={mu} y={y}");
                 let hm = 1e-4;
                 let fd = (inverse(y, mu + hm) - inverse(y, mu - hm)) / (2.0 * hm);
-                assert!((fd - inv_dmu(y, mu)).abs() < 1e-7 * fd.abs().max(1e-3), "dµ µ={mu} y={y}: {fd} vs {}", inv_dmu(y, mu));
+                assert!(
+                    (fd - inv_dmu(y, mu)).abs() < 1e-7 * fd.abs().max(1e-3),
+                    "dµ µ={mu} y={y}: {fd} vs {}",
+                    inv_dmu(y, mu)
+                );
             }
         }
     }

@@ -16,11 +16,24 @@ pub enum GlvqError {
         "glvq: {cols} columns in groups of {group} leave a last group of {tail} columns, \
          which d={d} does not divide (the tail group must hold whole d-vectors)"
     )]
-    Tail { cols: usize, group: usize, tail: usize, d: usize },
+    Tail {
+        cols: usize,
+        group: usize,
+        tail: usize,
+        d: usize,
+    },
     #[error("glvq: bit target {bits} is impossible with d={d}: {reason}")]
     Bits { bits: f64, d: usize, reason: String },
     #[error("glvq: {what} has {got} values, expected {expected}")]
-    Shape { what: &'static str, got: usize, expected: usize },
+    Shape {
+        what: &'static str,
+        got: usize,
+        expected: usize,
+    },
     #[error("glvq: {what} value {value} at index {index} is not finite")]
-    NonFinite { what: &'static str, index: usize, value: f64 },
+    NonFinite {
+        what: &'static str,
+        index: usize,
+        value: f64,
+    },
 }

@@ -28,7 +28,13 @@ pub fn layout(cols: usize, group: usize, d: usize) -> Result<Vec<Group>, GlvqErr
     if tail % d != 0 {
         return Err(GlvqError::Tail { cols, group, tail, d });
     }
-    Ok((0..cols).step_by(group).map(|start| Group { start, width: group.min(cols - start) }).collect())
+    Ok((0..cols)
+        .step_by(group)
+        .map(|start| Group {
+            start,
+            width: group.min(cols - start),
+        })
+        .collect())
 }
 
 /// Copies group `g` of the `rows × cols` row-major `w` into a `rows × g.width` matrix.
@@ -56,7 +62,15 @@ mod tests {
         assert_eq!(w(&layout(576, 128, 8).unwrap()), vec![128, 128, 128, 128, 64]);
         assert_eq!(w(&layout(576, 1024, 32).unwrap()), vec![576]);
         assert_eq!(layout(576, 144, 24).unwrap().len(), 4);
-        assert_eq!(layout(100, 32, 8), Err(GlvqError::Tail { cols: 100, group: 32, tail: 4, d: 8 }));
+        assert_eq!(
+            layout(100, 32, 8),
+            Err(GlvqError::Tail {
+                cols: 100,
+                group: 32,
+                tail: 4,
+                d: 8
+            })
+        );
         assert_eq!(layout(96, 20, 8), Err(GlvqError::GroupNotMultiple { group: 20, d: 8 }));
         let g = layout(576, 128, 8).unwrap();
         assert_eq!(g.last().unwrap().start + g.last().unwrap().width, 576);
@@ -67,7 +81,10 @@ mod tests {
         let (rows, cols) = (3, 10);
         let w: Vec<f64> = (0..rows * cols).map(|i| i as f64).collect();
         let g = Group { start: 4, width: 4 };
-        assert_eq!(gather(&w, rows, cols, g), vec![4., 5., 6., 7., 14., 15., 16., 17., 24., 25., 26., 27.]);
+        assert_eq!(
+            gather(&w, rows, cols, g),
+            vec![4., 5., 6., 7., 14., 15., 16., 17., 24., 25., 26., 27.]
+        );
         let h: Vec<f64> = (0..cols * cols).map(|i| i as f64).collect();
         let b = block(&h, cols, Group { start: 8, width: 2 });
         assert_eq!(b, vec![88., 89., 98., 99.]);

@@ -80,15 +80,17 @@ impl GlvqLayer {
             let g: Vec<f64> = gc.g.iter().map(|v| v.to_f64()).collect();
             let bits = babai::coord_bits(d, gc.vector_bits);
             let (s, mu) = (gc.scale.to_f64(), gc.mu.map(|m| m.to_f64()));
-            out.par_chunks_mut(cols).zip(self.levels.par_chunks(cols)).for_each(|(o, z)| {
-                let mut y = vec![0.0; d];
-                for c0 in (gc.start..gc.start + gc.width).step_by(d) {
-                    babai::point(&g, &z[c0..c0 + d], &bits, &mut y);
-                    for (oi, &yi) in o[c0..c0 + d].iter_mut().zip(&y) {
-                        *oi = s * mu.map_or(yi, |m| compand::inverse(yi, m));
+            out.par_chunks_mut(cols)
+                .zip(self.levels.par_chunks(cols))
+                .for_each(|(o, z)| {
+                    let mut y = vec![0.0; d];
+                    for c0 in (gc.start..gc.start + gc.width).step_by(d) {
+                        babai::point(&g, &z[c0..c0 + d], &bits, &mut y);
+                        for (oi, &yi) in o[c0..c0 + d].iter_mut().zip(&y) {
+                            *oi = s * mu.map_or(yi, |m| compand::inverse(yi, m));
+                        }
                     }
-                }
-            });
+                });
         }
         out
     }
@@ -100,7 +102,14 @@ impl GlvqLayer {
 
     /// Every stored bit ([`super::bits`]).
     pub fn bits(&self) -> BitCount {
-        let gs: Vec<Group> = self.groups.iter().map(|g| Group { start: g.start, width: g.width }).collect();
+        let gs: Vec<Group> = self
+            .groups
+            .iter()
+            .map(|g| Group {
+                start: g.start,
+                width: g.width,
+            })
+            .collect();
         let vb: Vec<u32> = self.groups.iter().map(|g| g.vector_bits).collect();
         BitCount::of(self.rows, self.d, &gs, &vb, self.compand)
     }
@@ -108,14 +117,27 @@ impl GlvqLayer {
 
 fn check_finite(what: &'static str, v: &[f64]) -> std::result::Result<(), GlvqError> {
     match v.iter().position(|x| !x.is_finite()) {
-        Some(index) => Err(GlvqError::NonFinite { what, index, value: v[index] }),
+        Some(index) => Err(GlvqError::NonFinite {
+            what,
+            index,
+            value: v[index],
+        }),
         None => Ok(()),
     }
 }
 
 /// Fits one group (module doc); `x` is its rows × width target.
 #[allow(clippy::too_many_arguments)] // a kernel: every argument is an input it needs
-fn fit_group(x: &[f64], rows: usize, grp: Group, h: &[f64], cols: usize, vb: u32, p: &GlvqParams, sal: f64) -> (GroupCode, Vec<u8>, Vec<f64>) {
+fn fit_group(
+    x: &[f64],
+    rows: usize,
+    grp: Group,
+    h: &[f64],
+    cols: usize,
+    vb: u32,
+    p: &GlvqParams,
+    sal: f64,
+) -> (GroupCode, Vec<u8>, Vec<f64>) {
     let d = p.d;
     let hb = groups::block(h, cols, grp);
     let max = x.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -123,10 +145,29 @@ fn fit_group(x: &[f64], rows: usize, grp: Group, h: &[f64], cols: usize, vb: u32
     let bits = babai::coord_bits(d, vb);
     if scale.to_f64() == 0.0 {
         // An all-zero (or sub-f16) group: G = 0 decodes to exact zeros.
-        let code = GroupCode { start: grp.start, width: grp.width, vector_bits: vb, g: vec![f16::ZERO; d * d], scale, mu: p.compand.then_some(f16::from_f64(compand::MU_MIN)), salience: sal, init_loss: 0.0, loss: 0.0, iters: 0 };
+        let code = GroupCode {
+            start: grp.start,
+            width: grp.width,
+            vector_bits: vb,
+            g: vec![f16::ZERO; d * d],
+            scale,
+            mu: p.compand.then_some(f16::from_f64(compand::MU_MIN)),
+            salience: sal,
+            init_loss: 0.0,
+            loss: 0.0,
+            iters: 0,
+        };
         return (code, vec![0; x.len()], vec![0.0; x.len()]);
     }
-    let prob = Problem { x, rows, width: grp.width, d, h: &hb, bits, scale: scale.to_f64() };
+    let prob = Problem {
+        x,
+        rows,
+        width: grp.width,
+        d,
+        h: &hb,
+        bits,
+        scale: scale.to_f64(),
+    };
     let f = learn::fit(&prob, p.compand, p.iters, p.eps, p.reg);
     let recon = learn::reconstruct(&prob, &f.g, f.mu, &f.z);
     let code = GroupCode {
@@ -149,10 +190,20 @@ fn fit_group(x: &[f64], rows: usize, grp: Group, h: &[f64], cols: usize, vb: u32
 pub fn quantize_layer(w: &[f64], rows: usize, cols: usize, h: &[f64], params: &GlvqParams) -> Result<GlvqLayer> {
     params.validate()?;
     if rows == 0 || cols == 0 || w.len() != rows * cols {
-        return Err(GlvqError::Shape { what: "weight", got: w.len(), expected: rows * cols }.into());
+        return Err(GlvqError::Shape {
+            what: "weight",
+            got: w.len(),
+            expected: rows * cols,
+        }
+        .into());
     }
     if h.len() != cols * cols {
-        return Err(GlvqError::Shape { what: "Hessian", got: h.len(), expected: cols * cols }.into());
+        return Err(GlvqError::Shape {
+            what: "Hessian",
+            got: h.len(),
+            expected: cols * cols,
+        }
+        .into());
     }
     check_finite("weight", w)?;
     check_finite("Hessian", h)?;
@@ -171,7 +222,8 @@ pub fn quantize_layer(w: &[f64], rows: usize, cols: usize, h: &[f64], params: &G
     let mut codes = Vec::with_capacity(layout.len());
     let put = |levels: &mut [u8], grp: Group, z: &[u8]| {
         for r in 0..rows {
-            levels[r * cols + grp.start..r * cols + grp.start + grp.width].copy_from_slice(&z[r * grp.width..(r + 1) * grp.width]);
+            levels[r * cols + grp.start..r * cols + grp.start + grp.width]
+                .copy_from_slice(&z[r * grp.width..(r + 1) * grp.width]);
         }
     };
     if params.ldlq {
@@ -200,14 +252,35 @@ pub fn quantize_layer(w: &[f64], rows: usize, cols: usize, h: &[f64], params: &G
         let fits: Vec<_> = layout
             .par_iter()
             .enumerate()
-            .map(|(k, &grp)| fit_group(&groups::gather(w, rows, cols, grp), rows, grp, h, cols, alloc[k], params, sal[k]))
+            .map(|(k, &grp)| {
+                fit_group(
+                    &groups::gather(w, rows, cols, grp),
+                    rows,
+                    grp,
+                    h,
+                    cols,
+                    alloc[k],
+                    params,
+                    sal[k],
+                )
+            })
             .collect();
         for (&grp, (code, z, _)) in layout.iter().zip(fits) {
             put(&mut levels, grp, &z);
             codes.push(code);
         }
     }
-    let mut layer = GlvqLayer { rows, cols, d, group: params.group, compand: params.compand, ldlq: params.ldlq, groups: codes, levels, loss: 0.0 };
+    let mut layer = GlvqLayer {
+        rows,
+        cols,
+        d,
+        group: params.group,
+        compand: params.compand,
+        ldlq: params.ldlq,
+        groups: codes,
+        levels,
+        loss: 0.0,
+    };
     let delta: Vec<f64> = w.iter().zip(layer.decode_f64()).map(|(a, b)| a - b).collect();
     layer.loss = ldlq::proxy_loss(&delta, rows, cols, h);
     Ok(layer)
@@ -263,7 +336,9 @@ mod tests {
 
     /// Heavy-tailed weights with per-column spread, like a layer's.
     fn weights(rows: usize, cols: usize, rng: &mut impl Rng) -> Vec<f64> {
-        let col: Vec<f64> = (0..cols).map(|_| 0.02 * (0.5 * rng.sample::<f64, _>(StandardNormal)).exp()).collect();
+        let col: Vec<f64> = (0..cols)
+            .map(|_| 0.02 * (0.5 * rng.sample::<f64, _>(StandardNormal)).exp())
+            .collect();
         (0..rows * cols)
             .map(|i| {
                 let a: f64 = rng.sample(StandardNormal);
@@ -280,7 +355,11 @@ mod tests {
         let mut out = vec![0.0; w.len()];
         for g0 in (0..cols).step_by(group) {
             let g1 = (g0 + group).min(cols);
-            let ms = (0..rows).flat_map(|r| w[r * cols + g0..r * cols + g1].iter()).map(|v| v * v).sum::<f64>() / (rows * (g1 - g0)) as f64;
+            let ms = (0..rows)
+                .flat_map(|r| w[r * cols + g0..r * cols + g1].iter())
+                .map(|v| v * v)
+                .sum::<f64>()
+                / (rows * (g1 - g0)) as f64;
             let s = step * ms.sqrt();
             for r in 0..rows {
                 for c in g0..g1 {
@@ -303,7 +382,13 @@ mod tests {
         let w = weights(rows, cols, &mut rng);
         let h = spd(cols, &mut rng);
         let base = loss_of(&w, &rtn(&w, rows, cols, 32), rows, cols, &h);
-        for spec in ["glvq:group=32,iters=8", "glvq:group=32,mu=0,iters=8", "glvq:group=32,sdba=0,iters=8", "glvq:group=32,ldlq=1,iters=8", "glvq:d=24,group=48,iters=8"] {
+        for spec in [
+            "glvq:group=32,iters=8",
+            "glvq:group=32,mu=0,iters=8",
+            "glvq:group=32,sdba=0,iters=8",
+            "glvq:group=32,ldlq=1,iters=8",
+            "glvq:d=24,group=48,iters=8",
+        ] {
             let p = GlvqParams::from_spec(spec).unwrap();
             let l = quantize_layer(&w, rows, cols, &h, &p).unwrap();
             // The reported loss is that of decode(), recomputed independently.
@@ -325,7 +410,11 @@ mod tests {
                     }
                 }
             }
-            eprintln!("{spec}: loss {:.4e} (rtn {base:.4e}), {:.4} bits/weight", l.loss, b.per_weight());
+            eprintln!(
+                "{spec}: loss {:.4e} (rtn {base:.4e}), {:.4} bits/weight",
+                l.loss,
+                b.per_weight()
+            );
         }
     }
 
@@ -341,7 +430,10 @@ mod tests {
             }
         }
         let h = spd(cols, &mut rng);
-        for (spec, target) in [("glvq:group=16,bits=2,iters=2", 16), ("glvq:group=16,bits=1.5,iters=2", 12)] {
+        for (spec, target) in [
+            ("glvq:group=16,bits=2,iters=2", 16),
+            ("glvq:group=16,bits=1.5,iters=2", 12),
+        ] {
             let l = quantize_layer(&w, rows, cols, &h, &GlvqParams::from_spec(spec).unwrap()).unwrap();
             let vb: Vec<u32> = l.groups.iter().map(|g| g.vector_bits).collect();
             assert!(vb[0] > target, "{spec}: {vb:?}");
@@ -358,7 +450,11 @@ mod tests {
         let h: Vec<f64> = (0..cols * cols).map(|i| (i % (cols + 1) == 0) as u8 as f64).collect();
         let l = quantize_layer(&w, rows, cols, &h, &GlvqParams::from_spec("glvq:group=8").unwrap()).unwrap();
         let out = l.decode();
-        assert!(out.iter().enumerate().filter(|(i, _)| i % cols >= 8).all(|(_, &v)| v == 0.0));
+        assert!(out
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % cols >= 8)
+            .all(|(_, &v)| v == 0.0));
     }
 
     #[test]
@@ -369,18 +465,63 @@ mod tests {
             Err(QuantError::Glvq(e)) => *e,
             other => panic!("expected a GLVQ error, got {other:?}"),
         };
-        assert_eq!(err(quantize_layer(&[0.0; 10], 2, 16, &h, &p)), GlvqError::Shape { what: "weight", got: 10, expected: 32 });
-        assert_eq!(err(quantize_layer(&[0.0; 32], 2, 16, &h[1..], &p)), GlvqError::Shape { what: "Hessian", got: 255, expected: 256 });
+        assert_eq!(
+            err(quantize_layer(&[0.0; 10], 2, 16, &h, &p)),
+            GlvqError::Shape {
+                what: "weight",
+                got: 10,
+                expected: 32
+            }
+        );
+        assert_eq!(
+            err(quantize_layer(&[0.0; 32], 2, 16, &h[1..], &p)),
+            GlvqError::Shape {
+                what: "Hessian",
+                got: 255,
+                expected: 256
+            }
+        );
         let mut w = vec![0.0; 32];
         w[5] = f64::NAN;
-        assert!(matches!(err(quantize_layer(&w, 2, 16, &h, &p)), GlvqError::NonFinite { what: "weight", index: 5, .. }));
-        let p12 = GlvqParams { group: 8, ..GlvqParams::default() };
+        assert!(matches!(
+            err(quantize_layer(&w, 2, 16, &h, &p)),
+            GlvqError::NonFinite {
+                what: "weight",
+                index: 5,
+                ..
+            }
+        ));
+        let p12 = GlvqParams {
+            group: 8,
+            ..GlvqParams::default()
+        };
         let h12 = vec![0.0; 12 * 12];
-        assert_eq!(err(quantize_layer(&[0.0; 24], 2, 12, &h12, &p12)), GlvqError::Tail { cols: 12, group: 8, tail: 4, d: 8 });
-        let pd = GlvqParams { d: 24, group: 128, ..GlvqParams::default() };
-        assert_eq!(err(quantize_layer(&[0.0; 32], 2, 16, &h, &pd)), GlvqError::GroupNotMultiple { group: 128, d: 24 });
-        let pb = GlvqParams { bits: 7.5, ..GlvqParams::default() };
-        assert!(matches!(err(quantize_layer(&[0.0; 32], 2, 16, &h, &pb)), GlvqError::Bits { .. }));
+        assert_eq!(
+            err(quantize_layer(&[0.0; 24], 2, 12, &h12, &p12)),
+            GlvqError::Tail {
+                cols: 12,
+                group: 8,
+                tail: 4,
+                d: 8
+            }
+        );
+        let pd = GlvqParams {
+            d: 24,
+            group: 128,
+            ..GlvqParams::default()
+        };
+        assert_eq!(
+            err(quantize_layer(&[0.0; 32], 2, 16, &h, &pd)),
+            GlvqError::GroupNotMultiple { group: 128, d: 24 }
+        );
+        let pb = GlvqParams {
+            bits: 7.5,
+            ..GlvqParams::default()
+        };
+        assert!(matches!(
+            err(quantize_layer(&[0.0; 32], 2, 16, &h, &pb)),
+            GlvqError::Bits { .. }
+        ));
     }
 
     /// Timing on the default model's two MLP shapes (`cargo test -p llvq-quant --release
@@ -392,13 +533,23 @@ mod tests {
         for (rows, cols) in [(576, 1536), (1536, 576)] {
             let w = weights(rows, cols, &mut rng);
             let h = spd(cols, &mut rng);
-            for spec in ["glvq:d=8", "glvq:d=8,mu=0", "glvq:d=8,ldlq=1", "glvq:d=24,group=576,mu=0"] {
+            for spec in [
+                "glvq:d=8",
+                "glvq:d=8,mu=0",
+                "glvq:d=8,ldlq=1",
+                "glvq:d=24,group=576,mu=0",
+            ] {
                 let t = std::time::Instant::now();
                 let l = quantize_layer(&w, rows, cols, &h, &GlvqParams::from_spec(spec).unwrap()).unwrap();
                 let s = t.elapsed().as_secs_f64();
                 let base = loss_of(&w, &rtn(&w, rows, cols, 128), rows, cols, &h);
                 let it: usize = l.groups.iter().map(|g| g.iters).sum();
-                eprintln!("{rows}x{cols} {spec}: {s:.2} s, loss/rtn {:.3}, {:.4} bits/weight, {} groups, {it} alternations", l.loss / base, l.bits().per_weight(), l.groups.len());
+                eprintln!(
+                    "{rows}x{cols} {spec}: {s:.2} s, loss/rtn {:.3}, {:.4} bits/weight, {} groups, {it} alternations",
+                    l.loss / base,
+                    l.bits().per_weight(),
+                    l.groups.len()
+                );
             }
         }
     }

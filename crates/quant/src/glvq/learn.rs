@@ -98,7 +98,11 @@ pub fn uniform_gaussian(b: u32) -> (f64, f64) {
                     return (1.0, 1.0);
                 }
                 let n = 1usize << b;
-                let levels = |step: f64| (0..n).map(|i| (i as f64 - (n - 1) as f64 / 2.0) * step).collect::<Vec<_>>();
+                let levels = |step: f64| {
+                    (0..n)
+                        .map(|i| (i as f64 - (n - 1) as f64 / 2.0) * step)
+                        .collect::<Vec<_>>()
+                };
                 let step = golden_min(|s| gaussian_mse(&levels(s)), 1e-3, 3.0);
                 (step, gaussian_mse(&levels(step)))
             })
@@ -131,11 +135,13 @@ pub fn round_all(p: &Problem, g: &[f64], mu: Option<f64>) -> Option<Vec<u8>> {
     let gi = babai::invert(g, p.d)?;
     let u = targets(p, mu);
     let mut z = vec![0u8; u.len()];
-    z.par_chunks_mut(p.d * 256).zip(u.par_chunks(p.d * 256)).for_each(|(zc, uc)| {
-        for (zv, uv) in zc.chunks_exact_mut(p.d).zip(uc.chunks_exact(p.d)) {
-            babai::round(&gi, uv, &p.bits, zv);
-        }
-    });
+    z.par_chunks_mut(p.d * 256)
+        .zip(u.par_chunks(p.d * 256))
+        .for_each(|(zc, uc)| {
+            for (zv, uv) in zc.chunks_exact_mut(p.d).zip(uc.chunks_exact(p.d)) {
+                babai::round(&gi, uv, &p.bits, zv);
+            }
+        });
     Some(z)
 }
 
@@ -143,15 +149,17 @@ pub fn round_all(p: &Problem, g: &[f64], mu: Option<f64>) -> Option<Vec<u8>> {
 pub fn reconstruct(p: &Problem, g: &[f64], mu: Option<f64>, z: &[u8]) -> Vec<f64> {
     let d = p.d;
     let mut out = vec![0.0; z.len()];
-    out.par_chunks_mut(d * 256).zip(z.par_chunks(d * 256)).for_each(|(oc, zc)| {
-        let mut y = vec![0.0; d];
-        for (ov, zv) in oc.chunks_exact_mut(d).zip(zc.chunks_exact(d)) {
-            babai::point(g, zv, &p.bits, &mut y);
-            for (o, &yi) in ov.iter_mut().zip(&y) {
-                *o = dec(yi, p.scale, mu);
+    out.par_chunks_mut(d * 256)
+        .zip(z.par_chunks(d * 256))
+        .for_each(|(oc, zc)| {
+            let mut y = vec![0.0; d];
+            for (ov, zv) in oc.chunks_exact_mut(d).zip(zc.chunks_exact(d)) {
+                babai::point(g, zv, &p.bits, &mut y);
+                for (o, &yi) in ov.iter_mut().zip(&y) {
+                    *o = dec(yi, p.scale, mu);
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -257,7 +265,11 @@ fn cholesky(a: &[f64], d: usize) -> Vec<f64> {
         if ok {
             return l;
         }
-        ridge = if tr > 0.0 && tr.is_finite() { ridge * 100.0 } else { ridge * 10.0 + 1.0 };
+        ridge = if tr > 0.0 && tr.is_finite() {
+            ridge * 100.0
+        } else {
+            ridge * 10.0 + 1.0
+        };
     }
 }
 
@@ -290,7 +302,9 @@ pub fn init_g(p: &Problem, mu: Option<f64>) -> Vec<f64> {
 }
 
 fn is_identity(h: &[f64], n: usize) -> bool {
-    h.iter().enumerate().all(|(i, &v)| v == if i % (n + 1) == 0 { 1.0 } else { 0.0 })
+    h.iter()
+        .enumerate()
+        .all(|(i, &v)| v == if i % (n + 1) == 0 { 1.0 } else { 0.0 })
 }
 
 fn frob2(g: &[f64]) -> f64 {
@@ -304,7 +318,14 @@ fn to_f16(v: f64) -> f64 {
 /// Coefficient values of levels `z` (rows × width).
 fn coeffs(p: &Problem, z: &[u8]) -> Vec<f64> {
     let d = p.d;
-    z.chunks_exact(d).flat_map(|zv| zv.iter().zip(&p.bits).map(|(&zi, &b)| babai::coeff(zi, b)).collect::<Vec<_>>()).collect()
+    z.chunks_exact(d)
+        .flat_map(|zv| {
+            zv.iter()
+                .zip(&p.bits)
+                .map(|(&zi, &b)| babai::coeff(zi, b))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Relative scales of G₀ tried before the alternation (the Cholesky start sizes the box for
@@ -327,7 +348,9 @@ fn alternate(p: &Problem, g0: &[f64], iters: usize, eps: f64, rho: f64) -> (Vec<
             best = Some((g, z, j));
         }
     }
-    let Some((mut g, mut z, mut j)) = best else { return (g0.to_vec(), vec![0; p.x.len()], f64::INFINITY, 0) };
+    let Some((mut g, mut z, mut j)) = best else {
+        return (g0.to_vec(), vec![0; p.x.len()], f64::INFINITY, 0);
+    };
     let mut q = quad(&z);
     let mut done = 0;
     for it in 0..iters {
@@ -367,7 +390,11 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
     let g0 = init_g(p, mu0);
     let z0 = round_all(p, &g0, mu0).unwrap_or_else(|| vec![0; p.x.len()]);
     let init_loss = loss(p, &g0, mu0, &z0, false).0;
-    let rho = if frob2(&g0) > 0.0 { reg * init_loss / frob2(&g0) } else { 0.0 };
+    let rho = if frob2(&g0) > 0.0 {
+        reg * init_loss / frob2(&g0)
+    } else {
+        0.0
+    };
     let obj = |g: &[f64], mu: Option<f64>, z: &[u8]| loss(p, g, mu, z, false).0 + rho * frob2(g);
     let (mut g, mut mu, mut z, mut j, mut done);
     match mu0 {
@@ -389,7 +416,17 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
             let mut pick: Option<(f64, Vec<f64>, f64)> = None;
             for m in grid {
                 let u = sur(m);
-                let (gm, zm, _, _) = alternate(&Problem { x: &u, bits: p.bits.clone(), ..*p }, &init_g(p, Some(m)), 0, eps, rho);
+                let (gm, zm, _, _) = alternate(
+                    &Problem {
+                        x: &u,
+                        bits: p.bits.clone(),
+                        ..*p
+                    },
+                    &init_g(p, Some(m)),
+                    0,
+                    eps,
+                    rho,
+                );
                 let jm = obj(&gm, Some(m), &zm);
                 if pick.as_ref().is_none_or(|b| jm < b.2) {
                     pick = Some((m, gm, jm));
@@ -397,7 +434,17 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
             }
             if let Some((m, gm, _)) = pick {
                 let u = sur(m);
-                let (gm, zm, _, it) = alternate(&Problem { x: &u, bits: p.bits.clone(), ..*p }, &gm, iters, eps, rho);
+                let (gm, zm, _, it) = alternate(
+                    &Problem {
+                        x: &u,
+                        bits: p.bits.clone(),
+                        ..*p
+                    },
+                    &gm,
+                    iters,
+                    eps,
+                    rho,
+                );
                 done = it;
                 let jm = obj(&gm, Some(m), &zm);
                 if jm < j {
@@ -419,12 +466,28 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
             (z, best) = (zn, l);
         }
     }
-    Fit { g, mu, z, loss: best, init_loss, iters: done }
+    Fit {
+        g,
+        mu,
+        z,
+        loss: best,
+        init_loss,
+        iters: done,
+    }
 }
 
 /// Descent alternations on the true loss for µ-law groups (module doc; J never rises).
 #[allow(clippy::too_many_arguments)] // the state of the alternation
-fn descend(p: &Problem, mut g: Vec<f64>, mut mu: Option<f64>, mut z: Vec<u8>, mut j: f64, iters: usize, eps: f64, rho: f64) -> (Vec<f64>, Option<f64>, Vec<u8>, f64) {
+fn descend(
+    p: &Problem,
+    mut g: Vec<f64>,
+    mut mu: Option<f64>,
+    mut z: Vec<u8>,
+    mut j: f64,
+    iters: usize,
+    eps: f64,
+    rho: f64,
+) -> (Vec<f64>, Option<f64>, Vec<u8>, f64) {
     let obj = |g: &[f64], mu: Option<f64>, z: &[u8]| loss(p, g, mu, z, false).0 + rho * frob2(g);
     let (mut tau_g, mut tau_mu) = (0.05, 0.05);
     for _ in 0..iters {
@@ -513,15 +576,26 @@ mod tests {
     fn gradients_match_finite_differences() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let (rows, width, d) = (6, 16, 8);
-        let x: Vec<f64> = (0..rows * width).map(|_| 0.05 * rng.sample::<f64, _>(StandardNormal)).collect();
+        let x: Vec<f64> = (0..rows * width)
+            .map(|_| 0.05 * rng.sample::<f64, _>(StandardNormal))
+            .collect();
         let h = spd(width, &mut rng);
         for compand in [false, true] {
             let scale = to_f16(x.iter().fold(0f64, |m, v| m.max(v.abs())));
-            let p = Problem { x: &x, rows, width, d, h: &h, bits: babai::coord_bits(d, 20), scale };
+            let p = Problem {
+                x: &x,
+                rows,
+                width,
+                d,
+                h: &h,
+                bits: babai::coord_bits(d, 20),
+                scale,
+            };
             let mu = compand.then_some(40.0);
             let mut g = init_g(&p, mu);
             // A non-triangular G, so every entry matters.
-            g.iter_mut().for_each(|v| *v += 0.02 * rng.sample::<f64, _>(StandardNormal));
+            g.iter_mut()
+                .for_each(|v| *v += 0.02 * rng.sample::<f64, _>(StandardNormal));
             let z = round_all(&p, &g, mu).unwrap();
             let (l0, gr) = loss(&p, &g, mu, &z, true);
             let gr = gr.unwrap();
@@ -531,7 +605,9 @@ mod tests {
             for r in 0..rows {
                 for i in 0..width {
                     for k in 0..width {
-                        lref += (x[r * width + i] - rec[r * width + i]) * h[i * width + k] * (x[r * width + k] - rec[r * width + k]);
+                        lref += (x[r * width + i] - rec[r * width + i])
+                            * h[i * width + k]
+                            * (x[r * width + k] - rec[r * width + k]);
                     }
                 }
             }
@@ -543,11 +619,16 @@ mod tests {
                 let mut gm = g.clone();
                 gm[e] -= step;
                 let fd = (loss(&p, &gp, mu, &z, false).0 - loss(&p, &gm, mu, &z, false).0) / (2.0 * step);
-                assert!((fd - gr.g[e]).abs() < 1e-5 * (1.0 + fd.abs()), "compand={compand} G[{e}]: fd {fd} vs {}", gr.g[e]);
+                assert!(
+                    (fd - gr.g[e]).abs() < 1e-5 * (1.0 + fd.abs()),
+                    "compand={compand} G[{e}]: fd {fd} vs {}",
+                    gr.g[e]
+                );
             }
             if let Some(m) = mu {
                 let step = 1e-3;
-                let fd = (loss(&p, &g, Some(m + step), &z, false).0 - loss(&p, &g, Some(m - step), &z, false).0) / (2.0 * step);
+                let fd = (loss(&p, &g, Some(m + step), &z, false).0 - loss(&p, &g, Some(m - step), &z, false).0)
+                    / (2.0 * step);
                 assert!((fd - gr.mu).abs() < 1e-5 * (1.0 + fd.abs()), "µ: fd {fd} vs {}", gr.mu);
             }
         }
@@ -567,7 +648,15 @@ mod tests {
             .collect();
         let h = spd(width, &mut rng);
         let scale = to_f16(x.iter().fold(0f64, |m, v| m.max(v.abs())));
-        let p = Problem { x: &x, rows, width, d, h: &h, bits: babai::coord_bits(d, 16), scale };
+        let p = Problem {
+            x: &x,
+            rows,
+            width,
+            d,
+            h: &h,
+            bits: babai::coord_bits(d, 16),
+            scale,
+        };
         for compand in [false, true] {
             let f = fit(&p, compand, 10, 1e-4, 1e-3);
             assert!(f.loss < f.init_loss, "compand={compand}: {} !< {}", f.loss, f.init_loss);

@@ -39,7 +39,17 @@ pub struct GlvqParams {
 
 impl Default for GlvqParams {
     fn default() -> Self {
-        GlvqParams { d: 8, bits: 2.0, group: 128, sdba: true, compand: true, ldlq: false, iters: 20, eps: 1e-3, reg: 1e-3 }
+        GlvqParams {
+            d: 8,
+            bits: 2.0,
+            group: 128,
+            sdba: true,
+            compand: true,
+            ldlq: false,
+            iters: 20,
+            eps: 1e-3,
+            reg: 1e-3,
+        }
     }
 }
 
@@ -50,7 +60,10 @@ impl GlvqParams {
     pub fn from_spec(spec: &str) -> Result<GlvqParams, GlvqError> {
         let s = Spec::parse(spec)?;
         if s.method != CodeId::Glvq {
-            return Err(GlvqError::Spec { spec: spec.to_string(), reason: format!("method is {}, not glvq", s.method) });
+            return Err(GlvqError::Spec {
+                spec: spec.to_string(),
+                reason: format!("method is {}, not glvq", s.method),
+            });
         }
         s.only(KEYS)?;
         let flag = |key: &'static str, default: bool| -> Result<bool, GlvqError> {
@@ -106,7 +119,10 @@ impl GlvqParams {
             return Err(GlvqError::Dim { d: self.d });
         }
         if self.group == 0 || self.group % self.d != 0 {
-            return Err(GlvqError::GroupNotMultiple { group: self.group, d: self.d });
+            return Err(GlvqError::GroupNotMultiple {
+                group: self.group,
+                d: self.d,
+            });
         }
         self.vector_bits().map(|_| ())
     }
@@ -122,14 +138,19 @@ impl GlvqParams {
         }
         let vb = n * d as f64;
         if (vb - vb.round()).abs() > 1e-9 {
-            return Err(bad(format!("d·bits = {vb} is not a whole number of bits per {d}-vector")));
+            return Err(bad(format!(
+                "d·bits = {vb} is not a whole number of bits per {d}-vector"
+            )));
         }
         let (lo, hi) = if self.sdba { (n - 1.0, n + 1.0) } else { (n, n) };
         if lo < 0.0 {
             return Err(bad("SDBA needs N − 1 ≥ 0 bits for its low groups (use sdba=0)".into()));
         }
         if hi > MAX_COORD_BITS as f64 {
-            return Err(bad(format!("at most {MAX_COORD_BITS} bits per weight{}", if self.sdba { " for SDBA's N + 1" } else { "" })));
+            return Err(bad(format!(
+                "at most {MAX_COORD_BITS} bits per weight{}",
+                if self.sdba { " for SDBA's N + 1" } else { "" }
+            )));
         }
         Ok(vb.round() as u32)
     }
@@ -162,7 +183,10 @@ mod tests {
     fn bad_specs_are_named() {
         let e = |s: &str| GlvqParams::from_spec(s).unwrap_err();
         assert_eq!(e("glvq:d=12"), GlvqError::Dim { d: 12 });
-        assert_eq!(e("glvq:d=24,group=128"), GlvqError::GroupNotMultiple { group: 128, d: 24 });
+        assert_eq!(
+            e("glvq:d=24,group=128"),
+            GlvqError::GroupNotMultiple { group: 128, d: 24 }
+        );
         assert!(matches!(e("glvq:bits=0.5"), GlvqError::Bits { reason, .. } if reason.contains("N − 1")));
         assert!(matches!(e("glvq:bits=0.1,sdba=0"), GlvqError::Bits { reason, .. } if reason.contains("whole number")));
         assert!(matches!(e("glvq:bits=8"), GlvqError::Bits { .. }));
@@ -171,6 +195,9 @@ mod tests {
         assert!(matches!(e("glvq:zz=2"), GlvqError::Code(_)));
         assert!(matches!(e("e8p12"), GlvqError::Spec { .. }));
         // Fractional targets are fine when d·N is whole.
-        assert_eq!(GlvqParams::from_spec("glvq:bits=1.5").unwrap().vector_bits().unwrap(), 12);
+        assert_eq!(
+            GlvqParams::from_spec("glvq:bits=1.5").unwrap().vector_bits().unwrap(),
+            12
+        );
     }
 }

@@ -71,8 +71,14 @@ mod tests {
                 full[n - 1] = n % 3 != 0; // sometimes a tail group
                 let a = allocate(&s, &full, d, target, true);
                 // Every group has the same width except the tail, which keeps the target.
-                assert_eq!(a.iter().map(|&b| b as u64).sum::<u64>(), target as u64 * n as u64, "d={d} n={n} {a:?}");
-                assert!(a.iter().all(|&b| b == target || b == target + d as u32 || b + d as u32 == target));
+                assert_eq!(
+                    a.iter().map(|&b| b as u64).sum::<u64>(),
+                    target as u64 * n as u64,
+                    "d={d} n={n} {a:?}"
+                );
+                assert!(a
+                    .iter()
+                    .all(|&b| b == target || b == target + d as u32 || b + d as u32 == target));
                 let ups = a.iter().filter(|&&b| b > target).count();
                 let downs = a.iter().filter(|&&b| b < target).count();
                 assert_eq!(ups, downs);

@@ -36,7 +36,11 @@ impl Target {
             1.0,
             Par::Seq,
         );
-        let t = p.chunks_exact(width).zip(x.chunks_exact(width)).map(|(a, b)| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>()).sum();
+        let t = p
+            .chunks_exact(width)
+            .zip(x.chunks_exact(width))
+            .map(|(a, b)| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>())
+            .sum();
         Target { t, p }
     }
 }
@@ -118,7 +122,12 @@ impl Quadratic {
         let dd = self.d * self.d;
         let mut q = 0.0;
         for e in 0..dd {
-            q += g[e] * self.a[e * dd..(e + 1) * dd].iter().zip(g).map(|(x, y)| x * y).sum::<f64>();
+            q += g[e]
+                * self.a[e * dd..(e + 1) * dd]
+                    .iter()
+                    .zip(g)
+                    .map(|(x, y)| x * y)
+                    .sum::<f64>();
         }
         self.t - 2.0 * g.iter().zip(&self.b).map(|(x, y)| x * y).sum::<f64>() + q
     }
@@ -165,7 +174,11 @@ mod tests {
     fn quadratic_matches_direct_loss_and_minimiser_is_stationary() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let (rows, width, d, s, rho) = (7, 16, 8, 0.3, 0.01);
-        let gauss = |rng: &mut rand::rngs::StdRng, n: usize| (0..n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect::<Vec<f64>>();
+        let gauss = |rng: &mut rand::rngs::StdRng, n: usize| {
+            (0..n)
+                .map(|_| rng.sample::<f64, _>(StandardNormal))
+                .collect::<Vec<f64>>()
+        };
         let x = gauss(&mut rng, rows * width);
         let c: Vec<f64> = (0..rows * width).map(|_| rng.random_range(0..4) as f64 - 1.5).collect();
         let m = gauss(&mut rng, width * width);
@@ -197,14 +210,22 @@ mod tests {
         };
         let q = Quadratic::new(&Target::new(&x, &h, rows, width), &c, &h, rows, width, d, s, rho);
         let g = gauss(&mut rng, d * d);
-        assert!((q.value(&g) - direct(&g)).abs() < 1e-9 * direct(&g), "{} vs {}", q.value(&g), direct(&g));
+        assert!(
+            (q.value(&g) - direct(&g)).abs() < 1e-9 * direct(&g),
+            "{} vs {}",
+            q.value(&g),
+            direct(&g)
+        );
         let gs = q.minimiser().unwrap();
         for e in 0..d * d {
             let (mut gp, mut gm) = (gs.clone(), gs.clone());
             gp[e] += 1e-5;
             gm[e] -= 1e-5;
             let fd = (direct(&gp) - direct(&gm)) / 2e-5;
-            assert!(fd.abs() < 1e-6 * (1.0 + direct(&gs)), "∂J/∂G[{e}] = {fd} at the minimiser");
+            assert!(
+                fd.abs() < 1e-6 * (1.0 + direct(&gs)),
+                "∂J/∂G[{e}] = {fd} at the minimiser"
+            );
         }
         assert!(q.value(&gs) <= q.value(&g));
     }

@@ -7,20 +7,26 @@ use std::time::Instant;
 use llvq_model::candle_core::Tensor;
 use llvq_model::{Config, LinearName, Model, NoHook, Tokenizer};
 
-use crate::calib::{windows, LayerHessians};
-use crate::error::{QuantError, Result};
-use crate::format::{self, CodeCache, FileContents, Header, LinearStats, Plain, QuantLinear};
-use crate::method::Method;
 use super::layer::{quantize_layer, set_weight, tensor_f32};
 use super::memory::peak_rss;
 use super::params::{CalibMode, Event, QuantizeParams, Report, Timings};
 use super::resume::{check_output, has_layers, manifest, open_parts, part_path, parts_dir};
+use crate::calib::{windows, LayerHessians};
+use crate::error::{QuantError, Result};
+use crate::format::{self, CodeCache, FileContents, Header, LinearStats, Plain, QuantLinear};
+use crate::method::Method;
 
 /// The tensors stored as they are: everything but the decoder's linear weights, plus the
 /// tokenizer. Embeddings (and an untied LM head) in f16 when `embed_f16`, the rest in f32.
-pub(super) fn plain_tensors(cfg: &Config, tok: &Tokenizer, w: &llvq_model::Weights, embed_f16: bool) -> Result<Vec<Plain>> {
-    let linear_names: std::collections::BTreeSet<String> =
-        (0..cfg.num_layers).flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l))).collect();
+pub(super) fn plain_tensors(
+    cfg: &Config,
+    tok: &Tokenizer,
+    w: &llvq_model::Weights,
+    embed_f16: bool,
+) -> Result<Vec<Plain>> {
+    let linear_names: std::collections::BTreeSet<String> = (0..cfg.num_layers)
+        .flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l)))
+        .collect();
     let mut plain = Vec::new();
     for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
         plain.push(plain_tensor(name, t, embed_f16)?);
@@ -38,7 +44,12 @@ pub(super) fn plain_tensor(name: &str, t: &Tensor, embed_f16: bool) -> Result<Pl
 /// The tokenizer's JSON as a byte tensor.
 pub(super) fn tokenizer_tensor(tok: &Tokenizer) -> Plain {
     let json = tok.json().as_bytes().to_vec();
-    Plain { name: format::TOKENIZER_TENSOR.into(), dtype: safetensors::Dtype::U8, shape: vec![json.len()], data: json }
+    Plain {
+        name: format::TOKENIZER_TENSOR.into(),
+        dtype: safetensors::Dtype::U8,
+        shape: vec![json.len()],
+        data: json,
+    }
 }
 
 /// Runs the whole pipeline on `model_path` and writes `out`.
@@ -69,7 +80,10 @@ pub fn quantize_model(
     let text = String::from_utf8(text)
         .map_err(|e| QuantError::Calibration(format!("{}: not UTF-8 text: {e}", p.calib_text.display())))?;
     if text.trim().is_empty() {
-        return Err(QuantError::Calibration(format!("the calibration text {} is empty", p.calib_text.display())));
+        return Err(QuantError::Calibration(format!(
+            "the calibration text {} is empty",
+            p.calib_text.display()
+        )));
     }
     let parts = parts_dir(out);
     open_parts(&parts, &manifest(model_path, text.as_bytes(), p, &method)?, resume)?;
@@ -110,7 +124,10 @@ pub(super) fn run(
     drop(text);
     let rope = model.rope(0, p.calib.ctx)?;
     // The calibration windows' hidden states at the input of the current layer.
-    let mut xs: Vec<Tensor> = wins.iter().map(|w| model.embed(w)).collect::<std::result::Result<_, _>>()?;
+    let mut xs: Vec<Tensor> = wins
+        .iter()
+        .map(|w| model.embed(w))
+        .collect::<std::result::Result<_, _>>()?;
     tm.tokenize = t.elapsed().as_secs_f64();
 
     let layers = cfg.num_layers;
@@ -119,11 +136,17 @@ pub(super) fn run(
     for l in 0..layers {
         let part = part_path(&parts, l);
         let run_layer = |model: &Model, xs: &[Tensor], hook: &mut dyn llvq_model::LinearHook| -> Result<Vec<Tensor>> {
-            xs.iter().map(|x| Ok(model.layers()[l].forward(&cfg, x, &rope, None, hook)?)).collect()
+            xs.iter()
+                .map(|x| Ok(model.layers()[l].forward(&cfg, x, &rope, None, hook)?))
+                .collect()
         };
         if part.exists() {
             // A finished layer: its stored weights replace the full-precision ones.
-            progress(Event::Layer { layer: l, layers, step: "resuming" })?;
+            progress(Event::Layer {
+                layer: l,
+                layers,
+                step: "resuming",
+            })?;
             let t = Instant::now();
             if p.mode == CalibMode::Full {
                 xs = run_layer(&model, &xs, &mut NoHook)?;
@@ -137,11 +160,19 @@ pub(super) fn run(
             }
             tm.propagation += t.elapsed().as_secs_f64();
             resumed += 1;
-            progress(Event::LayerDone { layer: l, layers, resumed: true })?;
+            progress(Event::LayerDone {
+                layer: l,
+                layers,
+                resumed: true,
+            })?;
             continue;
         }
 
-        progress(Event::Layer { layer: l, layers, step: "calibration" })?;
+        progress(Event::Layer {
+            layer: l,
+            layers,
+            step: "calibration",
+        })?;
         let t = Instant::now();
         // Full mode sums exactly, so offline Hessians merged from shards give the same bits.
         let mut hook = match p.mode {
@@ -153,21 +184,40 @@ pub(super) fn run(
 
         let t = Instant::now();
         let (linears, stats) = quantize_layer(&mut model.layers_mut()[l], layers, &hook, method, p, progress)?;
-        let header = Header { layer: Some(l), stats: Some(stats), ..Header::default() };
-        format::write(&part, &FileContents { header, linears, plain: vec![] })?;
+        let header = Header {
+            layer: Some(l),
+            stats: Some(stats),
+            ..Header::default()
+        };
+        format::write(
+            &part,
+            &FileContents {
+                header,
+                linears,
+                plain: vec![],
+            },
+        )?;
         tm.quantization += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         xs = match p.mode {
             CalibMode::Full => next,
             CalibMode::Sequential => {
-                progress(Event::Layer { layer: l, layers, step: "propagating" })?;
+                progress(Event::Layer {
+                    layer: l,
+                    layers,
+                    step: "propagating",
+                })?;
                 drop(next);
                 run_layer(&model, &xs, &mut NoHook)?
             }
         };
         tm.propagation += t.elapsed().as_secs_f64();
-        progress(Event::LayerDone { layer: l, layers, resumed: false })?;
+        progress(Event::LayerDone {
+            layer: l,
+            layers,
+            resumed: false,
+        })?;
     }
     drop(xs);
     drop(model);
@@ -228,5 +278,10 @@ pub(super) fn run_header(cfg: &Config, method: &Method, p: &QuantizeParams) -> H
 /// Completes a run header with the all-in bits of `linears` and the statistics of every layer.
 pub(super) fn finish_header(h: Header, linears: &[QuantLinear], stats: Vec<LinearStats>) -> Header {
     let bits = format::linear_bits(linears);
-    Header { bits: Some(bits), bpw: Some(bits.bpw()), stats: Some(stats), ..h }
+    Header {
+        bits: Some(bits),
+        bpw: Some(bits.bpw()),
+        stats: Some(stats),
+        ..h
+    }
 }

@@ -116,7 +116,12 @@ const BASE_BYTES: u64 = 100 << 20;
 /// Refuses before any work when `needs` exceeds `max`.
 fn check_memory(needs: u64, max: Option<u64>, what: &str, hint: &str) -> Result<()> {
     match max {
-        Some(max) if needs > max => Err(QuantError::Memory { needs, max, what: what.to_string(), hint: hint.to_string() }),
+        Some(max) if needs > max => Err(QuantError::Memory {
+            needs,
+            max,
+            what: what.to_string(),
+            hint: hint.to_string(),
+        }),
         _ => Ok(()),
     }
 }
@@ -124,7 +129,12 @@ fn check_memory(needs: u64, max: Option<u64>, what: &str, hint: &str) -> Result<
 /// The widths of a layer's four inputs: hidden (q/k/v, gate/up), heads·head_dim (o), FFN (down).
 fn input_widths(cfg: &Config) -> [u64; 4] {
     let h = cfg.hidden_size as u64;
-    [h, (cfg.num_heads * cfg.head_dim) as u64, h, cfg.intermediate_size as u64]
+    [
+        h,
+        (cfg.num_heads * cfg.head_dim) as u64,
+        h,
+        cfg.intermediate_size as u64,
+    ]
 }
 
 /// Bytes the tokenizer holds per byte of calibration text while encoding it whole (its
@@ -135,13 +145,24 @@ const TOKENIZE_BYTES_PER_BYTE: u64 = 150;
 /// Memory of `calibrate` on `windows` windows: tokenizing the whole text first, then the
 /// embedding table while embedding, then one f32 layer, the hidden states in and out, the exact
 /// sums, one window's XᵀX (f32) and its activations and attention scores.
-pub fn calibrate_memory(cfg: &Config, layer_f32: u64, embed_f32: u64, text_bytes: u64, windows: usize, ctx: usize) -> u64 {
+pub fn calibrate_memory(
+    cfg: &Config,
+    layer_f32: u64,
+    embed_f32: u64,
+    text_bytes: u64,
+    windows: usize,
+    ctx: usize,
+) -> u64 {
     let (w, t) = (windows as u64, ctx as u64);
     let xs = w * t * cfg.hidden_size as u64 * 4;
     let h16: u64 = input_widths(cfg).iter().map(|n| n * n * 16).sum();
-    let act = t * (3 * cfg.intermediate_size as u64 + 6 * cfg.hidden_size as u64) * 4 + 2 * cfg.num_heads as u64 * t * t * 4;
+    let act =
+        t * (3 * cfg.intermediate_size as u64 + 6 * cfg.hidden_size as u64) * 4 + 2 * cfg.num_heads as u64 * t * t * 4;
     let nmax = *input_widths(cfg).iter().max().expect("four inputs");
-    BASE_BYTES + (text_bytes * TOKENIZE_BYTES_PER_BYTE).max(embed_f32 + xs).max(layer_f32 + 2 * xs + h16 + nmax * nmax * 4 + act)
+    BASE_BYTES
+        + (text_bytes * TOKENIZE_BYTES_PER_BYTE)
+            .max(embed_f32 + xs)
+            .max(layer_f32 + 2 * xs + h16 + nmax * nmax * 4 + act)
 }
 
 /// Memory of quantizing one layer: its f32 weights, its sums rounded to f64, the f64 mean,
@@ -160,9 +181,13 @@ pub fn quantize_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, with_outer:
 /// Reads and checks the calibration text (before any heavy work).
 fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| QuantError::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| QuantError::Calibration(format!("{}: not UTF-8 text: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| QuantError::Calibration(format!("{}: not UTF-8 text: {e}", path.display())))?;
     if text.trim().is_empty() {
-        return Err(QuantError::Calibration(format!("the calibration text {} is empty", path.display())));
+        return Err(QuantError::Calibration(format!(
+            "the calibration text {} is empty",
+            path.display()
+        )));
     }
     Ok(text)
 }
@@ -185,12 +210,20 @@ pub fn calibrate(
     let (cfg, tok, mut lazy) = llvq_model::lazy::open(model)?;
     let range = p.shard.windows(p.calib.seqs);
     if range.is_empty() {
-        return Err(QuantError::Calibration(format!("shard {}/{} of {} windows is empty: use fewer shards", p.shard.index, p.shard.count, p.calib.seqs)));
+        return Err(QuantError::Calibration(format!(
+            "shard {}/{} of {} windows is empty: use fewer shards",
+            p.shard.index, p.shard.count, p.calib.seqs
+        )));
     }
     let (layer_f32, _) = lazy.f32_bytes();
     let embed_f32 = (cfg.vocab_size * cfg.hidden_size * 4) as u64;
     let needs = calibrate_memory(&cfg, layer_f32, embed_f32, text.len() as u64, range.len(), p.calib.ctx);
-    check_memory(needs, p.max_memory, "calibrate", "use more shards (--shard i/n), a smaller --calib-ctx or a shorter --calib text")?;
+    check_memory(
+        needs,
+        p.max_memory,
+        "calibrate",
+        "use more shards (--shard i/n), a smaller --calib-ctx or a shorter --calib text",
+    )?;
     let _ = progress(Event::Memory { needs });
     let wins = windows(&tok, &text, &p.calib)?;
     let mut man = HessianManifest {
@@ -198,7 +231,10 @@ pub fn calibrate(
         version: HESSIANS_VERSION,
         model: model.display().to_string(),
         model_fnv1a: content_hash(&llvq_model::model_files(model)?)?,
-        calib_text_fnv1a: format!("{:016x}", llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, text.as_bytes())),
+        calib_text_fnv1a: format!(
+            "{:016x}",
+            llvq_model::eval::fnv1a(llvq_model::eval::FNV_OFFSET, text.as_bytes())
+        ),
         calib: p.calib,
         num_layers: cfg.num_layers,
         windows: range.clone().collect(),
@@ -211,8 +247,11 @@ pub fn calibrate(
         let embed = lazy.tensor("model.embed_tokens.weight")?;
         let mut xs: Vec<Tensor> = Vec::with_capacity(range.len());
         for w in &wins[range.clone()] {
-            let ids = Tensor::new(w.as_slice(), &llvq_model::candle_core::Device::Cpu).map_err(|e| QuantError::tensor("token ids", e.to_string()))?;
-            let x = embed.embedding(&ids).and_then(|x| x.to_dtype(llvq_model::candle_core::DType::F32));
+            let ids = Tensor::new(w.as_slice(), &llvq_model::candle_core::Device::Cpu)
+                .map_err(|e| QuantError::tensor("token ids", e.to_string()))?;
+            let x = embed
+                .embedding(&ids)
+                .and_then(|x| x.to_dtype(llvq_model::candle_core::DType::F32));
             xs.push(x.map_err(|e| QuantError::tensor("model.embed_tokens.weight", e.to_string()))?);
         }
         drop(embed);
@@ -221,17 +260,30 @@ pub fn calibrate(
         let mut secs = Vec::new();
         for l in 0..cfg.num_layers {
             let t = Instant::now();
-            if progress(Event::Layer { layer: l, layers: cfg.num_layers, step: "calibration" }).is_break() {
+            if progress(Event::Layer {
+                layer: l,
+                layers: cfg.num_layers,
+                step: "calibration",
+            })
+            .is_break()
+            {
                 return Err(QuantError::Interrupted { layer: l });
             }
             let layer = lazy.layer(l)?;
             let mut hook = LayerHessians::exact(l);
-            xs = xs.iter().map(|x| Ok(layer.forward(&cfg, x, &rope, None, &mut hook)?)).collect::<Result<_>>()?;
+            xs = xs
+                .iter()
+                .map(|x| Ok(layer.forward(&cfg, x, &rope, None, &mut hook)?))
+                .collect::<Result<_>>()?;
             drop(layer);
             hessians::write_layer(&hessians::layer_path(&tmp, l), &hook)?;
             man.tokens = hook.get(hessians::INPUTS[0]).map_or(0, |h| h.tokens());
             secs.push(t.elapsed().as_secs_f64());
-            let _ = progress(Event::LayerDone { layer: l, layers: cfg.num_layers, resumed: false });
+            let _ = progress(Event::LayerDone {
+                layer: l,
+                layers: cfg.num_layers,
+                resumed: false,
+            });
         }
         Ok(secs)
     })();
@@ -328,7 +380,12 @@ pub fn quantize_layers(
     }
     let (layer_f32, outer_f32) = lazy.f32_bytes();
     let needs = quantize_memory(&cfg, layer_f32, outer_f32, layers.start == 0);
-    check_memory(needs, max_memory, "quantize", "one layer and its Hessians must fit: use a machine with more memory")?;
+    check_memory(
+        needs,
+        max_memory,
+        "quantize",
+        "one layer and its Hessians must fit: use a machine with more memory",
+    )?;
     let _ = progress(Event::Memory { needs });
 
     let mut progress = |e: Event<'_>| -> Result<()> {
@@ -341,10 +398,17 @@ pub fn quantize_layers(
     let mut stats: Vec<LinearStats> = Vec::new();
     let mut plain = Vec::new();
     let mut secs = Vec::new();
-    let linear_names: std::collections::BTreeSet<String> = layers.clone().flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l))).collect();
+    let linear_names: std::collections::BTreeSet<String> = layers
+        .clone()
+        .flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l)))
+        .collect();
     for l in layers.clone() {
         let t = Instant::now();
-        progress(Event::Layer { layer: l, layers: cfg.num_layers, step: "loading" })?;
+        progress(Event::Layer {
+            layer: l,
+            layers: cfg.num_layers,
+            step: "loading",
+        })?;
         let hook = hessians::read_layer(&hessians::layer_path(hdir, l), l, man.tokens, true)?;
         let mut w = lazy.layer_weights(l)?;
         for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
@@ -356,7 +420,11 @@ pub fn quantize_layers(
         linears.append(&mut q);
         stats.append(&mut s);
         secs.push(t.elapsed().as_secs_f64());
-        progress(Event::LayerDone { layer: l, layers: cfg.num_layers, resumed: false })?;
+        progress(Event::LayerDone {
+            layer: l,
+            layers: cfg.num_layers,
+            resumed: false,
+        })?;
     }
     if layers.start == 0 {
         for (name, t) in &lazy.outer_weights()?.tensors {
@@ -373,7 +441,10 @@ pub fn quantize_layers(
         hessians: man.id(),
         embed_f16: p.embed_f16,
     };
-    let header = Header { stats: Some(stats), ..run_header(&cfg, &method, p) };
+    let header = Header {
+        stats: Some(stats),
+        ..run_header(&cfg, &method, p)
+    };
     let extra = [(PART_KEY, serde_json::to_string(&info).expect("plain struct"))];
     format::write_with(out, &FileContents { header, linears, plain }, &extra)?;
     Ok(JobReport {
@@ -394,7 +465,8 @@ pub fn read_part_header(path: &Path) -> Result<(Header, PartInfo)> {
     let bad = |r: String| QuantError::format(path, r);
     let mut f = std::fs::File::open(path).map_err(|e| QuantError::io(path, e))?;
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| bad("shorter than a safetensors header".into()))?;
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
     let n = u64::from_le_bytes(len);
     if n > 100 << 20 {
         return Err(bad(format!("a header of {n} bytes")));
@@ -403,8 +475,13 @@ pub fn read_part_header(path: &Path) -> Result<(Header, PartInfo)> {
     f.read_exact(&mut buf).map_err(|_| bad("truncated header".into()))?;
     let v: serde_json::Value = serde_json::from_slice(&buf).map_err(|e| bad(e.to_string()))?;
     let meta = v.get("__metadata__").ok_or_else(|| bad("no metadata".into()))?;
-    let text = |k: &str| meta.get(k).and_then(|x| x.as_str()).ok_or_else(|| bad(format!("no `{k}` metadata")));
-    let info = text(PART_KEY).map_err(|_| bad("not a layer-range part (made by `llvq quantize --hessians --layers`)".into()))?;
+    let text = |k: &str| {
+        meta.get(k)
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| bad(format!("no `{k}` metadata")))
+    };
+    let info = text(PART_KEY)
+        .map_err(|_| bad("not a layer-range part (made by `llvq quantize --hessians --layers`)".into()))?;
     let info: PartInfo = serde_json::from_str(info).map_err(|e| bad(e.to_string()))?;
     let header = llvq_model::compressed::file::parse_header(path, text(format::FORMAT)?)?;
     Ok((header, info))
@@ -417,17 +494,49 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
     let heads: Vec<(Header, PartInfo)> = parts.iter().map(|p| read_part_header(p)).collect::<Result<_>>()?;
     let (first_path, (h0, i0)) = match parts.first() {
         Some(p) => (p, &heads[0]),
-        None => return Err(QuantError::Output { path: out.to_path_buf(), reason: "no parts to merge".into() }),
+        None => {
+            return Err(QuantError::Output {
+                path: out.to_path_buf(),
+                reason: "no parts to merge".into(),
+            })
+        }
     };
     // The run's fields of a header (what must agree), without its layers' statistics.
-    let run = |h: &Header| Header { stats: None, linears: Default::default(), ..h.clone() };
-    let bad = |p: &Path, why: String| Err(QuantError::Format { path: p.to_path_buf(), reason: why });
+    let run = |h: &Header| Header {
+        stats: None,
+        linears: Default::default(),
+        ..h.clone()
+    };
+    let bad = |p: &Path, why: String| {
+        Err(QuantError::Format {
+            path: p.to_path_buf(),
+            reason: why,
+        })
+    };
     for (path, (h, i)) in parts.iter().zip(&heads) {
         if i.model_fnv1a != i0.model_fnv1a || i.num_layers != i0.num_layers {
-            return bad(path, format!("made from another model (content {}, {} layers) than {} (content {}, {} layers)", i.model_fnv1a, i.num_layers, first_path.display(), i0.model_fnv1a, i0.num_layers));
+            return bad(
+                path,
+                format!(
+                    "made from another model (content {}, {} layers) than {} (content {}, {} layers)",
+                    i.model_fnv1a,
+                    i.num_layers,
+                    first_path.display(),
+                    i0.model_fnv1a,
+                    i0.num_layers
+                ),
+            );
         }
         if i.hessians != i0.hessians {
-            return bad(path, format!("quantized from other Hessians (id {}) than {} (id {})", i.hessians, first_path.display(), i0.hessians));
+            return bad(
+                path,
+                format!(
+                    "quantized from other Hessians (id {}) than {} (id {})",
+                    i.hessians,
+                    first_path.display(),
+                    i0.hessians
+                ),
+            );
         }
         if run(h) != run(h0) || i.embed_f16 != i0.embed_f16 {
             let a = serde_json::to_value(run(h)).expect("plain struct");
@@ -437,10 +546,22 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
                 .expect("object")
                 .iter()
                 .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-                .map(|(k, v)| format!("{k} = {v}, not {}", b.get(k.as_str()).unwrap_or(&serde_json::Value::Null)))
+                .map(|(k, v)| {
+                    format!(
+                        "{k} = {v}, not {}",
+                        b.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
                 .chain((i.embed_f16 != i0.embed_f16).then(|| format!("embed_f16 = {}", i.embed_f16)))
                 .collect();
-            return bad(path, format!("made with other parameters than {}: {}", first_path.display(), keys.join("; ")));
+            return bad(
+                path,
+                format!(
+                    "made with other parameters than {}: {}",
+                    first_path.display(),
+                    keys.join("; ")
+                ),
+            );
         }
     }
     // Every layer exactly once.
@@ -450,20 +571,42 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
     for &k in &order {
         let i = &heads[k].1;
         if i.first < next {
-            let other = order.iter().find(|&&j| j != k && heads[j].1.first < i.end && i.first < heads[j].1.end).expect("an overlapping part");
-            return bad(&parts[k], format!("layers {}..{} overlap {} (layers {}..{})", i.first, i.end, parts[*other].display(), heads[*other].1.first, heads[*other].1.end));
+            let other = order
+                .iter()
+                .find(|&&j| j != k && heads[j].1.first < i.end && i.first < heads[j].1.end)
+                .expect("an overlapping part");
+            return bad(
+                &parts[k],
+                format!(
+                    "layers {}..{} overlap {} (layers {}..{})",
+                    i.first,
+                    i.end,
+                    parts[*other].display(),
+                    heads[*other].1.first,
+                    heads[*other].1.end
+                ),
+            );
         }
         if i.first > next {
-            return Err(QuantError::Output { path: out.to_path_buf(), reason: format!("no part holds layers {next}..{} (of {})", i.first, i0.num_layers) });
+            return Err(QuantError::Output {
+                path: out.to_path_buf(),
+                reason: format!("no part holds layers {next}..{} (of {})", i.first, i0.num_layers),
+            });
         }
         next = i.end;
     }
     if next != i0.num_layers {
-        return Err(QuantError::Output { path: out.to_path_buf(), reason: format!("no part holds layers {next}..{} (of {})", i0.num_layers, i0.num_layers) });
+        return Err(QuantError::Output {
+            path: out.to_path_buf(),
+            reason: format!("no part holds layers {next}..{} (of {})", i0.num_layers, i0.num_layers),
+        });
     }
     for p in parts {
         if p.exists() && out.exists() && std::fs::canonicalize(p).ok() == std::fs::canonicalize(out).ok() {
-            return Err(QuantError::Output { path: out.to_path_buf(), reason: format!("is the part {}; refusing to overwrite it", p.display()) });
+            return Err(QuantError::Output {
+                path: out.to_path_buf(),
+                reason: format!("is the part {}; refusing to overwrite it", p.display()),
+            });
         }
     }
     let mut linears = Vec::new();
@@ -471,24 +614,45 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
     let mut plain = Vec::new();
     for &k in &order {
         let c = format::read(&parts[k])?;
-        stats.extend(c.header.stats.ok_or_else(|| QuantError::format(&parts[k], "no `stats`"))?);
+        stats.extend(
+            c.header
+                .stats
+                .ok_or_else(|| QuantError::format(&parts[k], "no `stats`"))?,
+        );
         linears.extend(c.linears);
         plain.extend(c.plain);
     }
     let header = finish_header(run(h0), &linears, stats);
     format::write(out, &FileContents { header, linears, plain })?;
-    std::fs::metadata(out).map(|m| m.len()).map_err(|e| QuantError::io(out, e))
+    std::fs::metadata(out)
+        .map(|m| m.len())
+        .map_err(|e| QuantError::io(out, e))
 }
 
 /// The in-process equivalent of the sharded workflow (what a Slurm run does, and what the tests
 /// compare with a single `--mode full` run): calibrate in `shards` shards, merge the Hessians,
 /// quantize `ranges`, merge the parts into `out`. Intermediate files go to `work`.
-pub fn sharded_run(model: &Path, out: &Path, p: &QuantizeParams, shards: usize, ranges: &[Range<usize>], work: &Path) -> Result<()> {
+pub fn sharded_run(
+    model: &Path,
+    out: &Path,
+    p: &QuantizeParams,
+    shards: usize,
+    ranges: &[Range<usize>],
+    work: &Path,
+) -> Result<()> {
     let mut go = |_: Event<'_>| ControlFlow::Continue(());
     let mut hdirs = Vec::new();
     for i in 0..shards {
         let d = work.join(format!("hessians-{i}"));
-        let cp = CalibrateParams { calib_text: p.calib_text.clone(), calib: p.calib, shard: Shard { index: i, count: shards }, max_memory: None };
+        let cp = CalibrateParams {
+            calib_text: p.calib_text.clone(),
+            calib: p.calib,
+            shard: Shard {
+                index: i,
+                count: shards,
+            },
+            max_memory: None,
+        };
         calibrate(model, &d, &cp, &mut go)?;
         hdirs.push(d);
     }

@@ -1,19 +1,18 @@
 //! One layer's maths (steps 2-4 of the pipeline): per-matrix rotation seeds, row scales, block
 //! LDLQ of one linear, its statistics, and putting restored weights back into the model.
 
-
-use llvq_lattice::seed::{finalize, fnv1a, FNV_OFFSET};
 use half::f16;
+use llvq_lattice::seed::{finalize, fnv1a, FNV_OFFSET};
 use llvq_model::candle_core::{Device, Tensor};
 use llvq_model::{Layer, LinearInput, LinearName, Model};
 
+use super::params::{Event, QuantizeParams};
 use crate::calib::LayerHessians;
 use crate::error::{CandleContext, QuantError, Result};
 use crate::format::{self, CodeCache, LinearMeta, LinearStats, QuantLinear};
-use llvq_model::hadamard::Rotation;
 use crate::ldlq::{self, Factor, LdlqParams};
 use crate::method::Method;
-use super::params::{Event, QuantizeParams};
+use llvq_model::hadamard::Rotation;
 
 /// A per-matrix seed from the run seed and a label (SplitMix64 finaliser over FNV-1a).
 pub(super) fn derive_seed(seed: u64, label: &str) -> u64 {
@@ -59,11 +58,25 @@ pub fn quantize_linear(
     let s32: Vec<f32> = scales.iter().map(|&s| f16::from_bits(s).to_f32()).collect();
     let q = ldlq::quantize(&mut padded, rows, pc, factor, code, &s32, meta.group, params, name)?;
     let codes = llvq_lattice::pack::pack(&q.codes, meta.bits)?;
-    Ok(QuantLinear { name: name.to_string(), meta, codes, scales, glvq: None })
+    Ok(QuantLinear {
+        name: name.to_string(),
+        meta,
+        codes,
+        scales,
+        glvq: None,
+    })
 }
 
 /// Statistics of a restored weight against the original.
-pub(super) fn linear_stats(name: &str, w: &[f32], restored: &[f64], rows: usize, cols: usize, h: &[f64], damp: f64) -> LinearStats {
+pub(super) fn linear_stats(
+    name: &str,
+    w: &[f32],
+    restored: &[f64],
+    rows: usize,
+    cols: usize,
+    h: &[f64],
+    damp: f64,
+) -> LinearStats {
     let orig: Vec<f64> = w.iter().map(|&v| v as f64).collect();
     let d: Vec<f64> = restored.iter().zip(&orig).map(|(a, b)| a - b).collect();
     let num = ldlq::proxy_loss(&d, rows, cols, h);
@@ -122,15 +135,25 @@ pub(super) fn quantize_layer(
             .mean();
         let n = (h.len() as f64).sqrt() as usize;
         // One input rotation and one factorisation serve every linear reading this input.
-        let rot_in = p.rotate.input().then(|| derive_seed(p.seed, &format!("{l}.in.{input:?}")));
+        let rot_in = p
+            .rotate
+            .input()
+            .then(|| derive_seed(p.seed, &format!("{l}.in.{input:?}")));
         let mut hr = h.clone();
         if let Some(s) = rot_in {
             Rotation::new(n, s).conjugate(&mut hr);
         }
         if let Some(gp) = &method.glvq {
             for &lin in input.linears() {
-                progress(Event::Layer { layer: l, layers, step: lin.module() })?;
-                let rot_out = p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module())));
+                progress(Event::Layer {
+                    layer: l,
+                    layers,
+                    step: lin.module(),
+                })?;
+                let rot_out = p
+                    .rotate
+                    .output()
+                    .then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module())));
                 let (ql, st, restored) = glvq_linear(layer, lin, &h, &hr, gp, rot_in, rot_out)?;
                 set_layer_weight(layer, &ql.name, &restored, &ql.meta)?;
                 qls.push(ql);
@@ -141,14 +164,28 @@ pub(super) fn quantize_layer(
         let b = code.dim();
         let np = n.div_ceil(b) * b;
         let factor = if method.ldlq {
-            progress(Event::Layer { layer: l, layers, step: "factorising" })?;
-            Some(Factor::new(&pad_hessian(&hr, n, np), np, b, &p.ldlq, &format!("model.layers.{l} input {input:?}"))?)
+            progress(Event::Layer {
+                layer: l,
+                layers,
+                step: "factorising",
+            })?;
+            Some(Factor::new(
+                &pad_hessian(&hr, n, np),
+                np,
+                b,
+                &p.ldlq,
+                &format!("model.layers.{l} input {input:?}"),
+            )?)
         } else {
             None
         };
         for &lin in input.linears() {
             let name = lin.weight_name(l);
-            progress(Event::Layer { layer: l, layers, step: lin.module() })?;
+            progress(Event::Layer {
+                layer: l,
+                layers,
+                step: lin.module(),
+            })?;
             let wt = layer.linear(lin).weight()?;
             let (rows, cols) = wt.dims2().ctx(&name)?;
             let w = tensor_f32(&wt, &name)?;
@@ -161,12 +198,23 @@ pub(super) fn quantize_layer(
                 bits: code.bits(),
                 group: method.group.unwrap_or(np).min(np),
                 rot_in,
-                rot_out: p.rotate.output().then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
+                rot_out: p
+                    .rotate
+                    .output()
+                    .then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
                 glvq: None,
             };
             let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
             let restored = ql.decode(code)?;
-            stats.push(linear_stats(&name, &w, &restored, rows, cols, &h, factor.as_ref().map_or(0.0, |f| f.damp)));
+            stats.push(linear_stats(
+                &name,
+                &w,
+                &restored,
+                rows,
+                cols,
+                &h,
+                factor.as_ref().map_or(0.0, |f| f.damp),
+            ));
             set_layer_weight(layer, &name, &restored, &ql.meta)?;
             qls.push(ql);
         }
@@ -193,9 +241,21 @@ fn glvq_linear(
     let (rows, cols) = wt.dims2().ctx(&name)?;
     let w = tensor_f32(&wt, &name)?;
     let mut wr: Vec<f64> = w.iter().map(|&v| v as f64).collect();
-    let rot = LinearMeta { rows, cols, code: String::new(), method_id: 0, block: 1, bits: 0, group: 1, rot_in, rot_out, glvq: None };
+    let rot = LinearMeta {
+        rows,
+        cols,
+        code: String::new(),
+        method_id: 0,
+        block: 1,
+        bits: 0,
+        group: 1,
+        rot_in,
+        rot_out,
+        glvq: None,
+    };
     format::rotate(&mut wr, &rot);
-    let layer = crate::glvq::quantize_layer(&wr, rows, cols, hr, gp).map_err(|e| QuantError::tensor(&name, e.to_string()))?;
+    let layer =
+        crate::glvq::quantize_layer(&wr, rows, cols, hr, gp).map_err(|e| QuantError::tensor(&name, e.to_string()))?;
     let ql = layer.to_linear(&name, gp, rot_in, rot_out)?;
     // Restored through the runtime's decode: the model goes on with what the file holds.
     let restored = ql.restore(&mut CodeCache::default())?;

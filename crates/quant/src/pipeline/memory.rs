@@ -1,8 +1,5 @@
 //! Memory figures of this process (Linux /proc), for reports and memory budgets.
 
-
-
-
 /// Peak resident set size of this process, from /proc (Linux).
 pub fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

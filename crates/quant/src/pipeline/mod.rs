@@ -35,8 +35,8 @@ mod resume;
 
 pub use driver::quantize_model;
 pub use jobs::{
-    calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, sharded_run, CalibrateParams,
-    JobReport, LayerRange, PartInfo, Shard, PART_KEY,
+    calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, sharded_run,
+    CalibrateParams, JobReport, LayerRange, PartInfo, Shard, PART_KEY,
 };
 pub use layer::quantize_linear;
 pub use load::{load_any, load_llvq};

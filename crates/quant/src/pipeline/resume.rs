@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::params::QuantizeParams;
 use crate::error::{QuantError, Result};
 use crate::format::{self};
 use crate::method::Method;
-use super::params::QuantizeParams;
 
 /// FNV-1a 64 of the contents of `files`, in order, as hex (streamed: a model can be GBs).
 pub(super) fn content_hash(files: &[PathBuf]) -> Result<String> {
@@ -38,7 +38,12 @@ pub(super) fn canonical(path: &Path) -> Result<PathBuf> {
 /// existing directory, a missing parent directory, or the same file as the model (any of an
 /// HF directory's files) or the calibration text, after resolving links.
 pub(super) fn check_output(out: &Path, model: &Path, calib: &Path) -> Result<()> {
-    let bad = |reason: String| Err(QuantError::Output { path: out.to_path_buf(), reason });
+    let bad = |reason: String| {
+        Err(QuantError::Output {
+            path: out.to_path_buf(),
+            reason,
+        })
+    };
     if out.is_dir() {
         return bad("is an existing directory; give a file name".into());
     }
@@ -54,7 +59,11 @@ pub(super) fn check_output(out: &Path, model: &Path, calib: &Path) -> Result<()>
     }
     let target = canonical(out)?;
     let inputs = llvq_model::model_files(model).unwrap_or_else(|_| vec![model.to_path_buf()]);
-    for (what, input) in inputs.iter().map(|f| ("the input model", f)).chain([("the calibration text", &calib.to_path_buf())]) {
+    for (what, input) in inputs
+        .iter()
+        .map(|f| ("the input model", f))
+        .chain([("the calibration text", &calib.to_path_buf())])
+    {
         if std::fs::canonicalize(input).is_ok_and(|c| c == target) || same_inode(input, out) {
             return bad(format!("is {what} ({}); refusing to overwrite it", input.display()));
         }
@@ -114,7 +123,11 @@ pub(super) fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> 
             .filter(|(k, v)| old.get(k.as_str()) != Some(v))
             .map(|(k, v)| format!("{k}: was {}, now {v}", old.get(k.as_str()).unwrap_or(&Value::Null)))
             .collect();
-        return Err(QuantError::Resume(format!("{} was made with other parameters ({})", man_path.display(), keys.join("; "))));
+        return Err(QuantError::Resume(format!(
+            "{} was made with other parameters ({})",
+            man_path.display(),
+            keys.join("; ")
+        )));
     }
     Ok(())
 }
@@ -122,7 +135,8 @@ pub(super) fn open_parts(parts: &Path, man: &Value, resume: bool) -> Result<()> 
 /// Whether a parts directory holds at least one finished layer.
 pub(super) fn has_layers(parts: &Path) -> bool {
     std::fs::read_dir(parts).is_ok_and(|d| {
-        d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("layer-"))
+        d.filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("layer-"))
     })
 }
 

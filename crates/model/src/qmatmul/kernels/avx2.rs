@@ -87,9 +87,17 @@ unsafe fn rows<const L: u8, const U: usize>(
                 _mm256_loadu_ps(xp.add((u + units) * 8)),
             );
             for k in 1..units {
-                t0 = _mm256_fmadd_ps(unit::<L>(row, u + k, lut.as_ptr(), lo, hi), _mm256_loadu_ps(xp.add((u + k) * 8)), t0);
+                t0 = _mm256_fmadd_ps(
+                    unit::<L>(row, u + k, lut.as_ptr(), lo, hi),
+                    _mm256_loadu_ps(xp.add((u + k) * 8)),
+                    t0,
+                );
                 let k1 = u + units + k;
-                t1 = _mm256_fmadd_ps(unit::<L>(row, k1, lut.as_ptr(), lo, hi), _mm256_loadu_ps(xp.add(k1 * 8)), t1);
+                t1 = _mm256_fmadd_ps(
+                    unit::<L>(row, k1, lut.as_ptr(), lo, hi),
+                    _mm256_loadu_ps(xp.add(k1 * 8)),
+                    t1,
+                );
             }
             acc0 = _mm256_fmadd_ps(t0, _mm256_set1_ps(*m.add(c)), acc0);
             acc1 = _mm256_fmadd_ps(t1, _mm256_set1_ps(*m.add(c + 1)), acc1);
@@ -99,7 +107,11 @@ unsafe fn rows<const L: u8, const U: usize>(
         if c < nch {
             let mut t0 = _mm256_setzero_ps();
             for k in 0..units {
-                t0 = _mm256_fmadd_ps(unit::<L>(row, u + k, lut.as_ptr(), lo, hi), _mm256_loadu_ps(xp.add((u + k) * 8)), t0);
+                t0 = _mm256_fmadd_ps(
+                    unit::<L>(row, u + k, lut.as_ptr(), lo, hi),
+                    _mm256_loadu_ps(xp.add((u + k) * 8)),
+                    t0,
+                );
             }
             acc0 = _mm256_fmadd_ps(t0, _mm256_set1_ps(*m.add(c)), acc0);
         }

@@ -127,7 +127,11 @@ pub(crate) mod x86 {
                 };
                 let md = _mm256_mul_ps(_mm256_loadu_ps(m.add(8 * g)), _mm256_loadu_ps(d.as_ptr().add(8 * g)));
                 acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), md, acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(o.add(8 * g)), _mm256_loadu_ps(sums.as_ptr().add(8 * g)), acc1);
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(o.add(8 * g)),
+                    _mm256_loadu_ps(sums.as_ptr().add(8 * g)),
+                    acc1,
+                );
             }
             *y = hsum(_mm256_add_ps(acc0, acc1));
         }

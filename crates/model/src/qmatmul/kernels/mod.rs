@@ -4,10 +4,10 @@
 //! workspace's x86-64-v3 target; checked at run time anyway). The f64 `*_ref` methods of the
 //! matrix types are the oracles both are tested against.
 
-pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 pub mod int8;
+pub mod scalar;
 
 use half::f16;
 
@@ -105,13 +105,23 @@ pub(crate) fn rows_dot(
         // SAFETY: `Isa::Avx2` is only produced by `best()` after detecting AVX2, FMA and F16C;
         // the slice lengths are those the kernel indexes (checked above in debug builds, and by
         // construction in `PackedWeight`).
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { avx2::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys) },
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe {
+            avx2::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys)
+        },
         Isa::Scalar => scalar::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys),
     }
 }
 
 /// One row expanded to f32 (`out.len()` = the row length).
-pub(crate) fn expand_row(layout: Layout, row: &[u8], lut: &[f32], mult: &[f32], offset: &[f32], chunk: usize, out: &mut [f32]) {
+pub(crate) fn expand_row(
+    layout: Layout,
+    row: &[u8],
+    lut: &[f32],
+    mult: &[f32],
+    offset: &[f32],
+    chunk: usize,
+    out: &mut [f32],
+) {
     scalar::expand_row(layout, row, lut, mult, offset, chunk, out)
 }
 

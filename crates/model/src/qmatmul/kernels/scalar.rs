@@ -41,7 +41,15 @@ pub(crate) fn rows_dot(
     }
 }
 
-pub(crate) fn expand_row(layout: Layout, row: &[u8], lut: &[f32], mult: &[f32], offset: &[f32], chunk: usize, out: &mut [f32]) {
+pub(crate) fn expand_row(
+    layout: Layout,
+    row: &[u8],
+    lut: &[f32],
+    mult: &[f32],
+    offset: &[f32],
+    chunk: usize,
+    out: &mut [f32],
+) {
     let b = bits(layout);
     for (c, o) in out.chunks_exact_mut(chunk).enumerate() {
         let (m, f) = (mult[c], offset[c]);
