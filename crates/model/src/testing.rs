@@ -6,7 +6,6 @@ use candle_core::{Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::config::{Arch, Config};
-use crate::tokenizer::{tokenizer_json_from_gguf, GgufVocab, Tokenizer};
 use crate::weights::{expected_tensors, Weights};
 
 /// A fresh directory under the system temp dir, unique to this process and `name`.
@@ -62,50 +61,4 @@ pub fn random_weights(cfg: &Config, seed: u64) -> Weights {
     w
 }
 
-/// GPT-2's byte → printable character map.
-fn byte_char(b: u8) -> char {
-    let printable = |b: u8| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
-    if printable(b) {
-        return b as char;
-    }
-    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(256 + n).unwrap()
-}
-
-/// Vocabulary: `<|endoftext|>`, the 256 byte symbols, then 5 merges.
-pub fn tiny_vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
-    let mut tokens = vec!["<|endoftext|>".to_string()];
-    let mut types = vec![3];
-    for b in 0..=255u8 {
-        tokens.push(byte_char(b).to_string());
-        types.push(1);
-    }
-    let sp = byte_char(b' ');
-    let merges: Vec<(String, String)> = vec![
-        ("t".into(), "h".into()),
-        ("th".into(), "e".into()),
-        (sp.to_string(), "the".into()),
-        ("i".into(), "n".into()),
-        (sp.to_string(), "in".into()),
-    ];
-    for (a, b) in &merges {
-        tokens.push(format!("{a}{b}"));
-        types.push(1);
-    }
-    let merges = merges.iter().map(|(a, b)| format!("{a} {b}")).collect();
-    (tokens, merges, types)
-}
-
-/// The byte-level BPE tokenizer of [`tiny_vocab`] (`smollm` pre-tokenizer).
-pub fn tiny_tokenizer() -> Tokenizer {
-    let (tokens, merges, token_types) = tiny_vocab();
-    let json = tokenizer_json_from_gguf(&GgufVocab {
-        model: "gpt2",
-        pre: "smollm",
-        tokens,
-        merges,
-        token_types,
-    })
-    .expect("the tiny vocabulary is valid");
-    Tokenizer::from_json_str(json).expect("the tiny tokenizer builds")
-}
+pub use crate::tokenizer::{tiny_tokenizer, tiny_vocab};

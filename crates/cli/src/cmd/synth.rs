@@ -106,7 +106,10 @@ pub fn run(a: SynthArgs) -> Result<()> {
         tmp.join("config.json"),
         serde_json::to_string_pretty(&cfg.to_hf_json())?,
     )?;
-    std::fs::write(tmp.join("tokenizer.json"), llvq_model::testing::tiny_tokenizer().json())?;
+    std::fs::write(
+        tmp.join("tokenizer.json"),
+        llvq_model::tokenizer::tiny_tokenizer().json(),
+    )?;
     let mut rng = StdRng::seed_from_u64(a.seed);
     let dtype = if a.f32 { DType::F32 } else { DType::BF16 };
     // One file per layer (and one for the rest), so writing holds one layer in memory.
