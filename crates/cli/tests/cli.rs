@@ -518,7 +518,7 @@ fn finetune_tunes_in_one_run_and_refuses_bad_input() {
         p(&again),
         "--teacher",
         p(&model),
-        "--tune-calib",
+        "--calib",
         p(&empty),
     ]);
     assert!(!o.status.success() && stderr(&o).contains("empty"), "{}", stderr(&o));

@@ -18,6 +18,10 @@ pub struct FinetuneArgs {
     /// Training tokens (one window of `--tune-ctx` tokens per Adam step).
     #[arg(long, default_value_t = FinetuneParams::default().tokens)]
     pub tokens: usize,
+    /// Tuning text (its last `--held-out` windows are held out for early stopping); default:
+    /// data/calib.txt. Same as `--tune-calib`, the name `llvq quantize --finetune-tokens` uses.
+    #[arg(long, conflicts_with = "tune_calib")]
+    pub calib: Option<PathBuf>,
     #[command(flatten)]
     pub tune: TuneArgs,
     /// Continue an interrupted run from OUT.finetune.
@@ -105,7 +109,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let p = a.tune.params(
         a.tokens,
         Path::new(super::common::DEFAULT_MODEL),
-        Path::new(super::quantize::DEFAULT_CALIB),
+        a.calib.as_deref().unwrap_or(Path::new(super::quantize::DEFAULT_CALIB)),
     );
     let r = tune(&a.input, &a.out, &p, a.resume)?;
     print_report(&r, a.json)
