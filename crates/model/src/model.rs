@@ -314,6 +314,21 @@ impl Layer {
         cache: Option<&mut LayerCache>,
         hook: &mut dyn LinearHook,
     ) -> Result<Tensor> {
+        self.forward_with(cfg, x, rope, cache, hook, None)
+    }
+
+    /// [`Layer::forward`] with an optional additive attention mask `[t, s]` (0 where a query
+    /// may attend, -inf elsewhere) in place of the causal one; the tree forward of `tree.rs`
+    /// uses it to score several branches in one pass.
+    fn forward_with(
+        &self,
+        cfg: &Config,
+        x: &Tensor,
+        rope: &Rope,
+        cache: Option<&mut LayerCache>,
+        hook: &mut dyn LinearHook,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let name = format!("model.layers.{}", self.index);
         let eps = cfg.rms_eps as f32;
         let (t, _) = x.dims2().ctx(&name)?;
@@ -352,7 +367,11 @@ impl Layer {
             let q = q.reshape((nkv, rep * t, d))?;
             let scale = 1.0 / (d as f64).sqrt();
             let att = (q.matmul(&k.t()?)? * scale)?;
-            let att = if t > 1 {
+            let att = if let Some(mask) = mask {
+                att.reshape((nkv, rep, t, s))?
+                    .broadcast_add(mask)?
+                    .reshape((nkv, rep * t, s))?
+            } else if t > 1 {
                 let past = s - t;
                 let mask: Vec<f32> = (0..t)
                     .flat_map(|i| (0..s).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))

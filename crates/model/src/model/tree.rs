@@ -13,7 +13,6 @@ use candle_core::{Device, Tensor};
 use super::{Layer, Model, Rope};
 use crate::config::Config;
 use crate::error::{ModelError, Result, TensorContext};
-use crate::linear::forward_shared;
 
 impl Model {
     /// Logits `[rows.len(), vocab]` at the positions `rows` of a forest of sequences.
@@ -92,45 +91,6 @@ impl Layer {
     /// [`Layer::forward`] without a cache or hook, with an additive attention mask `[t, t]`
     /// (0 where a query may attend, -inf elsewhere) instead of the causal one.
     fn forward_masked(&self, cfg: &Config, x: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
-        let name = format!("model.layers.{}", self.index);
-        let eps = cfg.rms_eps as f32;
-        let (t, _) = x.dims2().ctx(&name)?;
-        let (nh, nkv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let rep = nh / nkv;
-        let h = candle_nn::ops::rms_norm(x, &self.input_norm, eps).ctx(&name)?;
-        let attn = (|| -> candle_core::Result<Tensor> {
-            let heads = |y: Tensor, n: usize| y.reshape((t, n, d))?.transpose(0, 1)?.contiguous();
-            let mut qkv = forward_shared(&[&self.q, &self.k, &self.v], &h)?.into_iter();
-            let (q, k, v) = (qkv.next().expect("q"), qkv.next().expect("k"), qkv.next().expect("v"));
-            let mut q = heads(q, nh)?;
-            let mut k = heads(k, nkv)?;
-            let v = heads(v, nkv)?;
-            if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-                q = candle_nn::ops::rms_norm(&q, qn, eps)?;
-                k = candle_nn::ops::rms_norm(&k, kn, eps)?;
-            }
-            let q = candle_nn::rotary_emb::rope(&q.unsqueeze(0)?, &rope.cos, &rope.sin)?.squeeze(0)?;
-            let k = candle_nn::rotary_emb::rope(&k.unsqueeze(0)?, &rope.cos, &rope.sin)?.squeeze(0)?;
-            // Grouped-query attention as in `forward`: query heads sharing a KV head stacked.
-            let q = q.reshape((nkv, rep * t, d))?;
-            let att = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-            let att = att
-                .reshape((nkv, rep, t, t))?
-                .broadcast_add(mask)?
-                .reshape((nkv, rep * t, t))?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let out = att.matmul(&v)?;
-            out.reshape((nh, t, d))?.transpose(0, 1)?.reshape((t, nh * d))
-        })()
-        .ctx(&format!("{name}.self_attn"))?;
-        let x = (x + self.o.forward(&attn).ctx(&name)?).ctx(&name)?;
-        let h = candle_nn::ops::rms_norm(&x, &self.post_norm, eps).ctx(&name)?;
-        let a = (|| -> candle_core::Result<Tensor> {
-            let mut gu = forward_shared(&[&self.gate, &self.up], &h)?.into_iter();
-            let (g, u) = (gu.next().expect("gate"), gu.next().expect("up"));
-            candle_nn::ops::silu(&g)? * u
-        })()
-        .ctx(&format!("{name}.mlp"))?;
-        (x + self.down.forward(&a).ctx(&name)?).ctx(&name)
+        self.forward_with(cfg, x, rope, None, &mut super::NoHook, Some(mask))
     }
 }
