@@ -62,3 +62,19 @@ pub fn random_weights(cfg: &Config, seed: u64) -> Weights {
 }
 
 pub use crate::tokenizer::{tiny_tokenizer, tiny_vocab};
+
+/// `n` words of a ten-word lattice vocabulary drawn by a seeded LCG, space-separated: a
+/// calibration text for tiny models (deterministic in `seed`).
+pub fn word_text(seed: u64, n: usize) -> String {
+    let words = [
+        "the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape",
+    ];
+    let mut x = seed;
+    let text: Vec<&str> = (0..n)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            words[(x >> 60) as usize % words.len()]
+        })
+        .collect();
+    text.join(" ")
+}

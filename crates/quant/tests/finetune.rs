@@ -36,18 +36,8 @@ fn setup(name: &str, method: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let cfg = config();
     let model = dir.join("model");
     llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &model).unwrap();
-    let words = [
-        "the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape",
-    ];
-    let mut x = 12345u64;
-    let text: Vec<&str> = (0..600)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            words[(x >> 60) as usize % words.len()]
-        })
-        .collect();
     let calib = dir.join("calib.txt");
-    std::fs::write(&calib, text.join(" ")).unwrap();
+    std::fs::write(&calib, llvq_model::testing::word_text(12345, 600)).unwrap();
     let q = dir.join("q.llvq");
     let p = QuantizeParams {
         method: method.into(),

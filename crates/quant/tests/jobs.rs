@@ -39,18 +39,8 @@ fn setup(name: &str, arch: Arch, bf16: bool, seed: u64) -> (PathBuf, PathBuf, Pa
             .collect();
         llvq_model::candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
     }
-    let words = [
-        "the", "lattice", "in", "leech", "golay", "code", "shell", "theta", "gain", "shape",
-    ];
-    let mut x = 777u64;
-    let text: Vec<&str> = (0..900)
-        .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            words[(x >> 60) as usize % words.len()]
-        })
-        .collect();
     let calib = dir.join("calib.txt");
-    std::fs::write(&calib, text.join(" ")).unwrap();
+    std::fs::write(&calib, llvq_model::testing::word_text(777, 900)).unwrap();
     (dir, model, calib)
 }
 
