@@ -16,30 +16,40 @@ use llvq_codes::{from_spec, split_spec, Quantizer, Spec, ALIASES};
 
 use crate::error::{QuantError, Result};
 
-/// A parsed pipeline method.
+/// A parsed pipeline method: what the user named and which kind of quantizer runs.
+#[derive(Debug)]
 pub struct Method {
     /// The method as the user named it, normalised (`rtn`, `gptq:bits=3`, `llvq-sg:m=12,gain=1`).
     pub name: String,
+    pub kind: Kind,
+}
+
+/// The two kinds of method the pipeline runs, each with only the fields it uses.
+#[derive(Debug)]
+pub enum Kind {
+    /// A fixed block code of the lab, applied with or without block LDLQ.
+    Block(BlockMethod),
+    /// GLVQ (`glvq:...`, [`crate::glvq`]): lattices learned per weight group; its SPEC holds its
+    /// own group size and `ldlq` key.
+    Glvq(crate::glvq::GlvqParams),
+}
+
+/// A block code and how the pipeline uses it.
+pub struct BlockMethod {
     /// The block code. Its [`Quantizer::spec`] (with fitted values) is what files record.
     pub code: Box<dyn Quantizer>,
     /// Hessian-corrected (block LDLQ) or plain rounding.
     pub ldlq: bool,
     /// Columns per scale group; `None` is one scale per row.
     pub group: Option<usize>,
-    /// GLVQ (`glvq:...`, [`crate::glvq`]): learned per-group lattices instead of a block code.
-    /// Then `code` is an unused stand-in (`uniform:bits=2`; GLVQ has no fixed code), `ldlq` is
-    /// false (GLVQ's own `ldlq` key decides its feedback) and [`Method::code_spec`] is the SPEC.
-    pub glvq: Option<crate::glvq::GlvqParams>,
 }
 
-impl std::fmt::Debug for Method {
+impl std::fmt::Debug for BlockMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Method")
-            .field("name", &self.name)
+        f.debug_struct("BlockMethod")
             .field("code", &self.code.spec())
             .field("ldlq", &self.ldlq)
             .field("group", &self.group)
-            .field("glvq", &self.glvq)
             .finish()
     }
 }
@@ -47,9 +57,25 @@ impl std::fmt::Debug for Method {
 impl Method {
     /// The canonical SPEC that files and manifests record.
     pub fn code_spec(&self) -> String {
-        match &self.glvq {
-            Some(g) => g.to_spec(),
-            None => self.code.spec(),
+        match &self.kind {
+            Kind::Block(b) => b.code.spec(),
+            Kind::Glvq(g) => g.to_spec(),
+        }
+    }
+
+    /// Whether quantization feeds each block's error forward through the Hessian (block LDLQ).
+    pub fn ldlq(&self) -> bool {
+        match &self.kind {
+            Kind::Block(b) => b.ldlq,
+            Kind::Glvq(g) => g.ldlq,
+        }
+    }
+
+    /// Columns per scale group of a block method (`None`: one scale per row, or GLVQ).
+    pub fn group(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Block(b) => b.group,
+            Kind::Glvq(_) => None,
         }
     }
 
@@ -57,13 +83,9 @@ impl Method {
     pub fn parse(spec: &str) -> Result<Method> {
         let spec = spec.trim();
         if spec == "glvq" || spec.starts_with("glvq:") {
-            let g = crate::glvq::GlvqParams::from_spec(spec)?;
             return Ok(Method {
                 name: spec.to_string(),
-                code: from_spec("uniform:bits=2")?,
-                ldlq: false,
-                group: None,
-                glvq: Some(g),
+                kind: Kind::Glvq(crate::glvq::GlvqParams::from_spec(spec)?),
             });
         }
         let bad = |reason: String| QuantError::Method {
@@ -122,10 +144,7 @@ impl Method {
         }
         Ok(Method {
             name: spec.to_string(),
-            code,
-            ldlq,
-            group,
-            glvq: None,
+            kind: Kind::Block(BlockMethod { code, ldlq, group }),
         })
     }
 }
@@ -134,15 +153,22 @@ impl Method {
 mod tests {
     use super::*;
 
+    fn block(spec: &str) -> BlockMethod {
+        match Method::parse(spec).unwrap().kind {
+            Kind::Block(b) => b,
+            Kind::Glvq(_) => panic!("{spec} parsed as GLVQ"),
+        }
+    }
+
     #[test]
     fn aliases_and_pipeline_keys() {
-        let m = Method::parse("rtn").unwrap();
+        let m = block("rtn");
         assert_eq!((m.code.dim(), m.code.bits(), m.ldlq, m.group), (1, 2, false, None));
-        let m = Method::parse("gptq:bits=3,group=64").unwrap();
+        let m = block("gptq:bits=3,group=64");
         assert_eq!((m.code.bits(), m.ldlq, m.group), (3, true, Some(64)));
-        let m = Method::parse("e8p12:ldlq=0").unwrap();
+        let m = block("e8p12:ldlq=0");
         assert_eq!((m.code.dim(), m.code.bits(), m.ldlq), (8, 16, false));
-        let m = Method::parse("lloyd:bits=2,group=128").unwrap();
+        let m = block("lloyd:bits=2,group=128");
         assert_eq!((m.code.spec().as_str(), m.group), ("lloyd:bits=2", Some(128)));
     }
 
@@ -159,7 +185,8 @@ mod tests {
         let e = Method::parse("glvq:d=12").unwrap_err().to_string();
         assert!(e.contains("d=12"), "{e}");
         let m = Method::parse("glvq:d=24,group=576,ldlq=1").unwrap();
-        assert_eq!(m.code_spec(), m.glvq.as_ref().unwrap().to_spec());
-        assert!(!m.ldlq && m.glvq.as_ref().unwrap().ldlq);
+        let Kind::Glvq(g) = &m.kind else { panic!("glvq parsed as a block code") };
+        assert_eq!(m.code_spec(), g.to_spec());
+        assert!(m.ldlq() && m.group().is_none());
     }
 }

@@ -30,6 +30,21 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Read bandwidth of main memory: the bound on generation, which streams every resident
+    /// weight once per token (compare `weight_bytes` of `llvq eval speed` against it).
+    Memory {
+        /// Buffer size in MiB (well above the last-level cache).
+        #[arg(long, default_value_t = 512)]
+        mib: usize,
+        /// Timed passes; the median is reported.
+        #[arg(long, default_value_t = 7)]
+        repeats: usize,
+        /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
+        #[arg(long, value_parser = super::common::threads)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Deterministic standard normals (Box-Muller over a SplitMix64 stream): the bench needs no
@@ -64,17 +79,70 @@ fn rate(items: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
-    let BenchCmd::Codec {
-        vectors,
-        repeats,
-        reference_vectors,
-        max_shells,
-        seed,
-        json,
-    } = cmd;
+    match cmd {
+        BenchCmd::Codec {
+            vectors,
+            repeats,
+            reference_vectors,
+            max_shells,
+            seed,
+            json,
+        } => codec(vectors, repeats, reference_vectors, &max_shells, seed, json),
+        BenchCmd::Memory {
+            mib,
+            repeats,
+            threads,
+            json,
+        } => memory(mib, repeats, threads, json),
+    }
+}
+
+/// Median read bandwidth over `repeats` passes: each thread sums its contiguous share of a
+/// buffer of `mib` MiB (integer adds, so the loop vectorises and the sum cannot be elided).
+fn memory(mib: usize, repeats: usize, threads: Option<usize>, json: bool) -> Result<()> {
+    use rayon::prelude::*;
+    super::common::set_threads(threads);
+    anyhow::ensure!(mib > 0, "--mib must be positive");
+    let words = mib << 18; // u32 words
+    let buf: Vec<u32> = (0..words as u32).collect(); // touched, so every page is resident
+    let threads = rayon::current_num_threads();
+    let share = words.div_ceil(threads);
+    let mut check = 0u32;
+    let gbps = rate(words * 4, repeats, || {
+        let s = buf
+            .par_chunks(share)
+            .map(|c| {
+                let mut acc = [0u32; 16];
+                for b in c.chunks_exact(16) {
+                    for (a, &v) in acc.iter_mut().zip(b) {
+                        *a = a.wrapping_add(v);
+                    }
+                }
+                acc.iter().fold(0u32, |x, &y| x.wrapping_add(y))
+            })
+            .reduce(|| 0, u32::wrapping_add);
+        check = check.wrapping_add(std::hint::black_box(s));
+    }) / 1e9;
+    std::hint::black_box(check);
+    if json {
+        outln!("{}", json!({"read_gb_per_s": gbps, "mib": mib, "threads": threads, "repeats": repeats}))?;
+    } else {
+        outln!("memory read  {gbps:.2} GB/s  ({mib} MiB buffer, {threads} threads, median of {repeats})")?;
+    }
+    Ok(())
+}
+
+fn codec(
+    vectors: usize,
+    repeats: usize,
+    reference_vectors: usize,
+    max_shells: &[u32],
+    seed: u64,
+    json: bool,
+) -> Result<()> {
     let mut rows = Vec::new();
     let threads = rayon::current_num_threads();
-    for &m in &max_shells {
+    for &m in max_shells {
         let s = Searcher::new(m)?;
         let g = gaussians(vectors * DIM, seed);
         let ys: Vec<[f32; DIM]> = g.chunks_exact(DIM).map(|c| c.try_into().unwrap()).collect();

@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use llvq_model::eval::{perplexity, tokenize_text, PplParams};
 use llvq_model::generate::{generate, GenParams};
+use llvq_model::{Model, Tokenizer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -56,7 +57,8 @@ pub struct SpeedArgs {
     /// Tokens to generate for the decode measurement.
     #[arg(short = 'n', long, default_value_t = 64)]
     pub gen: usize,
-    /// Prefill repetitions (the median is reported).
+    /// Rounds of prefill and generation (medians are reported); with `--compare` the two ways of
+    /// holding the model alternate within each round.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
     /// Worker threads (sets RAYON_NUM_THREADS).
@@ -151,62 +153,79 @@ struct Speed {
     load_s: f64,
 }
 
-fn measure(a: &SpeedArgs, rt: &RuntimeArgs) -> Result<Speed> {
-    let t0 = Instant::now();
-    let (model, tok) = load_model(&a.model, rt)?;
-    let load_s = t0.elapsed().as_secs_f64();
-    let vocab = model.config().vocab_size as u32;
+/// Median of a non-empty list.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Measures every model in `models` (the file as loaded, and with `--compare` its dense twin)
+/// in interleaved rounds — prefill of A, of B, generation of A, of B, then again — so that a
+/// noisy machine slows both alike, and reports the medians over `--reps` rounds.
+fn measure(a: &SpeedArgs, models: &[(Model, Tokenizer, f64)]) -> Result<Vec<Speed>> {
+    let vocab = models[0].0.config().vocab_size as u64;
     // A fixed pseudo-random token sequence: the cost does not depend on the content.
     let ids: Vec<u32> = (0..a.ctx as u64)
-        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % vocab as u64) as u32)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % vocab) as u32)
         .collect();
-    model.logits(&ids[..a.ctx.min(16)])?; // warm-up
-    let mut times = Vec::new();
-    for _ in 0..a.reps.max(1) {
-        let t = Instant::now();
-        model.logits(&ids)?;
-        times.push(t.elapsed().as_secs_f64());
+    for (model, _, _) in models {
+        model.logits(&ids[..a.ctx.min(16)])?; // warm-up
     }
-    times.sort_by(f64::total_cmp);
-    let prefill_s = times[times.len() / 2];
-    let g = generate(
-        &model,
-        &tok,
-        "The history of mathematics",
-        &GenParams {
-            max_new: a.gen,
-            temperature: 0.0,
-            seed: 0,
-            stop_at_eos: false,
-        },
-        &mut |_| {},
-    )?;
-    let (weights, bytes) = model.linear_footprint();
-    Ok(Speed {
-        prefill_s,
-        prefill_tokens_per_s: a.ctx as f64 / prefill_s,
-        generated: g.generated,
-        gen_tokens_per_s: g.decode_tok_s,
-        weight_bytes: model.resident_weight_bytes(),
-        resident_bits_per_weight: bytes as f64 * 8.0 / weights.max(1) as f64,
-        load_s,
-    })
+    let params = GenParams {
+        max_new: a.gen,
+        temperature: 0.0,
+        seed: 0,
+        stop_at_eos: false,
+    };
+    let mut prefill = vec![Vec::new(); models.len()];
+    let mut gen = vec![Vec::new(); models.len()];
+    let mut generated = vec![0; models.len()];
+    for _ in 0..a.reps.max(1) {
+        for (i, (model, _, _)) in models.iter().enumerate() {
+            let t = Instant::now();
+            model.logits(&ids)?;
+            prefill[i].push(t.elapsed().as_secs_f64());
+        }
+        for (i, (model, tok, _)) in models.iter().enumerate() {
+            let g = generate(model, tok, "The history of mathematics", &params, &mut |_| {})?;
+            gen[i].push(g.decode_tok_s);
+            generated[i] = g.generated;
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (model, _, load_s)) in models.iter().enumerate() {
+        let prefill_s = median(std::mem::take(&mut prefill[i]));
+        let (weights, bytes) = model.linear_footprint();
+        out.push(Speed {
+            prefill_s,
+            prefill_tokens_per_s: a.ctx as f64 / prefill_s,
+            generated: generated[i],
+            gen_tokens_per_s: median(std::mem::take(&mut gen[i])),
+            weight_bytes: model.resident_weight_bytes(),
+            resident_bits_per_weight: bytes as f64 * 8.0 / weights.max(1) as f64,
+            load_s: *load_s,
+        });
+    }
+    Ok(out)
 }
 
 fn speed(a: SpeedArgs) -> Result<()> {
     set_threads(Some(a.threads));
-    let s = measure(&a, &a.runtime)?;
-    let dense = if a.compare && !a.runtime.dense {
-        Some(measure(
-            &a,
-            &RuntimeArgs {
-                dense: true,
-                ..a.runtime
-            },
-        )?)
-    } else {
-        None
+    let load = |rt: &RuntimeArgs| -> Result<(Model, Tokenizer, f64)> {
+        let t0 = Instant::now();
+        let (model, tok) = load_model(&a.model, rt)?;
+        Ok((model, tok, t0.elapsed().as_secs_f64()))
     };
+    let mut models = vec![load(&a.runtime)?];
+    if a.compare && !a.runtime.dense {
+        models.push(load(&RuntimeArgs {
+            dense: true,
+            ..a.runtime
+        })?);
+    }
+    let mut speeds = measure(&a, &models)?.into_iter();
+    let s = speeds.next().expect("one model at least");
+    let dense = speeds.next();
     if a.json {
         let mut v = serde_json::to_value(&s)?;
         v["model"] = a.model.display().to_string().into();
@@ -226,16 +245,17 @@ fn speed(a: SpeedArgs) -> Result<()> {
         let show = |label: &str, s: &Speed| -> Result<()> {
             outln!("{label}")?;
             outln!(
-                "  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {})",
+                "  prefill      {} tokens in {:.3} s = {:.0} tokens/s (median of {} interleaved rounds)",
                 a.ctx,
                 s.prefill_s,
                 s.prefill_tokens_per_s,
                 a.reps.max(1)
             )?;
             outln!(
-                "  generation   {} tokens at {:.1} tokens/s (KV cache)",
+                "  generation   {} tokens at {:.1} tokens/s (KV cache, median of {})",
                 s.generated,
-                s.gen_tokens_per_s
+                s.gen_tokens_per_s,
+                a.reps.max(1)
             )?;
             outln!(
                 "  weights      {:.1} MB resident, linears at {:.2} bits/weight",

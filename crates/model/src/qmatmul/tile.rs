@@ -9,8 +9,18 @@ use rayon::prelude::*;
 
 /// Up to this many vectors, `matmul` runs one matrix-vector product per vector instead.
 pub(crate) const MATVEC_TOKENS: usize = 2;
-/// Rows per tile: 64 rows × 1536 columns × 4 bytes = 384 KiB of expanded f32.
-const TILE_ROWS: usize = 64;
+/// Most expanded f32 values per tile (1 MiB): the tile is `gemm`'s right-hand side, and every
+/// tile re-packs the activations, so tiles are as large as this allows.
+const TILE_FLOATS: usize = 1 << 18;
+
+/// Rows per tile: the fewest tiles of at most [`TILE_FLOATS`] values, in a multiple of the
+/// thread count so every thread gets the same number of equal tiles (a 576-row layer in 64-row
+/// tiles gave 5 tiles to one thread and 4 to the other; 192 rows gave 2 and 1).
+fn tile_rows(rows: usize, k: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    let tiles = (rows * k).div_ceil(TILE_FLOATS).div_ceil(threads) * threads;
+    rows.div_ceil(tiles.min(rows).max(1))
+}
 
 thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -63,9 +73,10 @@ pub(crate) fn matmul_tiles(
 ) {
     let t = x.len() / cols;
     let out = Out(y.as_mut_ptr());
-    (0..rows.div_ceil(TILE_ROWS)).into_par_iter().for_each(|ti| {
-        let r0 = ti * TILE_ROWS;
-        let n = TILE_ROWS.min(rows - r0);
+    let tr = tile_rows(rows, k, rayon::current_num_threads());
+    (0..rows.div_ceil(tr)).into_par_iter().for_each(|ti| {
+        let r0 = ti * tr;
+        let n = tr.min(rows - r0);
         TILE.with(|buf| {
             let mut buf = buf.borrow_mut();
             if buf.len() < n * k {
@@ -101,4 +112,27 @@ pub(crate) fn matmul_tiles(
             }
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_stay_bounded_and_split_evenly_over_threads() {
+        for rows in [1, 7, 9, 64, 192, 576, 1536, 49_152] {
+            for k in [24, 576, 1536, 1 << 19] {
+                for threads in [1, 2, 3, 16] {
+                    let tr = tile_rows(rows, k, threads);
+                    assert!(tr >= 1 && tr <= rows, "{rows} {k} {threads}");
+                    // at most one row above the budget (a row never splits)
+                    assert!((tr - 1) * k < TILE_FLOATS, "{rows} {k} {threads}: {tr} rows");
+                }
+            }
+        }
+        // The default model's shapes on 2 threads: an even number of tiles, so no thread idles.
+        for (rows, k) in [(576, 576), (192, 576), (1536, 576), (576, 1536), (49_152, 576)] {
+            assert_eq!(rows.div_ceil(tile_rows(rows, k, 2)) % 2, 0, "{rows} x {k}");
+        }
+    }
 }

@@ -265,7 +265,7 @@ pub(super) fn run_header(cfg: &Config, method: &Method, p: &QuantizeParams) -> H
         config: Some(cfg.to_hf_json()),
         method: Some(method.name.clone()),
         code: Some(method.code_spec()),
-        ldlq: Some(method.ldlq),
+        ldlq: Some(method.ldlq()),
         rotate: Some(p.rotate),
         seed: Some(p.seed),
         mode: Some(p.mode.name().into()),

@@ -11,7 +11,7 @@ use crate::calib::LayerHessians;
 use crate::error::{CandleContext, QuantError, Result};
 use crate::format::{self, CodeCache, LinearMeta, LinearStats, QuantLinear};
 use crate::ldlq::{self, Factor, LdlqParams};
-use crate::method::Method;
+use crate::method::{Kind, Method};
 use llvq_model::hadamard::Rotation;
 
 /// A per-matrix seed from the run seed and a label (SplitMix64 finaliser over FNV-1a).
@@ -125,7 +125,7 @@ pub(super) fn quantize_layer(
     p: &QuantizeParams,
     progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
 ) -> Result<(Vec<QuantLinear>, Vec<LinearStats>)> {
-    let (code, l) = (method.code.as_ref(), layer.index());
+    let l = layer.index();
     let mut qls = Vec::new();
     let mut stats = Vec::new();
     for input in [LinearInput::Qkv, LinearInput::O, LinearInput::GateUp, LinearInput::Down] {
@@ -143,27 +143,31 @@ pub(super) fn quantize_layer(
         if let Some(s) = rot_in {
             Rotation::new(n, s).conjugate(&mut hr);
         }
-        if let Some(gp) = &method.glvq {
-            for &lin in input.linears() {
-                progress(Event::Layer {
-                    layer: l,
-                    layers,
-                    step: lin.module(),
-                })?;
-                let rot_out = p
-                    .rotate
-                    .output()
-                    .then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module())));
-                let (ql, st, restored) = glvq_linear(layer, lin, &h, &hr, gp, rot_in, rot_out)?;
-                set_layer_weight(layer, &ql.name, &restored, &ql.meta)?;
-                qls.push(ql);
-                stats.push(st);
+        let block = match &method.kind {
+            Kind::Block(block) => block,
+            Kind::Glvq(gp) => {
+                for &lin in input.linears() {
+                    progress(Event::Layer {
+                        layer: l,
+                        layers,
+                        step: lin.module(),
+                    })?;
+                    let rot_out = p
+                        .rotate
+                        .output()
+                        .then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module())));
+                    let (ql, st, restored) = glvq_linear(layer, lin, &h, &hr, gp, rot_in, rot_out)?;
+                    set_layer_weight(layer, &ql.name, &restored, &ql.meta)?;
+                    qls.push(ql);
+                    stats.push(st);
+                }
+                continue;
             }
-            continue;
-        }
+        };
+        let code = block.code.as_ref();
         let b = code.dim();
         let np = n.div_ceil(b) * b;
-        let factor = if method.ldlq {
+        let factor = if block.ldlq {
             progress(Event::Layer {
                 layer: l,
                 layers,
@@ -196,7 +200,7 @@ pub(super) fn quantize_layer(
                 method_id: code.method().id(),
                 block: b,
                 bits: code.bits(),
-                group: method.group.unwrap_or(np).min(np),
+                group: block.group.unwrap_or(np).min(np),
                 rot_in,
                 rot_out: p
                     .rotate
