@@ -185,7 +185,9 @@ mod tests {
         let e = Method::parse("glvq:d=12").unwrap_err().to_string();
         assert!(e.contains("d=12"), "{e}");
         let m = Method::parse("glvq:d=24,group=576,ldlq=1").unwrap();
-        let Kind::Glvq(g) = &m.kind else { panic!("glvq parsed as a block code") };
+        let Kind::Glvq(g) = &m.kind else {
+            panic!("glvq parsed as a block code")
+        };
         assert_eq!(m.code_spec(), g.to_spec());
         assert!(m.ldlq() && m.group().is_none());
     }

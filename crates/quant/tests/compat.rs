@@ -32,9 +32,16 @@ fn files_of_the_previous_format_decode_to_the_same_weights() {
                 let got = layer.linear(lin).weight().unwrap();
                 assert_eq!(got.dims(), want.shape(), "{name}: {key}");
                 let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-                let want: Vec<f32> =
-                    want.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-                let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+                let want: Vec<f32> = want
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                let differ = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
                 assert_eq!(differ, 0, "{name}: {key}: {differ} of {} weights differ", want.len());
                 checked += 1;
             }

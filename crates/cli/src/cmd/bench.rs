@@ -125,7 +125,10 @@ fn memory(mib: usize, repeats: usize, threads: Option<usize>, json: bool) -> Res
     }) / 1e9;
     std::hint::black_box(check);
     if json {
-        outln!("{}", json!({"read_gb_per_s": gbps, "mib": mib, "threads": threads, "repeats": repeats}))?;
+        outln!(
+            "{}",
+            json!({"read_gb_per_s": gbps, "mib": mib, "threads": threads, "repeats": repeats})
+        )?;
     } else {
         outln!("memory read  {gbps:.2} GB/s  ({mib} MiB buffer, {threads} threads, median of {repeats})")?;
     }

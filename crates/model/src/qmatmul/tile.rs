@@ -131,7 +131,7 @@ mod tests {
             }
         }
         // The default model's shapes on 2 threads: an even number of tiles, so no thread idles.
-        for (rows, k) in [(576, 576), (192, 576), (1536, 576), (576, 1536), (49_152, 576)] {
+        for (rows, k) in [(576usize, 576), (192, 576), (1536, 576), (576, 1536), (49_152, 576)] {
             assert_eq!(rows.div_ceil(tile_rows(rows, k, 2)) % 2, 0, "{rows} x {k}");
         }
     }
