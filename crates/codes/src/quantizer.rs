@@ -209,3 +209,43 @@ pub(crate) fn check_code(code: u64, bits: u32, method: &'static str) -> Result<(
     }
     Ok(())
 }
+
+/// Checks a `decode_block` call: the code fits `bits` bits and `out` holds one block.
+pub(crate) fn check_decode(
+    code: u64,
+    bits: u32,
+    method: &'static str,
+    out: &[f32],
+    dim: usize,
+) -> Result<(), CodeError> {
+    check_code(code, bits, method)?;
+    if out.len() != dim {
+        return Err(CodeError::BadLength { got: out.len(), dim });
+    }
+    Ok(())
+}
+
+/// Checks a `decode_block_grid` call: the code fits `bits` bits and `levels` holds one block.
+pub(crate) fn check_grid(
+    code: u64,
+    bits: u32,
+    method: &'static str,
+    levels: &[u8],
+    dim: usize,
+) -> Result<(), CodeError> {
+    check_code(code, bits, method)?;
+    if levels.len() != dim {
+        return Err(CodeError::GridLength {
+            method,
+            dim,
+            got: levels.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A checked input block times `scale`: the codebook units the scaled codes search in.
+pub(crate) fn scaled_block<const D: usize>(x: &[f32], scale: f32) -> Result<[f32; D], CodeError> {
+    check_block(x, D)?;
+    Ok(std::array::from_fn(|i| x[i] * scale))
+}

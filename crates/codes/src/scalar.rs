@@ -11,7 +11,7 @@
 
 use crate::design::{gaussian_mse, golden_min, lloyd_gaussian, thresholds};
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
+use crate::quantizer::{check_block, check_code, check_decode, LevelGrid, Quantizer};
 use crate::spec::{CodeId, Spec};
 
 /// A scalar code repeated over a block.
@@ -134,13 +134,7 @@ impl Quantizer for Scalar {
             .fold(0u64, |c, (j, &v)| c | self.index(v) << (j as u32 * self.bits)))
     }
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
-        check_code(code, self.bits(), self.method.name())?;
-        if out.len() != self.dim {
-            return Err(CodeError::BadLength {
-                got: out.len(),
-                dim: self.dim,
-            });
-        }
+        check_decode(code, self.bits(), self.method.name(), out, self.dim)?;
         let mask = (1u64 << self.bits) - 1;
         for (j, o) in out.iter_mut().enumerate() {
             *o = self.levels[((code >> (j as u32 * self.bits)) & mask) as usize];
