@@ -4,7 +4,7 @@
 //! scale and the argument checks, so the two cannot drift apart.
 
 use crate::error::CodeError;
-use crate::quantizer::{check_decode, check_grid, scaled_block, LevelGrid, Quantizer};
+use crate::quantizer::{check_code, check_grid_len, check_len_eq, scaled_block, LevelGrid, Quantizer};
 use crate::spec::CodeId;
 
 pub const DIM: usize = 8;
@@ -13,9 +13,8 @@ pub const BITS: u32 = 16;
 /// An E8 codebook in codebook units (inputs are multiplied by `scale()` before the search).
 /// Public only to be nameable in the blanket impl; the module is private.
 pub trait E8Code: Send + Sync {
+    /// The registry entry; its name is what `spec()` and errors spell.
     const ID: CodeId;
-    /// The SPEC name, as errors and `spec()` spell it.
-    const NAME: &'static str;
     fn scale(&self) -> f32;
     /// The code of the nearest codeword to `y`.
     fn nearest(&self, y: &[f32; DIM]) -> u64;
@@ -30,7 +29,7 @@ impl<T: E8Code> Quantizer for T {
         T::ID
     }
     fn spec(&self) -> String {
-        format!("{}:scale={:?}", T::NAME, self.scale())
+        format!("{}:scale={:?}", T::ID.name(), self.scale())
     }
     fn dim(&self) -> usize {
         DIM
@@ -42,7 +41,8 @@ impl<T: E8Code> Quantizer for T {
         Ok(self.nearest(&scaled_block::<DIM>(x, self.scale())?))
     }
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
-        check_decode(code, BITS, T::NAME, out, DIM)?;
+        check_code(code, BITS, T::ID.name())?;
+        check_len_eq(out.len(), DIM)?;
         self.codeword(code, out);
         out.iter_mut().for_each(|v| *v /= self.scale());
         Ok(())
@@ -52,7 +52,8 @@ impl<T: E8Code> Quantizer for T {
         Some(LevelGrid::identity(4))
     }
     fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
-        check_grid(code, BITS, T::NAME, levels, DIM)?;
+        check_code(code, BITS, T::ID.name())?;
+        check_grid_len(T::ID.name(), levels.len(), DIM)?;
         let offset = self.levels(code, levels);
         Ok((1.0 / self.scale(), offset / self.scale()))
     }

@@ -260,7 +260,6 @@ impl E8Ball {
 
 impl E8Code for E8Ball {
     const ID: CodeId = CodeId::E8Ball;
-    const NAME: &'static str = "e8ball";
     fn scale(&self) -> f32 {
         self.scale
     }

@@ -213,15 +213,14 @@ impl E8p12 {
 
 impl E8Code for E8p12 {
     const ID: CodeId = CodeId::E8p12;
-    const NAME: &'static str = "e8p12";
-    fn scale(&self) -> f32 {
-        self.scale
+    fn codeword(&self, code: u64, out: &mut [f32]) {
+        self.decode_unscaled(code, out);
     }
     fn nearest(&self, y: &[f32; DIM]) -> u64 {
         self.encode_unscaled(y)
     }
-    fn codeword(&self, code: u64, out: &mut [f32]) {
-        self.decode_unscaled(code, out);
+    fn scale(&self) -> f32 {
+        self.scale
     }
     /// s ⊙ a has entries in {±½, ±3/2, ±5/2} (source entries are 1, 3 or 5 halves), so
     /// s ⊙ a = n − 5/2 with n ∈ 0..=5 and a codeword is (n − 5/2 ± ¼)/scale: 4-bit identity
