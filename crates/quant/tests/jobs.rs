@@ -11,7 +11,7 @@ use llvq_quant::pipeline::{calibrate, merge_parts, quantize_layers, sharded_run,
 use llvq_quant::{CalibMode, QuantError, QuantizeParams, Rotate};
 
 mod common;
-use common::{go, quantize};
+use common::{error_text, go, quantize};
 
 /// A Qwen2-style model (biases: plain tensors inside the layers) 48 wide, MLP 40, 3 layers.
 fn config(arch: Arch) -> Config {
@@ -197,16 +197,11 @@ fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
         &mut go,
     )
     .unwrap();
-    let f = part(
-        "f.llvq",
-        1..3,
-        &QuantizeParams {
-            calib: CalibParams { seqs: 6, ctx: 40 },
-            ..p.clone()
-        },
-        &h2,
-    )
-    .unwrap();
+    let windows_6x40 = QuantizeParams {
+        calib: CalibParams { seqs: 6, ctx: 40 },
+        ..p.clone()
+    };
+    let f = part("f.llvq", 1..3, &windows_6x40, &h2).unwrap();
     let e = err(&[&a, &f]);
     assert!(e.contains("f.llvq") && e.contains("Hessians"), "{e}");
     // Not a part at all.
@@ -216,33 +211,21 @@ fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
     assert!(e.contains("whole.llvq") && e.contains("not a layer-range part"), "{e}");
 
     // Sequential mode, an incomplete or mismatched Hessian directory, an over-tight memory limit.
-    let e = part(
-        "s.llvq",
-        0..1,
-        &QuantizeParams {
-            mode: CalibMode::Sequential,
-            ..p.clone()
-        },
-        &h,
-    )
-    .unwrap_err()
-    .to_string();
+    let sequential = QuantizeParams {
+        mode: CalibMode::Sequential,
+        ..p.clone()
+    };
+    let e = error_text(part("s.llvq", 0..1, &sequential, &h));
     assert!(e.contains("--mode full"), "{e}");
     let half = dir.join("half");
     calibrate(&model, &half, &calib_params(&p, Shard { index: 0, count: 2 }), &mut go).unwrap();
     let e = part("i.llvq", 0..1, &p, &half).unwrap_err().to_string();
     assert!(e.contains("3 of the 6") && e.contains("merge"), "{e}");
-    let e = part(
-        "j.llvq",
-        0..1,
-        &QuantizeParams {
-            calib: CalibParams { seqs: 5, ctx: 48 },
-            ..p.clone()
-        },
-        &h,
-    )
-    .unwrap_err()
-    .to_string();
+    let windows_5x48 = QuantizeParams {
+        calib: CalibParams { seqs: 5, ctx: 48 },
+        ..p.clone()
+    };
+    let e = error_text(part("j.llvq", 0..1, &windows_5x48, &h));
     assert!(e.contains("6 × 48"), "{e}");
     let e = part("k.llvq", 2..4, &p, &h).unwrap_err().to_string();
     assert!(e.contains("3 layers"), "{e}");
