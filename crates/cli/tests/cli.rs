@@ -39,12 +39,48 @@ fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir, model, calib)
 }
 
-/// `llvq quantize` with a fast method and few short calibration windows.
-fn quantize(model: &Path, calib: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["quantize", "--model", p(model), "--calib", p(calib), "--out", p(out)];
-    args.extend(["--method", "rtn", "--calib-seqs", "2", "--calib-ctx", "32"]);
+/// The arguments of `llvq quantize` of `model` with `method`, calibrated on `calib`.
+fn quantize_args<'a>(model: &'a Path, calib: &'a Path, out: &'a Path, method: &'a str) -> Vec<&'a str> {
+    vec![
+        "quantize",
+        "--model",
+        p(model),
+        "--calib",
+        p(calib),
+        "--out",
+        p(out),
+        "--method",
+        method,
+    ]
+}
+
+/// `llvq quantize` with `method` on few short calibration windows.
+fn quantize_with(method: &str, model: &Path, calib: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = quantize_args(model, calib, out, method);
+    args.extend(["--calib-seqs", "2", "--calib-ctx", "32"]);
     args.extend(extra);
     run(&args)
+}
+
+/// `llvq quantize` with a fast method and few short calibration windows.
+fn quantize(model: &Path, calib: &Path, out: &Path, extra: &[&str]) -> Output {
+    quantize_with("rtn", model, calib, out, extra)
+}
+
+/// The arguments of `llvq eval ppl` of `model` on at most `windows` windows of `ctx` tokens.
+fn ppl_args<'a>(model: &'a Path, text: &'a Path, ctx: &'a str, windows: &'a str) -> Vec<&'a str> {
+    vec![
+        "eval",
+        "ppl",
+        "--model",
+        p(model),
+        "--text",
+        p(text),
+        "--ctx",
+        ctx,
+        "--max-windows",
+        windows,
+    ]
 }
 
 /// Runs `args` with stdout a pipe whose reading end is closed at once (`llvq … | head -0`).
@@ -118,18 +154,9 @@ fn closed_stdout_ends_quietly_and_a_full_disk_is_a_clean_error() {
     let (dir, model, calib) = setup("pipe");
     let out = dir.join("q.llvq");
     assert!(quantize(&model, &calib, &out, &[]).status.success());
-    let ppl = [
-        "eval",
-        "ppl",
-        "--model",
-        p(&model),
-        "--text",
-        p(&calib),
-        "--ctx",
-        "16",
-        "--max-windows",
-        "2",
-    ];
+    let ppl = ppl_args(&model, &calib, "16", "2");
+    let mut ppl_json = ppl_args(&out, &calib, "16", "1");
+    ppl_json.push("--json");
     let generate = ["generate", "--model", p(&model), "--prompt", "the", "-n", "3"];
     let cases: [&[&str]; 7] = [
         &["lattice", "theta", "--max-shell", "33"],
@@ -137,19 +164,7 @@ fn closed_stdout_ends_quietly_and_a_full_disk_is_a_clean_error() {
         &["inspect", p(&out), "--tensors"],
         &["inspect", p(&out), "--json"],
         &ppl,
-        &[
-            "eval",
-            "ppl",
-            "--model",
-            p(&out),
-            "--text",
-            p(&calib),
-            "--ctx",
-            "16",
-            "--max-windows",
-            "1",
-            "--json",
-        ],
+        &ppl_json,
         &generate,
     ];
     for args in cases {
@@ -230,17 +245,7 @@ fn bad_numbers_are_refused_when_parsed() {
         assert_eq!(o.status.code(), Some(1), "{spec}: {e}");
         assert!(e.contains("is invalid"), "{spec}: {e}");
     }
-    let o = run(&[
-        "quantize",
-        "--model",
-        p(&model),
-        "--calib",
-        p(&calib),
-        "--out",
-        p(&out),
-        "--method",
-        "e8p12:scale=1e-45",
-    ]);
+    let o = run(&quantize_args(&model, &calib, &out, "e8p12:scale=1e-45"));
     assert!(
         o.status.code() == Some(1) && stderr(&o).contains("scale"),
         "{}",
@@ -282,20 +287,7 @@ fn broken_llvq_files_get_llvq_errors_and_inspect_fails_where_eval_fails() {
     let (dir, model, calib) = setup("broken");
     let out = dir.join("q.llvq");
     assert!(quantize(&model, &calib, &out, &[]).status.success());
-    let ppl = |f: &Path| {
-        run(&[
-            "eval",
-            "ppl",
-            "--model",
-            p(f),
-            "--text",
-            p(&calib),
-            "--ctx",
-            "16",
-            "--max-windows",
-            "1",
-        ])
-    };
+    let ppl = |f: &Path| run(&ppl_args(f, &calib, "16", "1"));
     let inspect = |f: &Path| run(&["inspect", p(f), "--json"]);
     // The intact file: inspect's JSON agrees with the file and the config.
     let o = inspect(&out);
@@ -386,19 +378,8 @@ fn json_outputs_agree_across_commands() {
     assert_eq!(q["params"].as_u64(), i["params"].as_u64());
 
     let ppl = |extra: &[&str]| {
-        let mut a = vec![
-            "eval",
-            "ppl",
-            "--model",
-            p(&out),
-            "--text",
-            p(&calib),
-            "--ctx",
-            "32",
-            "--max-windows",
-            "3",
-            "--json",
-        ];
+        let mut a = ppl_args(&out, &calib, "32", "3");
+        a.push("--json");
         a.extend(extra);
         num(&json(&run(&a)), "ppl")
     };
@@ -440,17 +421,7 @@ fn json_outputs_agree_across_commands() {
 #[test]
 fn exit_codes_and_messages() {
     let (dir, model, calib) = setup("exit");
-    let o = run(&[
-        "quantize",
-        "--model",
-        p(&model),
-        "--calib",
-        p(&calib),
-        "--out",
-        p(&dir.join("x.llvq")),
-        "--method",
-        "nope",
-    ]);
+    let o = run(&quantize_args(&model, &calib, &dir.join("x.llvq"), "nope"));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("unknown method") && stderr(&o).contains("nope"),
@@ -532,23 +503,7 @@ fn finetune_tunes_in_one_run_and_refuses_bad_input() {
 fn glvq_quantizes_inspects_and_evaluates() {
     let (dir, model, calib) = setup("glvq");
     let out = dir.join("g.llvq");
-    let q = |out: &Path, method: &str| {
-        run(&[
-            "quantize",
-            "--model",
-            p(&model),
-            "--calib",
-            p(&calib),
-            "--out",
-            p(out),
-            "--method",
-            method,
-            "--calib-seqs",
-            "2",
-            "--calib-ctx",
-            "32",
-        ])
-    };
+    let q = |out: &Path, method: &str| quantize_with(method, &model, &calib, out, &[]);
     let o = q(&out, "glvq:group=16,iters=2,ldlq=1");
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&["inspect", p(&out), "--json", "--tensors"]);
@@ -577,19 +532,9 @@ fn glvq_quantizes_inspects_and_evaluates() {
         o.status.success() && text.contains("glvq") && text.contains("side"),
         "{text}"
     );
-    let o = run(&[
-        "eval",
-        "ppl",
-        "--model",
-        p(&out),
-        "--text",
-        p(&calib),
-        "--ctx",
-        "16",
-        "--max-windows",
-        "1",
-        "--json",
-    ]);
+    let mut ppl = ppl_args(&out, &calib, "16", "1");
+    ppl.push("--json");
+    let o = run(&ppl);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = q(&dir.join("bad.llvq"), "glvq:bits=8");
     assert_eq!(o.status.code(), Some(1));

@@ -14,13 +14,12 @@
 
 use std::collections::HashMap;
 
+use crate::e8::E8Code;
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
 use crate::spec::{CodeId, Spec};
 
-pub const DIM: usize = 8;
-pub const BITS: u32 = 16;
+pub use crate::e8::{BITS, DIM};
 const SIZE: usize = 1 << BITS;
 
 /// The ball: codewords (coordinates ×2 as integers) in code order, and their inverse.
@@ -259,57 +258,26 @@ impl E8Ball {
     }
 }
 
-impl Quantizer for E8Ball {
-    fn method(&self) -> CodeId {
-        CodeId::E8Ball
+impl E8Code for E8Ball {
+    const ID: CodeId = CodeId::E8Ball;
+    fn scale(&self) -> f32 {
+        self.scale
     }
-    fn spec(&self) -> String {
-        format!("e8ball:scale={:?}", self.scale)
+    fn nearest(&self, y: &[f32; DIM]) -> u64 {
+        self.encode_unscaled(y)
     }
-    fn dim(&self) -> usize {
-        DIM
-    }
-    fn bits(&self) -> u32 {
-        BITS
-    }
-    fn encode_block(&self, x: &[f32]) -> Result<u64, CodeError> {
-        check_block(x, DIM)?;
-        let y: [f32; DIM] = std::array::from_fn(|i| x[i] * self.scale);
-        Ok(self.encode_unscaled(&y))
-    }
-    fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
-        check_code(code, BITS, "e8ball")?;
-        if out.len() != DIM {
-            return Err(CodeError::BadLength {
-                got: out.len(),
-                dim: DIM,
-            });
-        }
-        for (o, &v) in out.iter_mut().zip(&self.points[code as usize]) {
-            *o = v / self.scale;
-        }
-        Ok(())
+    fn codeword(&self, code: u64, out: &mut [f32]) {
+        out.copy_from_slice(&self.points[code as usize]);
     }
     /// Doubled coordinates v are all even in −6..=6 or all odd in −5..=5 (E8 = D8 ∪ D8 + ½,
     /// norm² ≤ 12), so with the block parity p, n = (v + 6 − p)/2 ∈ 0..=6 and a codeword is
     /// (n + (p − 6)/2)/scale: 4-bit identity levels.
-    fn grid(&self) -> Option<LevelGrid> {
-        Some(LevelGrid::identity(4))
-    }
-    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
-        check_code(code, BITS, "e8ball")?;
-        if levels.len() != DIM {
-            return Err(CodeError::GridLength {
-                method: "e8ball",
-                dim: DIM,
-                got: levels.len(),
-            });
-        }
+    fn levels(&self, code: u64, levels: &mut [u8]) -> f32 {
         let pt = &self.points[code as usize];
         let p = (pt[0] * 2.0) as i32 & 1;
         for (l, &v) in levels.iter_mut().zip(pt) {
             *l = (((v * 2.0) as i32 + 6 - p) / 2) as u8;
         }
-        Ok((1.0 / self.scale, (p as f32 - 6.0) * 0.5 / self.scale))
+        (p as f32 - 6.0) * 0.5
     }
 }

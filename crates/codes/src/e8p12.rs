@@ -20,15 +20,14 @@
 
 use std::sync::OnceLock;
 
+use crate::e8::E8Code;
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
 use crate::spec::{CodeId, Spec};
 
 /// Weights per block.
-pub const DIM: usize = 8;
+pub use crate::e8::{BITS, DIM};
 /// Bits per block.
-pub const BITS: u32 = 16;
 const _: () = assert!(BITS as usize == 2 * DIM);
 
 /// The 256 source points, entries in units of ½ (odd integers), in generation order.
@@ -212,51 +211,21 @@ impl E8p12 {
     }
 }
 
-impl Quantizer for E8p12 {
-    fn method(&self) -> CodeId {
-        CodeId::E8p12
-    }
-    fn spec(&self) -> String {
-        format!("e8p12:scale={:?}", self.scale)
-    }
-    fn dim(&self) -> usize {
-        DIM
-    }
-    fn bits(&self) -> u32 {
-        BITS
-    }
-    fn encode_block(&self, x: &[f32]) -> Result<u64, CodeError> {
-        check_block(x, DIM)?;
-        let y: [f32; DIM] = std::array::from_fn(|i| x[i] * self.scale);
-        Ok(self.encode_unscaled(&y))
-    }
-    fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
-        check_code(code, BITS, "e8p12")?;
-        if out.len() != DIM {
-            return Err(CodeError::BadLength {
-                got: out.len(),
-                dim: DIM,
-            });
-        }
+impl E8Code for E8p12 {
+    const ID: CodeId = CodeId::E8p12;
+    fn codeword(&self, code: u64, out: &mut [f32]) {
         self.decode_unscaled(code, out);
-        out.iter_mut().for_each(|v| *v /= self.scale);
-        Ok(())
+    }
+    fn nearest(&self, y: &[f32; DIM]) -> u64 {
+        self.encode_unscaled(y)
+    }
+    fn scale(&self) -> f32 {
+        self.scale
     }
     /// s ⊙ a has entries in {±½, ±3/2, ±5/2} (source entries are 1, 3 or 5 halves), so
     /// s ⊙ a = n − 5/2 with n ∈ 0..=5 and a codeword is (n − 5/2 ± ¼)/scale: 4-bit identity
     /// levels, the shift in the offset.
-    fn grid(&self) -> Option<LevelGrid> {
-        Some(LevelGrid::identity(4))
-    }
-    fn decode_block_grid(&self, code: u64, levels: &mut [u8]) -> Result<(f32, f32), CodeError> {
-        check_code(code, BITS, "e8p12")?;
-        if levels.len() != DIM {
-            return Err(CodeError::GridLength {
-                method: "e8p12",
-                dim: DIM,
-                got: levels.len(),
-            });
-        }
+    fn levels(&self, code: u64, levels: &mut [u8]) -> f32 {
         let k = (code & 0xFF) as usize;
         let signs = (code >> 8) & 0x7F;
         let shift = if code >> 15 & 1 == 1 { 0.25 } else { -0.25 };
@@ -267,6 +236,6 @@ impl Quantizer for E8p12 {
             let v = if neg { -(a as i32) } else { a as i32 };
             *l = ((v + 5) / 2) as u8;
         }
-        Ok((1.0 / self.scale, (shift - 2.5) / self.scale))
+        shift - 2.5
     }
 }

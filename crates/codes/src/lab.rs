@@ -47,6 +47,44 @@ pub struct Row {
     pub run_s: f64,
 }
 
+impl Row {
+    /// The row of a code, its measured columns still zero: [`Row::measured`] fills them.
+    pub fn new(label: String, spec: String, method_id: u16, dim: usize, bits_per_block: u32, rate: f64) -> Row {
+        Row {
+            label,
+            spec,
+            method_id,
+            dim,
+            bits_per_block,
+            rate,
+            mse: 0.0,
+            mse_se: 0.0,
+            sqnr_bits: 0.0,
+            retention_pct: 0.0,
+            vectors: 0,
+            fit_s: 0.0,
+            run_s: 0.0,
+        }
+    }
+
+    /// The row measured: `mse` and `var` are the mean and sample variance of the per-vector MSE
+    /// over `n` vectors. The one place that derives the standard error, SQNR and retention, so
+    /// rows of the fixed codes and of GLVQ (measured by the CLI) stay comparable.
+    pub fn measured(self, mse: f64, var: f64, n: f64, vectors: usize, fit_s: f64, run_s: f64) -> Row {
+        let sqnr = -0.5 * mse.log2();
+        Row {
+            mse,
+            mse_se: (var / n).sqrt(),
+            sqnr_bits: sqnr,
+            retention_pct: 100.0 * sqnr / self.rate,
+            vectors,
+            fit_s,
+            run_s,
+            ..self
+        }
+    }
+}
+
 /// The Shannon row at rate R: MSE* = 2^(−2R) (Eq. 18).
 pub fn shannon_row(rate: f64) -> Row {
     let mse = (-2.0 * rate).exp2();
@@ -100,23 +138,15 @@ pub fn measure(label: &str, q: &dyn Quantizer, vectors: usize, seed: u64, fit_s:
     let n = vectors as f64;
     let mse = s / n;
     let var = ((s2 - n * mse * mse) / (n - 1.0).max(1.0)).max(0.0);
-    let rate = q.rate();
-    let sqnr = -0.5 * mse.log2();
-    Ok(Row {
-        label: label.to_string(),
-        spec: q.spec(),
-        method_id: q.method().id(),
-        dim: q.dim(),
-        bits_per_block: q.bits(),
-        rate,
-        mse,
-        mse_se: (var / n).sqrt(),
-        sqnr_bits: sqnr,
-        retention_pct: 100.0 * sqnr / rate,
-        vectors,
-        fit_s,
-        run_s: t.elapsed().as_secs_f64(),
-    })
+    let row = Row::new(
+        label.to_string(),
+        q.spec(),
+        q.method().id(),
+        q.dim(),
+        q.bits(),
+        q.rate(),
+    );
+    Ok(row.measured(mse, var, n, vectors, fit_s, t.elapsed().as_secs_f64()))
 }
 
 /// Builds `spec` (timing the fit) and measures it.

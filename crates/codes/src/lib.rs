@@ -12,6 +12,7 @@
 //!   figures. Both are default features; the workspace's other crates turn them off.
 
 pub mod design;
+mod e8;
 pub mod e8ball;
 pub mod e8p12;
 pub mod error;

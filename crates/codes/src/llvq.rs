@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use crate::design::{chi_density, Grid};
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
+use crate::quantizer::{check_block, check_code, scaled_block, LevelGrid, Quantizer};
 use crate::source::{design, fit_scale};
 use crate::spec::{join_floats, CodeId, Spec};
 
@@ -158,8 +158,7 @@ impl Quantizer for SphericalShaping {
         self.ball().bits()
     }
     fn encode_block(&self, x: &[f32]) -> Result<u64, CodeError> {
-        check_block(x, DIM)?;
-        let y: [f32; DIM] = std::array::from_fn(|i| x[i] * self.scale);
+        let y = scaled_block::<DIM>(x, self.scale)?;
         Ok(self.search.search(&y, Metric::Euclidean)?.index)
     }
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {

@@ -116,9 +116,7 @@ pub trait Quantizer: Send + Sync {
     /// Decodes `codes` into `out` (`dim()` values per code) in parallel.
     fn decode(&self, codes: &[u64], out: &mut [f32]) -> Result<(), CodeError> {
         let d = self.dim();
-        if out.len() != codes.len() * d {
-            return Err(CodeError::BadLength { got: out.len(), dim: d });
-        }
+        check_len_eq(out.len(), codes.len() * d)?;
         out.par_chunks_mut(CHUNK * d)
             .zip(codes.par_chunks(CHUNK))
             .try_for_each(|(o, c)| {
@@ -190,9 +188,7 @@ fn check_scales(scales: &[f32], blocks: usize) -> Result<(), CodeError> {
 
 /// Checks one input block: length and finiteness (the encoders' shared precondition).
 pub(crate) fn check_block(x: &[f32], dim: usize) -> Result<(), CodeError> {
-    if x.len() != dim {
-        return Err(CodeError::BadLength { got: x.len(), dim });
-    }
+    check_len_eq(x.len(), dim)?;
     match x.iter().position(|v| !v.is_finite()) {
         Some(i) => Err(CodeError::NonFinite {
             position: i,
@@ -208,4 +204,23 @@ pub(crate) fn check_code(code: u64, bits: u32, method: &'static str) -> Result<(
         return Err(CodeError::CodeOutOfRange { code, bits, method });
     }
     Ok(())
+}
+
+/// `BadLength` unless a block buffer of `len` values holds exactly `dim`.
+pub(crate) fn check_len_eq(len: usize, dim: usize) -> Result<(), CodeError> {
+    if len != dim {
+        return Err(CodeError::BadLength { got: len, dim });
+    }
+    Ok(())
+}
+
+/// [`check_len_eq`] for a `decode_block_grid` call: the error names the grid.
+pub(crate) fn check_grid_len(method: &'static str, len: usize, dim: usize) -> Result<(), CodeError> {
+    check_len_eq(len, dim).map_err(|_| CodeError::GridLength { method, dim, got: len })
+}
+
+/// A checked input block times `scale`: the codebook units the scaled codes search in.
+pub(crate) fn scaled_block<const D: usize>(x: &[f32], scale: f32) -> Result<[f32; D], CodeError> {
+    check_block(x, D)?;
+    Ok(std::array::from_fn(|i| x[i] * scale))
 }

@@ -11,7 +11,7 @@
 
 use crate::design::{gaussian_mse, golden_min, lloyd_gaussian, thresholds};
 use crate::error::CodeError;
-use crate::quantizer::{check_block, check_code, LevelGrid, Quantizer};
+use crate::quantizer::{check_block, check_code, check_grid_len, check_len_eq, LevelGrid, Quantizer};
 use crate::spec::{CodeId, Spec};
 
 /// A scalar code repeated over a block.
@@ -135,12 +135,7 @@ impl Quantizer for Scalar {
     }
     fn decode_block(&self, code: u64, out: &mut [f32]) -> Result<(), CodeError> {
         check_code(code, self.bits(), self.method.name())?;
-        if out.len() != self.dim {
-            return Err(CodeError::BadLength {
-                got: out.len(),
-                dim: self.dim,
-            });
-        }
+        check_len_eq(out.len(), self.dim)?;
         let mask = (1u64 << self.bits) - 1;
         for (j, o) in out.iter_mut().enumerate() {
             *o = self.levels[((code >> (j as u32 * self.bits)) & mask) as usize];
@@ -169,13 +164,7 @@ impl Quantizer for Scalar {
                 method: self.method.name(),
             });
         }
-        if levels.len() != self.dim {
-            return Err(CodeError::GridLength {
-                method: self.method.name(),
-                dim: self.dim,
-                got: levels.len(),
-            });
-        }
+        check_grid_len(self.method.name(), levels.len(), self.dim)?;
         let mask = (1u64 << self.bits) - 1;
         for (j, l) in levels.iter_mut().enumerate() {
             *l = ((code >> (j as u32 * self.bits)) & mask) as u8;

@@ -185,6 +185,15 @@ impl Rope {
     }
 }
 
+/// What a layer's queries attend to: the causal mask, over the cache when there is one, with
+/// the hook seeing each linear input; or an additive mask `[t, s]` (0 where a query may attend,
+/// -inf elsewhere) without cache or hook, which the tree forward of `tree.rs` uses to score
+/// several branches in one pass.
+enum Attend<'a> {
+    Causal(Option<&'a mut LayerCache>, &'a mut dyn LinearHook),
+    Masked(&'a Tensor),
+}
+
 impl Layer {
     fn from_weights(
         cfg: &Config,
@@ -314,21 +323,16 @@ impl Layer {
         cache: Option<&mut LayerCache>,
         hook: &mut dyn LinearHook,
     ) -> Result<Tensor> {
-        self.forward_with(cfg, x, rope, cache, hook, None)
+        self.forward_with(cfg, x, rope, Attend::Causal(cache, hook))
     }
 
-    /// [`Layer::forward`] with an optional additive attention mask `[t, s]` (0 where a query
-    /// may attend, -inf elsewhere) in place of the causal one; the tree forward of `tree.rs`
-    /// uses it to score several branches in one pass.
-    fn forward_with(
-        &self,
-        cfg: &Config,
-        x: &Tensor,
-        rope: &Rope,
-        cache: Option<&mut LayerCache>,
-        hook: &mut dyn LinearHook,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    /// [`Layer::forward`] under either attention of [`Attend`].
+    fn forward_with(&self, cfg: &Config, x: &Tensor, rope: &Rope, attend: Attend<'_>) -> Result<Tensor> {
+        let mut no_hook = NoHook;
+        let (cache, hook, mask): (_, &mut dyn LinearHook, _) = match attend {
+            Attend::Causal(cache, hook) => (cache, hook, None),
+            Attend::Masked(mask) => (None, &mut no_hook, Some(mask)),
+        };
         let name = format!("model.layers.{}", self.index);
         let eps = cfg.rms_eps as f32;
         let (t, _) = x.dims2().ctx(&name)?;

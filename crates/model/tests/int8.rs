@@ -10,32 +10,14 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn gauss(rng: &mut StdRng, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let (u, v): (f32, f32) = (rng.random::<f32>().max(1e-7), rng.random());
-            (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-        })
-        .collect()
-}
+mod common;
+use common::{gauss, random_codes};
 
 /// A packed matrix of random codes with random positive block scales.
 fn packed(spec: &str, rows: usize, cols: usize, rng: &mut StdRng) -> PackedWeight {
     let q = from_spec(spec).unwrap();
-    let d = q.dim();
-    let padded = cols.div_ceil(d) * d;
-    // One scale per 96 weights of a row (a multiple of every chunk length), so codes of fewer
-    // than 8 dimensions group into chunks sharing a scale.
-    let per_row = padded / d;
-    let groups: Vec<f32> = (0..rows * padded.div_ceil(96))
-        .map(|_| 0.01 + rng.random::<f32>())
-        .collect();
-    let scales: Vec<f32> = (0..rows * per_row)
-        .map(|b| groups[(b / per_row) * padded.div_ceil(96) + (b % per_row) * d / 96])
-        .collect();
-    let x = gauss(rng, rows * padded);
-    let xs: Vec<f32> = x.iter().enumerate().map(|(i, v)| v * scales[i / d]).collect();
-    let codes = q.encode_scaled(&xs, &scales).unwrap();
+    let padded = cols.div_ceil(q.dim()) * q.dim();
+    let (codes, scales) = random_codes(q.as_ref(), rows, padded, rng);
     PackedWeight::from_codes(q.as_ref(), rows, cols, padded, &codes, &scales).unwrap()
 }
 

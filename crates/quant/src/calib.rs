@@ -103,38 +103,27 @@ impl Hessian {
         }
     }
 
-    /// A fixed-point sum read back from a Hessian file.
-    pub fn from_fixed(n: usize, sum: Vec<i128>, tokens: usize) -> Result<Hessian> {
-        if sum.len() != n * n {
+    /// A Hessian of stored sums, `len` of them, checked to be `n × n`.
+    fn stored(n: usize, len: usize, sum: Sum, tokens: usize) -> Result<Hessian> {
+        if len != n * n {
             return Err(QuantError::Calibration(format!(
-                "a {n}×{n} Hessian needs {} entries, got {}",
-                n * n,
-                sum.len()
+                "a {n}×{n} Hessian needs {} entries, got {len}",
+                n * n
             )));
         }
-        Ok(Hessian {
-            n,
-            sum: Sum::Fixed(sum),
-            tokens,
-        })
+        Ok(Hessian { n, sum, tokens })
+    }
+
+    /// A fixed-point sum read back from a Hessian file.
+    pub fn from_fixed(n: usize, sum: Vec<i128>, tokens: usize) -> Result<Hessian> {
+        Hessian::stored(n, sum.len(), Sum::Fixed(sum), tokens)
     }
 
     /// An f64 accumulator holding fixed-point sums already rounded to f64 (`v as f64 · 2⁻⁶⁴`,
     /// exactly what [`Hessian::mean`] of the fixed-point form computes first): same mean
     /// bits, half the memory. For quantizing from stored sums, which are never added to.
     pub fn from_rounded(n: usize, sum: Vec<f64>, tokens: usize) -> Result<Hessian> {
-        if sum.len() != n * n {
-            return Err(QuantError::Calibration(format!(
-                "a {n}×{n} Hessian needs {} entries, got {}",
-                n * n,
-                sum.len()
-            )));
-        }
-        Ok(Hessian {
-            n,
-            sum: Sum::Float(sum),
-            tokens,
-        })
+        Hessian::stored(n, sum.len(), Sum::Float(sum), tokens)
     }
 
     /// A stored fixed-point entry rounded to f64, as [`Hessian::from_rounded`] expects.

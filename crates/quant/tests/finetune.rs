@@ -7,49 +7,22 @@ use std::path::{Path, PathBuf};
 
 use llvq_model::candle_core::{DType, Device, Tensor, Var};
 use llvq_model::config::{Arch, Config};
-use llvq_model::testing::{random_weights, tiny_tokenizer, tmpdir};
+use llvq_model::testing::{random_weights, tiny_tokenizer};
 use llvq_model::{LinearName, Model};
-use llvq_quant::calib::CalibParams;
 use llvq_quant::finetune::forward::{ScaleMap, Scales, Student};
 use llvq_quant::finetune::objective::{self, Objective};
 use llvq_quant::finetune::run::{checkpoint_path, model_with_scales};
 use llvq_quant::finetune::{finetune, FinetuneParams, FtEvent};
 use llvq_quant::format::{self, Bits, INPUT_SCALE};
-use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::Event;
-use llvq_quant::{load_llvq, quantize_model, CalibMode, QuantizeParams, Rotate};
+use llvq_quant::{load_llvq, Rotate};
 
-fn config() -> Config {
-    Config {
-        hidden_size: 48,
-        intermediate_size: 40,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 12,
-        ..llvq_model::testing::tiny_config(Arch::Llama)
-    }
-}
+mod common;
 
 /// A tiny model (HF directory), a calibration text and a quantized file of it.
 fn setup(name: &str, method: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
-    let dir = tmpdir(&format!("ft-{name}"));
-    let cfg = config();
-    let model = dir.join("model");
-    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &model).unwrap();
-    let calib = dir.join("calib.txt");
-    std::fs::write(&calib, llvq_model::testing::word_text(12345, 600)).unwrap();
+    let (dir, model, calib) = common::setup(&format!("ft-{name}"));
     let q = dir.join("q.llvq");
-    let p = QuantizeParams {
-        method: method.into(),
-        rotate: Rotate::Both,
-        seed: 5,
-        calib_text: calib.clone(),
-        calib: CalibParams { seqs: 4, ctx: 64 },
-        mode: CalibMode::Sequential,
-        ldlq: LdlqParams::default(),
-        embed_f16: true,
-    };
-    quantize_model(&model, &q, &p, false, &mut |_: Event<'_>| ControlFlow::Continue(())).unwrap();
+    common::quantize(&model, &q, &common::params(method, &calib, Rotate::Both)).unwrap();
     (dir, model, calib, q)
 }
 
@@ -387,7 +360,7 @@ fn bad_inputs_are_clear_errors_without_output() {
         hidden_size: 24,
         num_heads: 2,
         num_kv_heads: 1,
-        ..config()
+        ..common::config(Arch::Llama)
     };
     llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &other).unwrap();
     let e = finetune(

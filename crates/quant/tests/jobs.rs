@@ -1,26 +1,23 @@
 //! Issue 14: offline Hessians sharded by data, layer ranges as jobs, and their merge, on tiny
 //! synthetic models. The reference is always an independent single-process `--mode full` run.
-use std::ops::{ControlFlow, Range};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use llvq_model::config::{Arch, Config};
-use llvq_model::testing::{random_weights, tiny_tokenizer, tmpdir};
+use llvq_model::testing::{random_weights, tmpdir};
 use llvq_quant::calib::CalibParams;
 use llvq_quant::hessians;
-use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::{calibrate, merge_parts, quantize_layers, sharded_run, CalibrateParams, Event, Shard};
-use llvq_quant::{quantize_model, CalibMode, QuantError, QuantizeParams, Rotate};
+use llvq_quant::pipeline::{calibrate, merge_parts, quantize_layers, sharded_run, CalibrateParams, Shard};
+use llvq_quant::{CalibMode, QuantError, QuantizeParams, Rotate};
+
+mod common;
+use common::{error_text, go, quantize};
 
 /// A Qwen2-style model (biases: plain tensors inside the layers) 48 wide, MLP 40, 3 layers.
 fn config(arch: Arch) -> Config {
     Config {
-        hidden_size: 48,
-        intermediate_size: 40,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 12,
         num_layers: 3,
-        ..llvq_model::testing::tiny_config(arch)
+        ..common::config(arch)
     }
 }
 
@@ -28,9 +25,8 @@ fn config(arch: Arch) -> Config {
 fn setup(name: &str, arch: Arch, bf16: bool, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
     let dir = tmpdir(name);
     let cfg = config(arch);
-    let model = dir.join("model");
     let w = random_weights(&cfg, seed);
-    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &w, &model).unwrap();
+    let model = common::write_model(&dir, &cfg, &w);
     if bf16 {
         let t: std::collections::HashMap<String, llvq_model::candle_core::Tensor> = w
             .tensors
@@ -39,26 +35,17 @@ fn setup(name: &str, arch: Arch, bf16: bool, seed: u64) -> (PathBuf, PathBuf, Pa
             .collect();
         llvq_model::candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
     }
-    let calib = dir.join("calib.txt");
-    std::fs::write(&calib, llvq_model::testing::word_text(777, 900)).unwrap();
+    let calib = common::write_calib(&dir, 777, 900);
     (dir, model, calib)
 }
 
 fn params(calib: &Path) -> QuantizeParams {
     QuantizeParams {
-        method: "e8p12".into(),
-        rotate: Rotate::Both,
         seed: 9,
-        calib_text: calib.to_path_buf(),
         calib: CalibParams { seqs: 6, ctx: 48 },
         mode: CalibMode::Full,
-        ldlq: LdlqParams::default(),
-        embed_f16: true,
+        ..common::params("e8p12", calib, Rotate::Both)
     }
-}
-
-fn go(_: Event<'_>) -> ControlFlow<()> {
-    ControlFlow::Continue(())
 }
 
 fn calib_params(p: &QuantizeParams, shard: Shard) -> CalibrateParams {
@@ -97,7 +84,7 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
         let (dir, model, calib) = setup(&format!("jobs-{arch:?}-{bf16}"), arch, bf16, 21);
         let p = params(&calib);
         let whole = dir.join("whole.llvq");
-        quantize_model(&model, &whole, &p, false, &mut go).unwrap();
+        quantize(&model, &whole, &p).unwrap();
         let whole = std::fs::read(&whole).unwrap();
 
         // 1, 2 and 3 shards: identical Hessian bits once merged.
@@ -210,52 +197,35 @@ fn bad_parts_and_hessians_are_refused_by_name_and_nothing_is_written() {
         &mut go,
     )
     .unwrap();
-    let f = part(
-        "f.llvq",
-        1..3,
-        &QuantizeParams {
-            calib: CalibParams { seqs: 6, ctx: 40 },
-            ..p.clone()
-        },
-        &h2,
-    )
-    .unwrap();
+    let windows_6x40 = QuantizeParams {
+        calib: CalibParams { seqs: 6, ctx: 40 },
+        ..p.clone()
+    };
+    let f = part("f.llvq", 1..3, &windows_6x40, &h2).unwrap();
     let e = err(&[&a, &f]);
     assert!(e.contains("f.llvq") && e.contains("Hessians"), "{e}");
     // Not a part at all.
     let whole = dir.join("whole.llvq");
-    quantize_model(&model, &whole, &p, false, &mut go).unwrap();
+    quantize(&model, &whole, &p).unwrap();
     let e = err(&[&a, &whole]);
     assert!(e.contains("whole.llvq") && e.contains("not a layer-range part"), "{e}");
 
     // Sequential mode, an incomplete or mismatched Hessian directory, an over-tight memory limit.
-    let e = part(
-        "s.llvq",
-        0..1,
-        &QuantizeParams {
-            mode: CalibMode::Sequential,
-            ..p.clone()
-        },
-        &h,
-    )
-    .unwrap_err()
-    .to_string();
+    let sequential = QuantizeParams {
+        mode: CalibMode::Sequential,
+        ..p.clone()
+    };
+    let e = error_text(part("s.llvq", 0..1, &sequential, &h));
     assert!(e.contains("--mode full"), "{e}");
     let half = dir.join("half");
     calibrate(&model, &half, &calib_params(&p, Shard { index: 0, count: 2 }), &mut go).unwrap();
     let e = part("i.llvq", 0..1, &p, &half).unwrap_err().to_string();
     assert!(e.contains("3 of the 6") && e.contains("merge"), "{e}");
-    let e = part(
-        "j.llvq",
-        0..1,
-        &QuantizeParams {
-            calib: CalibParams { seqs: 5, ctx: 48 },
-            ..p.clone()
-        },
-        &h,
-    )
-    .unwrap_err()
-    .to_string();
+    let windows_5x48 = QuantizeParams {
+        calib: CalibParams { seqs: 5, ctx: 48 },
+        ..p.clone()
+    };
+    let e = error_text(part("j.llvq", 0..1, &windows_5x48, &h));
     assert!(e.contains("6 × 48"), "{e}");
     let e = part("k.llvq", 2..4, &p, &h).unwrap_err().to_string();
     assert!(e.contains("3 layers"), "{e}");

@@ -1,60 +1,22 @@
 //! One integration-test binary for the pipeline: tiny synthetic models written as Hugging Face
 //! directories, quantized end to end, loaded back and checked against independent
 //! recomputations.
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use half::f16;
 use llvq_codes::from_spec;
 use llvq_model::config::{Arch, Config};
-use llvq_model::testing::{random_weights, tiny_tokenizer, tmpdir};
+use llvq_model::testing::{random_weights, tmpdir};
 use llvq_model::{LinearName, Model};
 use llvq_quant::calib::CalibParams;
 use llvq_quant::format::{self, LinearMeta};
 use llvq_quant::hadamard::Rotation;
 use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::{parts_dir, quantize_linear, Event};
+use llvq_quant::pipeline::{parts_dir, quantize_linear};
 use llvq_quant::{load_llvq, quantize_model, CalibMode, QuantError, QuantizeParams, Rotate};
 
-/// A Llama-style model 48 wide with an MLP of 40 (not a multiple of 24: exercises the tail).
-fn config() -> Config {
-    Config {
-        hidden_size: 48,
-        intermediate_size: 40,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 12,
-        ..llvq_model::testing::tiny_config(Arch::Llama)
-    }
-}
-
-/// Writes the model as an HF directory and a calibration text; returns (model dir, text).
-fn setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let dir = tmpdir(name);
-    let cfg = config();
-    let model = dir.join("model");
-    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 3), &model).unwrap();
-    let calib = dir.join("calib.txt");
-    std::fs::write(&calib, llvq_model::testing::word_text(12345, 600)).unwrap();
-    (dir, model, calib)
-}
-
-fn params(method: &str, calib: &Path, rotate: Rotate) -> QuantizeParams {
-    QuantizeParams {
-        method: method.into(),
-        rotate,
-        seed: 5,
-        calib_text: calib.to_path_buf(),
-        calib: CalibParams { seqs: 4, ctx: 64 },
-        mode: CalibMode::Sequential,
-        ldlq: LdlqParams::default(),
-        embed_f16: true,
-    }
-}
-
-fn go(_: Event<'_>) -> ControlFlow<()> {
-    ControlFlow::Continue(())
-}
+mod common;
+use common::{error_text, go, params, quantize, setup, stop_after_layer_0};
 
 fn weight(m: &Model, layer: usize, lin: LinearName) -> Vec<f32> {
     m.layers()[layer]
@@ -91,7 +53,7 @@ fn restored_weights_are_the_decoded_codes_rotated_back() {
     let (dir, model_dir, calib) = setup("restore");
     for method in ["llvq-sg:m=12,gain=1", "e8p12", "gptq"] {
         let out = dir.join("m.llvq");
-        quantize_model(&model_dir, &out, &params(method, &calib, Rotate::Both), false, &mut go).unwrap();
+        quantize(&model_dir, &out, &params(method, &calib, Rotate::Both)).unwrap();
         let (model, _, _) = load_llvq(&out).unwrap();
         let c = format::read(&out).unwrap();
         assert_eq!(c.linears.len(), 7 * 2);
@@ -150,16 +112,9 @@ fn quantized_model_is_close_and_bits_are_counted() {
     let ids = tok.encode("the leech lattice in the golay code").unwrap();
     let ref_logits = fp.logits(&ids).unwrap();
     let out = dir.join("sg.llvq");
-    let r = quantize_model(
-        &model_dir,
-        &out,
-        &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both),
-        false,
-        &mut go,
-    )
-    .unwrap();
+    let r = quantize(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both)).unwrap();
     // Bits: each linear's code stream, f16 scales per row and two 64-bit seeds, from the shapes.
-    let cfg = config();
+    let cfg = common::config(Arch::Llama);
     let shapes: [(usize, usize); 7] = [(48, 48), (24, 48), (24, 48), (48, 48), (40, 48), (40, 48), (48, 40)];
     let (mut weights, mut bits) = (0u64, 0u64);
     for (rows, cols) in shapes {
@@ -173,21 +128,10 @@ fn quantized_model_is_close_and_bits_are_counted() {
     // bound, but a broken decode or rotation gives logits unrelated to the reference).
     let (q, _, _) = load_llvq(&out).unwrap();
     let ql = q.logits(&ids).unwrap();
-    let d = (&ql - &ref_logits)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let v = ref_logits
-        .sqr()
-        .unwrap()
-        .mean_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let mean_square =
+        |t: &llvq_model::candle_core::Tensor| t.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    let d = mean_square(&(&ql - &ref_logits).unwrap());
+    let v = mean_square(&ref_logits);
     assert!(d.is_finite() && d < 0.5 * v, "logit error {d} vs logit power {v}");
     // And every statistic is sane: relative proxy loss well below 1.
     for s in &r.stats {
@@ -205,9 +149,9 @@ fn interrupted_run_resumes_to_the_same_bytes() {
             ..params("e8p12", &calib, Rotate::Input)
         };
         let whole = dir.join(format!("whole-{mode:?}.llvq"));
-        quantize_model(&model_dir, &whole, &p, false, &mut go).unwrap();
+        quantize(&model_dir, &whole, &p).unwrap();
         let again = dir.join(format!("again-{mode:?}.llvq"));
-        quantize_model(&model_dir, &again, &p, false, &mut go).unwrap();
+        quantize(&model_dir, &again, &p).unwrap();
         assert_eq!(
             std::fs::read(&whole).unwrap(),
             std::fs::read(&again).unwrap(),
@@ -215,22 +159,14 @@ fn interrupted_run_resumes_to_the_same_bytes() {
         );
 
         let cut = dir.join(format!("cut-{mode:?}.llvq"));
-        let mut stop = |e: Event<'_>| match e {
-            Event::LayerDone { layer: 0, .. } => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        };
-        let e = quantize_model(&model_dir, &cut, &p, false, &mut stop).unwrap_err();
+        let e = quantize_model(&model_dir, &cut, &p, false, &mut stop_after_layer_0).unwrap_err();
         assert!(matches!(e, QuantError::Interrupted { layer: 0 }), "{e}");
         assert!(!cut.exists() && parts_dir(&cut).join("layer-0000.safetensors").exists());
         // Without --resume the leftover parts are refused; with other parameters too.
-        let e = quantize_model(&model_dir, &cut, &p, false, &mut go)
-            .unwrap_err()
-            .to_string();
+        let e = error_text(quantize(&model_dir, &cut, &p));
         assert!(e.contains("--resume"), "{e}");
         let other = QuantizeParams { seed: 6, ..p.clone() };
-        let e = quantize_model(&model_dir, &cut, &other, true, &mut go)
-            .unwrap_err()
-            .to_string();
+        let e = error_text(quantize_model(&model_dir, &cut, &other, true, &mut go));
         assert!(e.contains("seed"), "{e}");
         let r = quantize_model(&model_dir, &cut, &p, true, &mut go).unwrap();
         assert_eq!(r.layers_resumed, 1);
@@ -251,20 +187,14 @@ fn resume_refuses_inputs_edited_in_place() {
     let (dir, model_dir, calib) = setup("resume-hash");
     let p = params("rtn", &calib, Rotate::Input);
     let out = dir.join("cut.llvq");
-    let mut stop = |e: Event<'_>| match e {
-        Event::LayerDone { layer: 0, .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    };
-    let e = quantize_model(&model_dir, &out, &p, false, &mut stop).unwrap_err();
+    let e = quantize_model(&model_dir, &out, &p, false, &mut stop_after_layer_0).unwrap_err();
     assert!(matches!(e, QuantError::Interrupted { layer: 0 }), "{e}");
     // Same size, other bytes: the first word changes.
     let original = std::fs::read(&calib).unwrap();
     let mut edited = original.clone();
     edited[..3].copy_from_slice(b"THE");
     std::fs::write(&calib, &edited).unwrap();
-    let e = quantize_model(&model_dir, &out, &p, true, &mut go)
-        .unwrap_err()
-        .to_string();
+    let e = error_text(quantize_model(&model_dir, &out, &p, true, &mut go));
     assert!(e.contains("calib_text_fnv1a"), "{e}");
     std::fs::write(&calib, &original).unwrap();
     let weights = model_dir.join("model.safetensors");
@@ -272,9 +202,7 @@ fn resume_refuses_inputs_edited_in_place() {
     let last = w.len() - 1;
     w[last] ^= 1;
     std::fs::write(&weights, &w).unwrap();
-    let e = quantize_model(&model_dir, &out, &p, true, &mut go)
-        .unwrap_err()
-        .to_string();
+    let e = error_text(quantize_model(&model_dir, &out, &p, true, &mut go));
     assert!(e.contains("model_fnv1a"), "{e}");
     w[last] ^= 1;
     std::fs::write(&weights, &w).unwrap();
@@ -297,7 +225,7 @@ fn rotation_sides_and_rtn() {
         (Rotate::Input, "lloyd:bits=2,group=24"),
     ] {
         let out = dir.join("x.llvq");
-        let r = quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
+        let r = quantize(&model_dir, &out, &params(method, &calib, rotate)).unwrap();
         let c = format::read(&out).unwrap();
         for l in &c.linears {
             assert_eq!(l.meta.rot_in.is_some(), rotate.input());
@@ -390,18 +318,10 @@ fn wide_model_of_width_4096() {
         head_dim: 16,
         ..llvq_model::testing::tiny_config(Arch::Llama)
     };
-    let model_dir = dir.join("model");
-    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &random_weights(&cfg, 4), &model_dir).unwrap();
+    let model_dir = common::write_model(&dir, &cfg, &random_weights(&cfg, 4));
     let (_, _, calib) = setup("wide-text");
     let out = dir.join("w.llvq");
-    let r = quantize_model(
-        &model_dir,
-        &out,
-        &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both),
-        false,
-        &mut go,
-    )
-    .unwrap();
+    let r = quantize(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both)).unwrap();
     let c = format::read(&out).unwrap();
     for l in &c.linears {
         let b = l.meta.bits_stored();
@@ -424,37 +344,19 @@ fn wide_model_of_width_4096() {
 fn bad_inputs_are_errors_naming_the_culprit() {
     let (dir, model_dir, calib) = setup("bad");
     let out = dir.join("o.llvq");
-    let e = quantize_model(
-        &model_dir,
-        &out,
-        &params("nope:m=1", &calib, Rotate::Both),
-        false,
-        &mut go,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = error_text(quantize(&model_dir, &out, &params("nope:m=1", &calib, Rotate::Both)));
     assert!(e.contains("unknown method"), "{e}");
     let missing = dir.join("missing.txt");
-    let e = quantize_model(
-        &model_dir,
-        &out,
-        &params("e8p12", &missing, Rotate::Both),
-        false,
-        &mut go,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = error_text(quantize(&model_dir, &out, &params("e8p12", &missing, Rotate::Both)));
     assert!(e.contains("missing.txt"), "{e}");
     std::fs::remove_dir_all(parts_dir(&out)).ok();
     let short = dir.join("short.txt");
     std::fs::write(&short, "the lattice").unwrap();
-    let e = quantize_model(&model_dir, &out, &params("e8p12", &short, Rotate::Both), false, &mut go)
-        .unwrap_err()
-        .to_string();
+    let e = error_text(quantize(&model_dir, &out, &params("e8p12", &short, Rotate::Both)));
     assert!(e.contains("fewer than"), "{e}");
     std::fs::remove_dir_all(parts_dir(&out)).ok();
     // A corrupted file: truncated, or a code stream cut short.
-    quantize_model(&model_dir, &out, &params("e8p12", &calib, Rotate::None), false, &mut go).unwrap();
+    quantize(&model_dir, &out, &params("e8p12", &calib, Rotate::None)).unwrap();
     let bytes = std::fs::read(&out).unwrap();
     let cut = dir.join("cut.llvq");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
@@ -496,7 +398,7 @@ fn f32_embeddings_round_trip_exactly() {
         embed_f16: false,
         ..params("e8p12", &calib, Rotate::Both)
     };
-    quantize_model(&model_dir, &out, &p, false, &mut go).unwrap();
+    quantize(&model_dir, &out, &p).unwrap();
     let (fp, _) = llvq_model::load(&model_dir).unwrap();
     let (q, _, _) = load_llvq(&out).unwrap();
     let a = fp.to_weights().unwrap();
@@ -535,6 +437,37 @@ fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
     m.logits(ids).unwrap().flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// The logits of `ids` fed one token at a time through the KV cache (the generation path:
+/// one-row products).
+fn cached_logits(m: &Model, ids: &[u32]) -> Vec<f32> {
+    let mut cache = KvCache::new(m.config().num_layers);
+    let mut steps = Vec::new();
+    for &t in ids {
+        let l = m.forward(&[t], Some(&mut cache), &mut NoHook).unwrap();
+        steps.extend(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    }
+    steps
+}
+
+/// Asserts that every linear of the first two layers of `c` expands to that of `d`.
+fn assert_same_linears(c: &Model, d: &Model, what: &str) {
+    for l in 0..2 {
+        for lin in LinearName::ALL {
+            let (a, b) = (weight(c, l, lin), weight(d, l, lin));
+            assert!(rel_diff(&a, &b) < 1e-5, "{what} layer {l} {lin:?}");
+        }
+    }
+}
+
+/// The file loaded dense and compressed, and the logits of both on `ids`, which must agree.
+fn load_both(out: &Path, ids: &[u32], what: &str) -> (Model, Model, Vec<f32>) {
+    let (d, _, _) = compressed::load(out, &DENSE).unwrap();
+    let (c, _, _) = compressed::load(out, &COMPRESSED).unwrap();
+    let (ld, lc) = (logits(&d, ids), logits(&c, ids));
+    assert!(rel_diff(&lc, &ld) < 1e-4, "{what}: {}", rel_diff(&lc, &ld));
+    (d, c, ld)
+}
+
 /// Largest |a − b| relative to the largest |b|.
 fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -549,30 +482,17 @@ fn compressed_runtime_matches_the_dense_path() {
     for method in ["llvq-sg:m=12,gain=1", "llvq-ss:m=13", "e8p12", "gptq", "lloyd:bits=2"] {
         for rotate in [Rotate::Both, Rotate::None, Rotate::Input] {
             let out = dir.join("r.llvq");
-            quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
-            let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
-            let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
-            let (ld, lc) = (logits(&d, &ids), logits(&c, &ids));
-            assert!(rel_diff(&lc, &ld) < 1e-4, "{method} {rotate:?}: {}", rel_diff(&lc, &ld));
-            // Token by token through the KV cache (the generation path: one-row products).
-            let mut cache = KvCache::new(c.config().num_layers);
-            let mut steps = Vec::new();
-            for &t in &ids {
-                let l = c.forward(&[t], Some(&mut cache), &mut NoHook).unwrap();
-                steps.extend(l.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-            }
+            quantize(&model_dir, &out, &params(method, &calib, rotate)).unwrap();
+            let (d, c, ld) = load_both(&out, &ids, &format!("{method} {rotate:?}"));
+            // Token by token through the KV cache.
+            let steps = cached_logits(&c, &ids);
             assert!(
                 rel_diff(&steps, &ld) < 1e-4,
                 "{method} {rotate:?} cached: {}",
                 rel_diff(&steps, &ld)
             );
             // Every expanded compressed linear is the dense path's weight.
-            for l in 0..2 {
-                for lin in LinearName::ALL {
-                    let (a, b) = (weight(&c, l, lin), weight(&d, l, lin));
-                    assert!(rel_diff(&a, &b) < 1e-5, "{method} {rotate:?} layer {l} {lin:?}");
-                }
-            }
+            assert_same_linears(&c, &d, &format!("{method} {rotate:?}"));
             // Compressed linears hold fewer bytes than f32 ones.
             assert!(c.linear_footprint().1 < d.linear_footprint().1, "{method}");
         }
@@ -584,7 +504,7 @@ fn compressed_runtime_matches_the_dense_path() {
 fn q8_head_is_close_and_smaller() {
     let (dir, model_dir, calib) = setup("q8head");
     let out = dir.join("h.llvq");
-    quantize_model(&model_dir, &out, &params("e8p12", &calib, Rotate::Both), false, &mut go).unwrap();
+    quantize(&model_dir, &out, &params("e8p12", &calib, Rotate::Both)).unwrap();
     let ids: Vec<u32> = (0..9).collect();
     let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
     let (q, _, _) = compressed::load(
@@ -604,14 +524,7 @@ fn q8_head_is_close_and_smaller() {
 fn compressed_load_rejects_bad_files_by_name() {
     let (dir, model_dir, calib) = setup("runtime-bad");
     let out = dir.join("o.llvq");
-    quantize_model(
-        &model_dir,
-        &out,
-        &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both),
-        false,
-        &mut go,
-    )
-    .unwrap();
+    quantize(&model_dir, &out, &params("llvq-sg:m=12,gain=1", &calib, Rotate::Both)).unwrap();
     let load = |p: &Path| match compressed::load(p, &COMPRESSED) {
         Ok(_) => panic!("{} loaded", p.display()),
         Err(e) => e.to_string(),
@@ -725,30 +638,11 @@ fn default_model_runs_compressed_with_the_dense_paths_logits() {
             calib: CalibParams { seqs: 4, ctx: 64 },
             ..params(method, &calib, rotate)
         };
-        quantize_model(&model_dir, &out, &p, false, &mut go).unwrap();
-        let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
-        let (c, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
-        let ld = logits(&d, &ids);
+        quantize(&model_dir, &out, &p).unwrap();
         // Prefill (tiles + gemm, f32 rotations on blocks) and generation (matrix-vector
         // products on single tokens through the KV cache) both give the dense logits.
-        let lc = logits(&c, &ids);
-        assert!(
-            rel_diff(&lc, &ld) < 1e-4,
-            "{method} {rotate:?} prefill: {}",
-            rel_diff(&lc, &ld)
-        );
-        let mut cache = KvCache::new(c.config().num_layers);
-        let mut steps = Vec::new();
-        for &t in &ids {
-            steps.extend(
-                c.forward(&[t], Some(&mut cache), &mut NoHook)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap(),
-            );
-        }
+        let (_, c, ld) = load_both(&out, &ids, &format!("{method} {rotate:?} prefill"));
+        let steps = cached_logits(&c, &ids);
         assert!(
             rel_diff(&steps, &ld) < 1e-4,
             "{method} {rotate:?} cached: {}",
@@ -788,7 +682,7 @@ fn glvq_runs_in_the_pipeline_and_decodes_the_same_in_both_runtimes() {
         ("glvq:group=16,bits=1.5,iters=2", Rotate::Output),
     ] {
         let out = dir.join("g.llvq");
-        let r = quantize_model(&model_dir, &out, &params(method, &calib, rotate), false, &mut go).unwrap();
+        let r = quantize(&model_dir, &out, &params(method, &calib, rotate)).unwrap();
         // Honest bits: codes at exactly the target, side information counted.
         let target = if method.contains("bits=1.5") { 1.5 } else { 2.0 };
         assert_eq!(r.linears.code as f64, target * r.linears.weights as f64, "{method}");
@@ -807,16 +701,8 @@ fn glvq_runs_in_the_pipeline_and_decodes_the_same_in_both_runtimes() {
                     .as_str()
             )
         );
-        let (d, _, _) = compressed::load(&out, &DENSE).unwrap();
-        let (cm, _, _) = compressed::load(&out, &COMPRESSED).unwrap();
-        let (ld, lc) = (logits(&d, &ids), logits(&cm, &ids));
-        assert!(rel_diff(&lc, &ld) < 1e-4, "{method} {rotate:?}: {}", rel_diff(&lc, &ld));
-        for l in 0..2 {
-            for lin in LinearName::ALL {
-                let (a, b) = (weight(&cm, l, lin), weight(&d, l, lin));
-                assert!(rel_diff(&a, &b) < 1e-5, "{method} {rotate:?} layer {l} {lin:?}");
-            }
-        }
+        let (d, cm, _) = load_both(&out, &ids, &format!("{method} {rotate:?}"));
+        assert_same_linears(&cm, &d, &format!("{method} {rotate:?}"));
         // The dense weights are the original-domain decode, and they are near the originals.
         let (orig, _) = llvq_model::load(&model_dir).unwrap();
         let (a, b) = (weight(&d, 1, LinearName::Down), weight(&orig, 1, LinearName::Down));
@@ -832,13 +718,9 @@ fn glvq_run_resumes_to_the_same_bytes() {
     let (dir, model_dir, calib) = setup("glvq-resume");
     let p = params("glvq:group=16,iters=3", &calib, Rotate::Both);
     let whole = dir.join("whole.llvq");
-    quantize_model(&model_dir, &whole, &p, false, &mut go).unwrap();
+    quantize(&model_dir, &whole, &p).unwrap();
     let cut = dir.join("cut.llvq");
-    let mut stop = |e: Event<'_>| match e {
-        Event::LayerDone { layer: 0, .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    };
-    assert!(quantize_model(&model_dir, &cut, &p, false, &mut stop).is_err());
+    assert!(quantize_model(&model_dir, &cut, &p, false, &mut stop_after_layer_0).is_err());
     let r = quantize_model(&model_dir, &cut, &p, true, &mut go).unwrap();
     assert_eq!(r.layers_resumed, 1);
     assert_eq!(
@@ -847,26 +729,18 @@ fn glvq_run_resumes_to_the_same_bytes() {
         "resumed GLVQ run differs"
     );
     // Bad GLVQ SPECs fail before any work, naming the value.
-    let e = quantize_model(
+    let e = error_text(quantize(
         &model_dir,
         &dir.join("x.llvq"),
         &params("glvq:d=8,group=12", &calib, Rotate::Both),
-        false,
-        &mut go,
-    )
-    .unwrap_err()
-    .to_string();
+    ));
     assert!(e.contains("group=12") && e.contains("d=8"), "{e}");
     // A tail group d does not divide (40 columns in groups of 32 leave 8; d = 16 needs 16).
-    let e = quantize_model(
+    let e = error_text(quantize(
         &model_dir,
         &dir.join("y.llvq"),
         &params("glvq:d=16,group=32", &calib, Rotate::None),
-        false,
-        &mut go,
-    )
-    .unwrap_err()
-    .to_string();
+    ));
     assert!(e.contains("tail") || e.contains("last group"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,14 +1,13 @@
 //! `llvq calibrate`: the full-precision model's Hessians on disk, for one shard of the
 //! calibration windows; `llvq calibrate merge` adds shards (exactly: any sharding gives the bits
 //! of a single run).
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use llvq_quant::calib::CalibParams;
 use llvq_quant::pipeline::{calibrate, CalibrateParams, Event, JobReport, Shard};
 
-use super::quantize::{bar, DEFAULT_CALIB};
+use super::quantize::bar;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -43,15 +42,8 @@ pub struct CalibrateRun {
     /// This process's slice of the calibration windows, `i/n` with 0 ≤ i < n.
     #[arg(long, default_value = "0/1")]
     pub shard: Shard,
-    /// Calibration text.
-    #[arg(long, default_value = DEFAULT_CALIB)]
-    pub calib: PathBuf,
-    /// Calibration sequences (all shards together).
-    #[arg(long, default_value_t = CalibParams::default().seqs)]
-    pub calib_seqs: usize,
-    /// Tokens per calibration sequence.
-    #[arg(long, default_value_t = CalibParams::default().ctx)]
-    pub calib_ctx: usize,
+    #[command(flatten)]
+    pub calibration: super::common::CalibArgs,
     /// Refuse to start when the memory estimate exceeds this (`24G`, `1500M`, bytes).
     #[arg(long, value_parser = super::common::bytes)]
     pub max_memory: Option<u64>,
@@ -80,18 +72,10 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     super::common::set_threads(a.threads);
     super::common::fixed_mmap_threshold();
     let out = a.out.expect("required by clap");
-    if !a.model.exists() && a.model == Path::new(super::common::DEFAULT_MODEL) {
-        bail!(
-            "{} not found: run `llvq fetch-defaults` first, or pass --model",
-            a.model.display()
-        );
-    }
+    super::common::check_default_model(&a.model)?;
     let p = CalibrateParams {
-        calib_text: a.calib,
-        calib: CalibParams {
-            seqs: a.calib_seqs,
-            ctx: a.calib_ctx,
-        },
+        calib: a.calibration.params(),
+        calib_text: a.calibration.calib,
         shard: a.shard,
         max_memory: a.max_memory,
     };

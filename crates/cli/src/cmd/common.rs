@@ -1,14 +1,54 @@
 //! What several subcommands share: the default model, thread setup, loading a model for
 //! evaluation (GGUF, Hugging Face directory or `.llvq`, compressed or dense), and argument
 //! parsers that refuse values which would otherwise reach the numerics.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args;
 use llvq_model::compressed::{Activations, HeadFormat, LoadOptions};
+use llvq_quant::calib::CalibParams;
 
 /// Where `llvq fetch-defaults` puts the default model.
 pub const DEFAULT_MODEL: &str = "data/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where `llvq fetch-defaults` puts the calibration text.
+pub const DEFAULT_CALIB: &str = "data/calib.txt";
+
+/// Refuses a missing default model with the command that fetches it (any other missing path
+/// is left to the loader, whose error names it).
+pub fn check_default_model(path: &Path) -> Result<()> {
+    if !path.exists() && path == Path::new(DEFAULT_MODEL) {
+        bail!(
+            "{} not found: run `llvq fetch-defaults` first, or pass --model",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The calibration text and windows, one set of flags for `quantize` and `calibrate` so their
+/// names and defaults cannot drift apart.
+#[derive(Args, Clone, Debug)]
+pub struct CalibArgs {
+    /// Calibration text.
+    #[arg(long, default_value = DEFAULT_CALIB)]
+    pub calib: PathBuf,
+    /// Calibration sequences (for `calibrate --shard`: all shards together).
+    #[arg(long, default_value_t = CalibParams::default().seqs)]
+    pub calib_seqs: usize,
+    /// Tokens per calibration sequence.
+    #[arg(long, default_value_t = CalibParams::default().ctx)]
+    pub calib_ctx: usize,
+}
+
+impl CalibArgs {
+    pub fn params(&self) -> CalibParams {
+        CalibParams {
+            seqs: self.calib_seqs,
+            ctx: self.calib_ctx,
+        }
+    }
+}
 
 /// Set the thread count before candle/rayon start their pools.
 pub fn set_threads(n: Option<usize>) {
@@ -48,12 +88,7 @@ impl RuntimeArgs {
 
 /// The one place the CLI loads a model for evaluation (GGUF, HF directory or `.llvq`).
 pub fn load_model(path: &Path, rt: &RuntimeArgs) -> Result<(llvq_model::Model, llvq_model::Tokenizer)> {
-    if !path.exists() && path == Path::new(DEFAULT_MODEL) {
-        bail!(
-            "{} not found: run `llvq fetch-defaults` first, or pass --model",
-            path.display()
-        );
-    }
+    check_default_model(path)?;
     // The library's errors already name the file or tensor.
     Ok(llvq_model::compressed::load_any(path, &rt.options())?)
 }

@@ -109,7 +109,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let p = a.tune.params(
         a.tokens,
         Path::new(super::common::DEFAULT_MODEL),
-        a.calib.as_deref().unwrap_or(Path::new(super::quantize::DEFAULT_CALIB)),
+        a.calib.as_deref().unwrap_or(Path::new(super::common::DEFAULT_CALIB)),
     );
     let r = tune(&a.input, &a.out, &p, a.resume)?;
     print_report(&r, a.json)

@@ -2,14 +2,10 @@
 use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use llvq_quant::calib::CalibParams;
 use llvq_quant::ldlq::LdlqParams;
 use llvq_quant::pipeline::{quantize_layers, Event, LayerRange};
 use llvq_quant::{quantize_model, CalibMode, QuantizeParams, Rotate};
-use std::path::{Path, PathBuf};
-
-/// Where `llvq fetch-defaults` puts the calibration text.
-pub const DEFAULT_CALIB: &str = "data/calib.txt";
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct QuantizeArgs {
@@ -21,15 +17,8 @@ pub struct QuantizeArgs {
     /// `group=G` (columns per scale) may be added to any.
     #[arg(long, default_value = "llvq-sg:m=12,gain=1")]
     pub method: String,
-    /// Calibration text.
-    #[arg(long, default_value = DEFAULT_CALIB)]
-    pub calib: PathBuf,
-    /// Calibration sequences.
-    #[arg(long, default_value_t = CalibParams::default().seqs)]
-    pub calib_seqs: usize,
-    /// Tokens per calibration sequence.
-    #[arg(long, default_value_t = CalibParams::default().ctx)]
-    pub calib_ctx: usize,
+    #[command(flatten)]
+    pub calibration: super::common::CalibArgs,
     /// Randomized Hadamard transforms: none, input, output or both sides of every weight.
     #[arg(long, default_value = "both")]
     pub rotate: Rotate,
@@ -77,21 +66,13 @@ pub struct QuantizeArgs {
 
 pub fn run(a: QuantizeArgs) -> Result<()> {
     super::common::set_threads(a.threads);
-    if !a.model.exists() && a.model == Path::new(super::common::DEFAULT_MODEL) {
-        bail!(
-            "{} not found: run `llvq fetch-defaults` first, or pass --model",
-            a.model.display()
-        );
-    }
+    super::common::check_default_model(&a.model)?;
     let params = QuantizeParams {
         method: a.method.clone(),
         rotate: a.rotate,
         seed: a.seed,
-        calib_text: a.calib.clone(),
-        calib: CalibParams {
-            seqs: a.calib_seqs,
-            ctx: a.calib_ctx,
-        },
+        calib_text: a.calibration.calib.clone(),
+        calib: a.calibration.params(),
         mode: a.mode,
         ldlq: LdlqParams {
             damp: a.damp,
@@ -124,7 +105,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         n => Some(super::finetune::tune(
             &a.out,
             &a.out,
-            &a.tune.params(n, &a.model, &a.calib),
+            &a.tune.params(n, &a.model, &a.calibration.calib),
             a.resume,
         )?),
     };

@@ -234,23 +234,9 @@ fn glvq_row(label: &str, spec: &str, c: &Common) -> Result<Row> {
     let n = per.len() as f64;
     let mse = per.iter().sum::<f64>() / n;
     let var = per.iter().map(|e| (e - mse).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    let rate = p.bits;
-    let sqnr = -0.5 * mse.log2();
-    Ok(Row {
-        label: label.to_string(),
-        spec: p.to_spec(),
-        method_id: llvq_codes::CodeId::Glvq.id(),
-        dim: p.d,
-        bits_per_block: p.vector_bits()?,
-        rate,
-        mse,
-        mse_se: (var / n).sqrt(),
-        sqnr_bits: sqnr,
-        retention_pct: 100.0 * sqnr / rate,
-        vectors,
-        fit_s,
-        run_s: t.elapsed().as_secs_f64(),
-    })
+    let (spec, id) = (p.to_spec(), llvq_codes::CodeId::Glvq.id());
+    let row = Row::new(label.to_string(), spec, id, p.d, p.vector_bits()?, p.bits);
+    Ok(row.measured(mse, var, n, vectors, fit_s, t.elapsed().as_secs_f64()))
 }
 
 fn sweep(c: Common) -> Result<()> {

@@ -91,6 +91,6 @@ impl Layer {
     /// [`Layer::forward`] without a cache or hook, with an additive attention mask `[t, t]`
     /// (0 where a query may attend, -inf elsewhere) instead of the causal one.
     fn forward_masked(&self, cfg: &Config, x: &Tensor, rope: &Rope, mask: &Tensor) -> Result<Tensor> {
-        self.forward_with(cfg, x, rope, None, &mut super::NoHook, Some(mask))
+        self.forward_with(cfg, x, rope, super::Attend::Masked(mask))
     }
 }

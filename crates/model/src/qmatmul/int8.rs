@@ -20,7 +20,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Isa, Layout};
+use super::kernels::{self, DotI8, Isa, Layout, Run};
 use super::packed::{get, PackedWeight};
 use super::{check_io, rows_per_task, tile, MatVec, PackError};
 
@@ -169,27 +169,27 @@ impl I8Weight {
     pub fn matvec_on(&self, x: &[f32], y: &mut [f32], s: &mut I8Scratch, isa: Isa) {
         check_io(self.rows, self.cols, x.len(), y.len(), 1);
         self.prepare(x, s);
-        let (rb, nch, c) = (self.row_bytes(), self.nch, self.chunk);
-        let (xq, d, sums) = (&s.xq[..], &s.d[..], &s.sums[..]);
+        let (rb, nch) = (self.row_bytes(), self.nch);
+        let dot = DotI8 {
+            run: Run {
+                levels: &self.levels,
+                rb,
+                mult: &self.mult,
+                offset: &self.offset,
+            },
+            chunk: self.chunk,
+            xq: &s.xq,
+            d: &s.d,
+            sums: &s.sums,
+        };
         if self.levels.len() < super::INLINE_BYTES {
-            kernels::rows_dot_i8(isa, &self.levels, rb, c, &self.mult, &self.offset, xq, d, sums, y);
+            kernels::rows_dot_i8(isa, &dot, y);
             return;
         }
         let per = rows_per_task(self.rows, rb);
         y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
-            let (r0, n) = (t * per, ys.len());
-            kernels::rows_dot_i8(
-                isa,
-                &self.levels[r0 * rb..(r0 + n) * rb],
-                rb,
-                c,
-                &self.mult[r0 * nch..(r0 + n) * nch],
-                &self.offset[r0 * nch..(r0 + n) * nch],
-                xq,
-                d,
-                sums,
-                ys,
-            );
+            let run = dot.run.rows(t * per, ys.len(), nch);
+            kernels::rows_dot_i8(isa, &DotI8 { run, ..dot }, ys);
         });
     }
 

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use llvq_codes::Quantizer;
 use rayon::prelude::*;
 
-use super::kernels::{self, Layout};
+use super::kernels::{self, Layout, Run};
 use super::{check_io, rows_per_task, tile, MatVec, PackError};
 
 /// A `rows × cols` matrix as `W[r, j] = mult[r, j/c] · lut[level[r, j]] + offset[r, j/c]`.
@@ -357,30 +357,27 @@ impl PackedWeight {
         scratch
             .sums
             .extend(scratch.x.chunks_exact(c).map(|ch| ch.iter().sum::<f32>()));
-        let (xp, sums) = (&scratch.x[..], &scratch.sums[..]);
-        let layout = self.layout();
+        let dot = kernels::Dot {
+            layout: self.layout(),
+            run: Run {
+                levels: &self.levels,
+                rb,
+                mult: &self.mult,
+                offset: &self.offset,
+            },
+            lut: &self.lut,
+            chunk: c,
+            x: &scratch.x,
+            sums: &scratch.sums,
+        };
         if self.levels.len() < super::INLINE_BYTES {
-            let (lv, m, o) = (&self.levels[..], &self.mult[..], &self.offset[..]);
-            kernels::rows_dot(isa, layout, lv, rb, &self.lut, m, o, c, xp, sums, y);
+            kernels::rows_dot(isa, &dot, y);
             return;
         }
         let per = rows_per_task(self.rows, rb);
         y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
-            let r0 = t * per;
-            let n = ys.len();
-            kernels::rows_dot(
-                isa,
-                layout,
-                &self.levels[r0 * rb..(r0 + n) * rb],
-                rb,
-                &self.lut,
-                &self.mult[r0 * nch..(r0 + n) * nch],
-                &self.offset[r0 * nch..(r0 + n) * nch],
-                c,
-                xp,
-                sums,
-                ys,
-            );
+            let run = dot.run.rows(t * per, ys.len(), nch);
+            kernels::rows_dot(isa, &kernels::Dot { run, ..dot }, ys);
         });
     }
 }

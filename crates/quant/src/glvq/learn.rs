@@ -70,6 +70,20 @@ pub struct Problem<'a> {
     pub scale: f64,
 }
 
+impl<'a> Problem<'a> {
+    /// The same group with other target weights (µ-law surrogates of the originals).
+    fn with_x<'b>(&self, x: &'b [f64]) -> Problem<'b>
+    where
+        'a: 'b,
+    {
+        Problem {
+            x,
+            bits: self.bits.clone(),
+            ..*self
+        }
+    }
+}
+
 /// The learned group code.
 #[derive(Clone, Debug)]
 pub struct Fit {
@@ -416,17 +430,7 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
             let mut pick: Option<(f64, Vec<f64>, f64)> = None;
             for m in grid {
                 let u = sur(m);
-                let (gm, zm, _, _) = alternate(
-                    &Problem {
-                        x: &u,
-                        bits: p.bits.clone(),
-                        ..*p
-                    },
-                    &init_g(p, Some(m)),
-                    0,
-                    eps,
-                    rho,
-                );
+                let (gm, zm, _, _) = alternate(&p.with_x(&u), &init_g(p, Some(m)), 0, eps, rho);
                 let jm = obj(&gm, Some(m), &zm);
                 if pick.as_ref().is_none_or(|b| jm < b.2) {
                     pick = Some((m, gm, jm));
@@ -434,17 +438,7 @@ pub fn fit(p: &Problem, compand: bool, iters: usize, eps: f64, reg: f64) -> Fit 
             }
             if let Some((m, gm, _)) = pick {
                 let u = sur(m);
-                let (gm, zm, _, it) = alternate(
-                    &Problem {
-                        x: &u,
-                        bits: p.bits.clone(),
-                        ..*p
-                    },
-                    &gm,
-                    iters,
-                    eps,
-                    rho,
-                );
+                let (gm, zm, _, it) = alternate(&p.with_x(&u), &gm, iters, eps, rho);
                 done = it;
                 let jm = obj(&gm, Some(m), &zm);
                 if jm < j {
@@ -559,6 +553,20 @@ mod tests {
         h
     }
 
+    /// A group of `rows × width` weights in `d` dimensions with `budget` bits per vector, at
+    /// the scale the pipeline stores (the largest |weight|, rounded to f16).
+    fn problem<'a>(x: &'a [f64], (rows, width, d): (usize, usize, usize), h: &'a [f64], budget: u32) -> Problem<'a> {
+        Problem {
+            x,
+            rows,
+            width,
+            d,
+            h,
+            bits: babai::coord_bits(d, budget),
+            scale: to_f16(x.iter().fold(0f64, |m, v| m.max(v.abs()))),
+        }
+    }
+
     #[test]
     fn optimal_uniform_steps() {
         // Max (1960): 2 levels at ±0.798 (step 1.596, MSE 0.3634); 4 levels step ≈ 0.996.
@@ -581,16 +589,7 @@ mod tests {
             .collect();
         let h = spd(width, &mut rng);
         for compand in [false, true] {
-            let scale = to_f16(x.iter().fold(0f64, |m, v| m.max(v.abs())));
-            let p = Problem {
-                x: &x,
-                rows,
-                width,
-                d,
-                h: &h,
-                bits: babai::coord_bits(d, 20),
-                scale,
-            };
+            let p = problem(&x, (rows, width, d), &h, 20);
             let mu = compand.then_some(40.0);
             let mut g = init_g(&p, mu);
             // A non-triangular G, so every entry matters.
@@ -647,16 +646,7 @@ mod tests {
             })
             .collect();
         let h = spd(width, &mut rng);
-        let scale = to_f16(x.iter().fold(0f64, |m, v| m.max(v.abs())));
-        let p = Problem {
-            x: &x,
-            rows,
-            width,
-            d,
-            h: &h,
-            bits: babai::coord_bits(d, 16),
-            scale,
-        };
+        let p = problem(&x, (rows, width, d), &h, 16);
         for compand in [false, true] {
             let f = fit(&p, compand, 10, 1e-4, 1e-3);
             assert!(f.loss < f.init_loss, "compand={compand}: {} !< {}", f.loss, f.init_loss);

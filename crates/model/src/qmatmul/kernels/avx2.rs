@@ -8,15 +8,16 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::Layout;
+use super::{Dot, Layout};
 
 const NIB4: u8 = 0;
 const NIB4_LUT: u8 = 1;
 const BYTE8: u8 = 2;
 const BYTE8_LUT: u8 = 3;
 
+/// The sum of the eight lanes (shared with the int8 kernels).
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -51,19 +52,10 @@ unsafe fn unit<const L: u8>(row: *const u8, u: usize, lut: *const f32, lo: __m25
 }
 
 /// Rows of chunks of `U` units (`U = 0`: `units` at run time).
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows<const L: u8, const U: usize>(
-    levels: &[u8],
-    rb: usize,
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    units: usize,
-    x: &[f32],
-    sums: &[f32],
-    ys: &mut [f32],
-) {
+unsafe fn rows<const L: u8, const U: usize>(a: &Dot, units: usize, ys: &mut [f32]) {
+    let (lut, x, sums) = (a.lut, a.x, a.sums);
+    let (levels, rb, mult, offset) = (a.run.levels, a.run.rb, a.run.mult, a.run.offset);
     let units = if U == 0 { units } else { U };
     let nch = sums.len();
     let (lo, hi) = if L == NIB4_LUT {
@@ -135,34 +127,22 @@ unsafe fn rows<const L: u8, const U: usize>(
 /// Dispatch on layout and chunk length.
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; `levels` holds `ys.len()` rows of `rb` bytes covering
-/// `x.len()` weights, `mult`/`offset` `ys.len() × sums.len()` values, `x.len() = sums.len() · chunk`,
+/// The CPU must have AVX2 and FMA; `a.run` holds `ys.len()` rows of `rb` bytes covering
+/// `x.len()` weights and `ys.len() × sums.len()` mults and offsets, `x.len() = sums.len() · chunk`,
 /// `chunk` a multiple of 8, and `lut` 16 (4-bit) or 256 (8-bit) entries.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn rows_dot(
-    layout: Layout,
-    levels: &[u8],
-    rb: usize,
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    chunk: usize,
-    x: &[f32],
-    sums: &[f32],
-    ys: &mut [f32],
-) {
-    let units = chunk / 8;
+pub(crate) unsafe fn rows_dot(a: &Dot, ys: &mut [f32]) {
+    let units = a.chunk / 8;
     macro_rules! go {
         ($l:expr) => {
             match units {
-                1 => rows::<{ $l }, 1>(levels, rb, lut, mult, offset, units, x, sums, ys),
-                3 => rows::<{ $l }, 3>(levels, rb, lut, mult, offset, units, x, sums, ys),
-                4 => rows::<{ $l }, 4>(levels, rb, lut, mult, offset, units, x, sums, ys),
-                _ => rows::<{ $l }, 0>(levels, rb, lut, mult, offset, units, x, sums, ys),
+                1 => rows::<{ $l }, 1>(a, units, ys),
+                3 => rows::<{ $l }, 3>(a, units, ys),
+                4 => rows::<{ $l }, 4>(a, units, ys),
+                _ => rows::<{ $l }, 0>(a, units, ys),
             }
         };
     }
-    match layout {
+    match a.layout {
         Layout::Nib4 => go!(NIB4),
         Layout::Nib4Lut => go!(NIB4_LUT),
         Layout::Byte8 => go!(BYTE8),

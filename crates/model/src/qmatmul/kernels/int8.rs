@@ -9,21 +9,13 @@
 //! 2·15·127 per i16 lane and a chunk of ≤ 32 weights makes ≤ 8 of them, so the i16 sums of
 //! the AVX2 path cannot overflow.
 
-/// `ys[i] = Σ_c md_c·isum_ic·mult_ic + offset_ic·S_c` over rows of `rb` bytes; `xq` is the
-/// activation in the same interleaved order, `d` its per-chunk scales and `sums` its per-chunk
-/// f32 sums (`nch` = 8 × groups values each).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rows_dot_scalar(
-    levels: &[u8],
-    rb: usize,
-    chunk: usize,
-    mult: &[f32],
-    offset: &[f32],
-    xq: &[i8],
-    d: &[f32],
-    sums: &[f32],
-    ys: &mut [f32],
-) {
+use super::DotI8;
+
+/// `ys[i] = Σ_c md_c·isum_ic·mult_ic + offset_ic·S_c` over the rows of `a.run` (`nch` = 8 ×
+/// groups chunks per row).
+pub(crate) fn rows_dot_scalar(a: &DotI8, ys: &mut [f32]) {
+    let (chunk, xq, d, sums) = (a.chunk, a.xq, a.d, a.sums);
+    let (levels, rb, mult, offset) = (a.run.levels, a.run.rb, a.run.mult, a.run.offset);
     let nch = d.len();
     let gb = 4 * chunk; // bytes of levels per group
     for (i, y) in ys.iter_mut().enumerate() {
@@ -52,13 +44,8 @@ pub(crate) fn rows_dot_scalar(
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
+    use super::super::avx2::hsum;
+    use super::super::DotI8;
 
     /// `acc += Σ_{4 bytes} a·b` per i32 lane (u8 × i8): the EVEX `vpdpbusd` of AVX-512 VNNI
     /// on ymm registers (needs AVX512VNNI + AVX512VL). Written as inline assembly so the crate
@@ -76,20 +63,23 @@ pub(crate) mod x86 {
         acc
     }
 
+    /// Block `k` of a row's levels (32 bytes, 64 weights) as its low and high nibbles, each
+    /// with the 32 activation bytes it multiplies (both products' common first step).
+    #[inline(always)]
+    unsafe fn block(row: *const __m256i, xp: *const __m256i, k: usize, mask: __m256i) -> [(__m256i, __m256i); 2] {
+        let l = _mm256_loadu_si256(row.add(k));
+        let lo = _mm256_and_si256(l, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(l, 4), mask);
+        let xb = xp.add(2 * k);
+        [(lo, _mm256_loadu_si256(xb)), (hi, _mm256_loadu_si256(xb.add(1)))]
+    }
+
     /// The kernel for chunks of `U·8` weights (`U` 32-byte blocks of levels per group); `VNNI`
     /// picks `vpdpbusd` over `vpmaddubsw` + `vpmaddwd`.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows<const U: usize, const VNNI: bool>(
-        levels: &[u8],
-        rb: usize,
-        mult: &[f32],
-        offset: &[f32],
-        xq: &[i8],
-        d: &[f32],
-        sums: &[f32],
-        ys: &mut [f32],
-    ) {
+    unsafe fn rows<const U: usize, const VNNI: bool>(a: &DotI8, ys: &mut [f32]) {
+        let (xq, d, sums) = (a.xq, a.d, a.sums);
+        let (levels, rb, mult, offset) = (a.run.levels, a.run.rb, a.run.mult, a.run.offset);
         let nch = d.len();
         let ng = nch / 8;
         let mask = _mm256_set1_epi8(0x0F);
@@ -105,23 +95,17 @@ pub(crate) mod x86 {
                 let isum = if VNNI {
                     let mut s = _mm256_setzero_si256();
                     for u in 0..U {
-                        let l = _mm256_loadu_si256(row.add(g * U + u));
-                        let lo = _mm256_and_si256(l, mask);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(l, 4), mask);
-                        let xb = xp.add(2 * (g * U + u));
-                        s = dpbusd(s, lo, _mm256_loadu_si256(xb));
-                        s = dpbusd(s, hi, _mm256_loadu_si256(xb.add(1)));
+                        let [(lo, xlo), (hi, xhi)] = block(row, xp, g * U + u, mask);
+                        s = dpbusd(s, lo, xlo);
+                        s = dpbusd(s, hi, xhi);
                     }
                     s
                 } else {
                     let mut s = _mm256_setzero_si256();
                     for u in 0..U {
-                        let l = _mm256_loadu_si256(row.add(g * U + u));
-                        let lo = _mm256_and_si256(l, mask);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(l, 4), mask);
-                        let xb = xp.add(2 * (g * U + u));
-                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, _mm256_loadu_si256(xb)));
-                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xb.add(1))));
+                        let [(lo, xlo), (hi, xhi)] = block(row, xp, g * U + u, mask);
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, xlo));
+                        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, xhi));
                     }
                     _mm256_madd_epi16(s, ones)
                 };
@@ -140,37 +124,25 @@ pub(crate) mod x86 {
     /// Dispatch on the chunk length (8, 16, 24 or 32 weights).
     ///
     /// # Safety
-    /// The CPU must have AVX2 and FMA (and AVX512VNNI + AVX512VL with `vnni`); `levels` holds
-    /// `ys.len()` rows of `rb = groups·4·chunk` bytes, `mult`/`offset` `ys.len() × nch`
-    /// values, `xq` `nch·chunk` bytes, `d`/`sums` `nch = 8·groups` values.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) unsafe fn rows_dot(
-        vnni: bool,
-        levels: &[u8],
-        rb: usize,
-        chunk: usize,
-        mult: &[f32],
-        offset: &[f32],
-        xq: &[i8],
-        d: &[f32],
-        sums: &[f32],
-        ys: &mut [f32],
-    ) {
+    /// The CPU must have AVX2 and FMA (and AVX512VNNI + AVX512VL with `vnni`); `a.run` holds
+    /// `ys.len()` rows of `rb = groups·4·chunk` bytes and `ys.len() × nch` mults and offsets,
+    /// `xq` `nch·chunk` bytes, `d`/`sums` `nch = 8·groups` values.
+    pub(crate) unsafe fn rows_dot(vnni: bool, a: &DotI8, ys: &mut [f32]) {
         macro_rules! go {
             ($u:literal) => {
                 if vnni {
-                    rows::<$u, true>(levels, rb, mult, offset, xq, d, sums, ys)
+                    rows::<$u, true>(a, ys)
                 } else {
-                    rows::<$u, false>(levels, rb, mult, offset, xq, d, sums, ys)
+                    rows::<$u, false>(a, ys)
                 }
             };
         }
-        match chunk {
+        match a.chunk {
             8 => go!(1),
             16 => go!(2),
             24 => go!(3),
             32 => go!(4),
-            _ => unreachable!("chunk {chunk} is not 8, 16, 24 or 32"),
+            c => unreachable!("chunk {c} is not 8, 16, 24 or 32"),
         }
     }
 }

@@ -81,49 +81,69 @@ pub fn available() -> Vec<Isa> {
     v
 }
 
-/// `ys[i] = row_i · x` for consecutive rows: `levels` holds `ys.len()` rows of `rb` bytes, `mult`
-/// and `offset` `ys.len() × nch` values, `x` is zero-padded to the row length and `sums` holds
-/// its `nch` chunk sums.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rows_dot(
-    isa: Isa,
-    layout: Layout,
-    levels: &[u8],
-    rb: usize,
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    chunk: usize,
-    x: &[f32],
-    sums: &[f32],
-    ys: &mut [f32],
-) {
-    let nch = sums.len();
-    debug_assert!(levels.len() == ys.len() * rb && mult.len() == ys.len() * nch && x.len() == nch * chunk);
+/// Consecutive rows of a packed matrix: `rb` bytes of levels and `nch` (mult, offset) pairs per
+/// row. Both products take their rows as one, so a parallel task's share is cut in one place.
+#[derive(Clone, Copy)]
+pub(crate) struct Run<'a> {
+    pub levels: &'a [u8],
+    pub rb: usize,
+    pub mult: &'a [f32],
+    pub offset: &'a [f32],
+}
+
+impl Run<'_> {
+    /// Rows `r0..r0 + n` of the run, `nch` chunks per row.
+    pub(crate) fn rows(self, r0: usize, n: usize, nch: usize) -> Self {
+        Run {
+            levels: &self.levels[r0 * self.rb..(r0 + n) * self.rb],
+            rb: self.rb,
+            mult: &self.mult[r0 * nch..(r0 + n) * nch],
+            offset: &self.offset[r0 * nch..(r0 + n) * nch],
+        }
+    }
+}
+
+/// The inputs of the f32-activation product: `x` is zero-padded to the row length of `chunk`
+/// multiples and `sums` holds its `nch` chunk sums. One struct is the one signature the
+/// dispatcher and every family share.
+#[derive(Clone, Copy)]
+pub(crate) struct Dot<'a> {
+    pub layout: Layout,
+    pub run: Run<'a>,
+    pub lut: &'a [f32],
+    pub chunk: usize,
+    pub x: &'a [f32],
+    pub sums: &'a [f32],
+}
+
+/// The inputs of the int8-activation product of [`int8`] (interleaved layout): `xq` is the
+/// activation in the same order, `d` its per-chunk scales and `sums` its per-chunk f32 sums.
+#[derive(Clone, Copy)]
+pub(crate) struct DotI8<'a> {
+    pub run: Run<'a>,
+    pub chunk: usize,
+    pub xq: &'a [i8],
+    pub d: &'a [f32],
+    pub sums: &'a [f32],
+}
+
+/// `ys[i] = row_i · x` for the rows of `a.run` (`ys.len()` of them).
+pub(crate) fn rows_dot(isa: Isa, a: &Dot, ys: &mut [f32]) {
+    let (nch, run) = (a.sums.len(), a.run);
+    debug_assert!(
+        run.levels.len() == ys.len() * run.rb && run.mult.len() == ys.len() * nch && a.x.len() == nch * a.chunk
+    );
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only produced by `best()` after detecting AVX2, FMA and F16C;
         // the slice lengths are those the kernel indexes (checked above in debug builds, and by
         // construction in `PackedWeight`).
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe {
-            avx2::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys)
-        },
-        Isa::Scalar => scalar::rows_dot(layout, levels, rb, lut, mult, offset, chunk, x, sums, ys),
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { avx2::rows_dot(a, ys) },
+        Isa::Scalar => scalar::rows_dot(a, ys),
     }
 }
 
-/// One row expanded to f32 (`out.len()` = the row length).
-pub(crate) fn expand_row(
-    layout: Layout,
-    row: &[u8],
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    chunk: usize,
-    out: &mut [f32],
-) {
-    scalar::expand_row(layout, row, lut, mult, offset, chunk, out)
-}
+pub(crate) use scalar::expand_row;
 
 /// `ys[i] = w_i · x` for consecutive f16 rows of `cols` values.
 pub(crate) fn f16_rows_dot(isa: Isa, w: &[f16], cols: usize, x: &[f32], ys: &mut [f32]) {
@@ -135,27 +155,16 @@ pub(crate) fn f16_rows_dot(isa: Isa, w: &[f16], cols: usize, x: &[f32], ys: &mut
     }
 }
 
-/// The int8-activation product of [`int8`] over consecutive rows of the interleaved layout.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rows_dot_i8(
-    isa: Isa,
-    levels: &[u8],
-    rb: usize,
-    chunk: usize,
-    mult: &[f32],
-    offset: &[f32],
-    xq: &[i8],
-    d: &[f32],
-    sums: &[f32],
-    ys: &mut [f32],
-) {
+/// The int8-activation product of [`int8`] over the rows of `a.run`.
+pub(crate) fn rows_dot_i8(isa: Isa, a: &DotI8, ys: &mut [f32]) {
+    let (run, chunk, xq, d, sums) = (a.run, a.chunk, a.xq, a.d, a.sums);
     let nch = d.len();
     assert!(
         nch % 8 == 0
-            && rb == nch / 8 * 4 * chunk
-            && levels.len() == ys.len() * rb
-            && mult.len() == ys.len() * nch
-            && offset.len() == mult.len()
+            && run.rb == nch / 8 * 4 * chunk
+            && run.levels.len() == ys.len() * run.rb
+            && run.mult.len() == ys.len() * nch
+            && run.offset.len() == run.mult.len()
             && xq.len() == nch * chunk
             && sums.len() == nch
             && matches!(chunk, 8 | 16 | 24 | 32),
@@ -165,9 +174,7 @@ pub(crate) fn rows_dot_i8(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2`/`Isa::Avx512Vnni` only come from `best()`/`available()` after
         // detecting the features; the slice lengths are checked above.
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe {
-            int8::x86::rows_dot(isa == Isa::Avx512Vnni, levels, rb, chunk, mult, offset, xq, d, sums, ys)
-        },
-        _ => int8::rows_dot_scalar(levels, rb, chunk, mult, offset, xq, d, sums, ys),
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { int8::x86::rows_dot(isa == Isa::Avx512Vnni, a, ys) },
+        _ => int8::rows_dot_scalar(a, ys),
     }
 }

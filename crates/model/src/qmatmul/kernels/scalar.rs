@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use super::Layout;
+use super::{Dot, Layout};
 use crate::qmatmul::packed::get;
 
 #[inline]
@@ -13,19 +13,9 @@ fn bits(layout: Layout) -> u32 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rows_dot(
-    layout: Layout,
-    levels: &[u8],
-    rb: usize,
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    chunk: usize,
-    x: &[f32],
-    sums: &[f32],
-    ys: &mut [f32],
-) {
+pub(crate) fn rows_dot(a: &Dot, ys: &mut [f32]) {
+    let (layout, lut, chunk, x, sums) = (a.layout, a.lut, a.chunk, a.x, a.sums);
+    let (levels, rb, mult, offset) = (a.run.levels, a.run.rb, a.run.mult, a.run.offset);
     let (b, nch) = (bits(layout), sums.len());
     for (i, y) in ys.iter_mut().enumerate() {
         let row = &levels[i * rb..(i + 1) * rb];
@@ -41,6 +31,7 @@ pub(crate) fn rows_dot(
     }
 }
 
+/// One row expanded to f32 (`out.len()` = the row length).
 pub(crate) fn expand_row(
     layout: Layout,
     row: &[u8],
