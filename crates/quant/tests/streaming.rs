@@ -169,3 +169,30 @@ fn memory_estimate_comes_first_and_a_limit_refuses_before_any_work() {
     assert!(out.exists() && !parts_dir(&out).exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The default model (`data/`, from `llvq fetch-defaults`): GGUF tensors dequantized one at a
+/// time give the eager driver's bytes (30 layers; `rtn` and a short text keep it quick).
+/// Skipped, with a note, when `data/` lacks the model.
+#[test]
+fn default_gguf_model_streams_to_the_same_bytes() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    let (gguf, calib) = (data.join(llvq_model::data::MODEL_FILE), data.join("calib.txt"));
+    if !gguf.is_file() || !calib.is_file() {
+        eprintln!("note: {} or calib.txt absent; skipping", gguf.display());
+        return;
+    }
+    let dir = tmpdir("streaming-gguf");
+    let text = std::fs::read_to_string(&calib).unwrap();
+    let short = dir.join("calib.txt");
+    let end = (0..=20_000.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap();
+    std::fs::write(&short, &text[..end]).unwrap();
+    let p = QuantizeParams {
+        calib: CalibParams { seqs: 2, ctx: 32 },
+        ..params("rtn", &short, Rotate::Both, CalibMode::Sequential)
+    };
+    same_bytes(&dir, &gguf, &p, "gguf");
+    std::fs::remove_dir_all(&dir).ok();
+}
