@@ -122,15 +122,23 @@ impl LazyWeights {
         Layer::load(&self.cfg, &mut w, l)
     }
 
-    /// The tensors outside the decoder layers: embeddings, final norm, an untied LM head.
-    pub fn outer_weights(&mut self) -> Result<Weights> {
-        let names: Vec<String> = self
-            .shapes
+    /// The names of the tensors outside the decoder layers, sorted.
+    pub fn outer_names(&self) -> Vec<String> {
+        self.shapes
             .keys()
             .filter(|n| !n.starts_with("model.layers."))
             .cloned()
-            .collect();
-        self.tensors(&names)
+            .collect()
+    }
+
+    /// The tensors outside the decoder layers: embeddings, final norm, an untied LM head.
+    pub fn outer_weights(&mut self) -> Result<Weights> {
+        self.tensors(&self.outer_names())
+    }
+
+    /// The number of parameters of the whole model (every tensor the config needs).
+    pub fn num_params(&self) -> u64 {
+        self.shapes.values().map(|s| s.iter().product::<usize>() as u64).sum()
     }
 
     /// f32 bytes of the largest decoder layer and of the tensors outside the layers (for

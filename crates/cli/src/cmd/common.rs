@@ -128,7 +128,7 @@ pub fn bytes(s: &str) -> Result<u64, String> {
     }
 }
 
-/// For jobs whose memory must not grow with depth (`calibrate`, `quantize --hessians`): glibc
+/// For jobs whose memory must not grow with depth (`calibrate`, `quantize`): glibc
 /// raises its mmap threshold after each large free (up to 32 MB), after which the per-layer
 /// buffers come from heap arenas that keep freed memory, and the peak creeps up layer by layer
 /// (measured: 594 → 728 MB from 4 to 16 layers). A fixed 1 MiB threshold hands every large

@@ -3,8 +3,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::{quantize_layers, Event, LayerRange};
-use llvq_quant::{quantize_model, CalibMode, QuantizeParams, Rotate};
+use llvq_quant::pipeline::{quantize_layers, quantize_model_with, Event, LayerRange};
+use llvq_quant::{CalibMode, QuantizeParams, Rotate};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -45,8 +45,9 @@ pub struct QuantizeArgs {
     /// With --hessians: the layers of this job, `A..B` (B excluded) or `A`; default all.
     #[arg(long, requires = "hessians")]
     pub layers: Option<LayerRange>,
-    /// With --hessians: refuse to start when the memory estimate exceeds this (`24G`, `1500M`).
-    #[arg(long, value_parser = super::common::bytes, requires = "hessians")]
+    /// Refuse to start when the memory estimate (printed as "needs about X GB") exceeds this
+    /// (`24G`, `1500M`).
+    #[arg(long, value_parser = super::common::bytes)]
     pub max_memory: Option<u64>,
     /// Continue an interrupted run from the finished layers in OUT.parts/.
     #[arg(long)]
@@ -82,8 +83,9 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     };
     let bar = bar("quantize");
     let mut on_event = |e: Event<'_>| show(&bar, e);
+    // Both paths read one decoder layer at a time.
+    super::common::fixed_mmap_threshold();
     if let Some(hdir) = &a.hessians {
-        super::common::fixed_mmap_threshold();
         if a.resume {
             bail!(
                 "--resume does not apply to --hessians jobs: rerun the job (its part is written whole or not at all)"
@@ -97,7 +99,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         bar.finish_and_clear();
         return super::calibrate::report(&r, a.json);
     }
-    let r = quantize_model(&a.model, &a.out, &params, a.resume, &mut on_event)?;
+    let r = quantize_model_with(&a.model, &a.out, &params, a.resume, a.max_memory, &mut on_event)?;
     bar.finish_and_clear();
     // The file is tuned in place (read whole, written to a temporary name, renamed).
     let tuned = match a.finetune_tokens {

@@ -1,13 +1,16 @@
-//! The layer-by-layer driver: load, calibrate, quantize, propagate, write.
+//! The layer-by-layer driver: read a layer, calibrate, quantize, propagate, drop it; write.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
-use llvq_model::candle_core::Tensor;
-use llvq_model::{Config, LinearName, Model, NoHook, Tokenizer};
+use llvq_model::candle_core::{DType, Device, Tensor};
+use llvq_model::lazy::LazyWeights;
+use llvq_model::{Config, Layer, LinearName, Model, NoHook, Rope, Tokenizer};
 
-use super::layer::{quantize_layer, set_weight, tensor_f32};
+use super::jobs::{check_memory, run_memory};
+use super::layer::{quantize_layer, set_layer_weight, set_weight, tensor_f32};
 use super::memory::peak_rss;
 use super::params::{CalibMode, Event, QuantizeParams, Report, Timings};
 use super::resume::{check_output, has_layers, manifest, open_parts, part_path, parts_dir};
@@ -52,12 +55,134 @@ pub(super) fn tokenizer_tensor(tok: &Tokenizer) -> Plain {
     }
 }
 
-/// Runs the whole pipeline on `model_path` and writes `out`.
+/// Runs the whole pipeline on `model_path` and writes `out`, one decoder layer in f32 at a
+/// time ([`quantize_model_with`] without a memory limit).
 pub fn quantize_model(
     model_path: &Path,
     out: &Path,
     p: &QuantizeParams,
     resume: bool,
+    progress: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<Report> {
+    quantize_model_with(model_path, out, p, resume, None, progress)
+}
+
+/// Runs the whole pipeline on `model_path` and writes `out`. The checkpoint is read lazily: the
+/// calibration windows' hidden states are the only state carried from layer to layer, each
+/// decoder layer is read, calibrated, quantized, propagated and dropped, and the tensors outside
+/// the layers are read when needed. The memory estimate ([`super::run_memory`]) is reported as
+/// [`Event::Memory`] before any work; above `max_memory` the run is refused.
+pub fn quantize_model_with(
+    model_path: &Path,
+    out: &Path,
+    p: &QuantizeParams,
+    resume: bool,
+    max_memory: Option<u64>,
+    progress: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<Report> {
+    start(model_path, out, p, resume, Load::Stream { max_memory }, progress)
+}
+
+/// The driver as it was before it streamed: the whole model loaded in f32 up front, no
+/// resuming, no progress. Kept only so tests can check that streaming writes the same bytes.
+#[doc(hidden)]
+pub fn quantize_model_eager(model_path: &Path, out: &Path, p: &QuantizeParams) -> Result<Report> {
+    start(model_path, out, p, false, Load::Eager, &mut |_| {
+        ControlFlow::Continue(())
+    })
+}
+
+/// How the driver reads the checkpoint.
+enum Load {
+    Stream { max_memory: Option<u64> },
+    Eager,
+}
+
+/// Where the decoder layers come from.
+enum Source {
+    /// The whole model in f32, and its stored tensors, read up front.
+    Eager { model: Model, plain: Vec<Plain> },
+    /// One layer at a time: the current one, and the stored tensors of the layers read so far
+    /// (norms and biases, by name).
+    Lazy {
+        lazy: LazyWeights,
+        layer: Option<Box<Layer>>,
+        plain: BTreeMap<String, Plain>,
+    },
+}
+
+impl Source {
+    /// Makes layer `l` the current one (lazily: reads it, after dropping the previous one).
+    fn load(&mut self, l: usize, embed_f16: bool) -> Result<()> {
+        if let Source::Lazy { lazy, layer, plain } = self {
+            *layer = None;
+            *layer = Some(Box::new(load_layer(lazy, l, embed_f16, plain)?));
+        }
+        Ok(())
+    }
+
+    /// Layer `l`, made current by [`Source::load`].
+    fn layer(&mut self, l: usize) -> &mut Layer {
+        match self {
+            Source::Eager { model, .. } => &mut model.layers_mut()[l],
+            Source::Lazy { layer, .. } => layer.as_deref_mut().expect("loaded before use"),
+        }
+    }
+
+    /// Puts a restored weight into layer `l`, made current by [`Source::load`].
+    fn set_weight(&mut self, l: usize, name: &str, w: &[f64], meta: &format::LinearMeta) -> Result<()> {
+        match self {
+            Source::Eager { model, .. } => set_weight(model, l, name, w, meta),
+            Source::Lazy { .. } => set_layer_weight(self.layer(l), name, w, meta),
+        }
+    }
+}
+
+/// Decoder layer `l` read alone, its stored tensors (norms, biases) added to `plain`.
+pub(super) fn load_layer(
+    lazy: &mut LazyWeights,
+    l: usize,
+    embed_f16: bool,
+    plain: &mut BTreeMap<String, Plain>,
+) -> Result<Layer> {
+    let linear_names = LinearName::ALL.map(|n| n.weight_name(l));
+    let mut w = lazy.layer_weights(l)?;
+    for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
+        plain.insert(name.clone(), plain_tensor(name, t, embed_f16)?);
+    }
+    Ok(Layer::load(lazy.config(), &mut w, l)?)
+}
+
+/// The hidden states of `wins` at the input of the first layer, exactly as `Model::embed` makes
+/// them, with only the embedding table read.
+pub(super) fn embed_windows(lazy: &mut LazyWeights, wins: &[Vec<u32>]) -> Result<Vec<Tensor>> {
+    let name = "model.embed_tokens.weight";
+    let vocab = lazy.config().vocab_size;
+    if let Some(&bad) = wins.iter().flatten().find(|&&i| i as usize >= vocab) {
+        return Err(QuantError::Calibration(format!(
+            "token id {bad} is outside the vocabulary ({vocab} tokens)"
+        )));
+    }
+    let embed = lazy.tensor(name)?;
+    wins.iter()
+        .map(|w| {
+            let ids =
+                Tensor::new(w.as_slice(), &Device::Cpu).map_err(|e| QuantError::tensor("token ids", e.to_string()))?;
+            embed
+                .embedding(&ids)
+                .and_then(|x| x.to_dtype(DType::F32))
+                .map_err(|e| QuantError::tensor(name, e.to_string()))
+        })
+        .collect()
+}
+
+/// The checks and loading before the layer loop, then [`run`].
+fn start(
+    model_path: &Path,
+    out: &Path,
+    p: &QuantizeParams,
+    resume: bool,
+    load: Load,
     progress: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
 ) -> Result<Report> {
     // Only a finished layer may stop the run: its part file is on disk, so `resume` goes on
@@ -85,9 +210,49 @@ pub fn quantize_model(
             p.calib_text.display()
         )));
     }
+    let t = Instant::now();
+    let loaded = match load {
+        Load::Stream { max_memory } => {
+            let (cfg, tok, lazy) = llvq_model::lazy::open(model_path)?;
+            let (layer_f32, outer_f32) = lazy.f32_bytes();
+            let needs = run_memory(&cfg, layer_f32, outer_f32, text.len() as u64, p);
+            check_memory(
+                needs,
+                max_memory,
+                "quantize",
+                "use fewer or shorter calibration windows (--calib-seqs, --calib-ctx), a shorter --calib text, \
+                 or the sharded workflow (`llvq calibrate`, `llvq quantize --hessians`)",
+            )?;
+            progress(Event::Memory { needs })?;
+            let params = lazy.num_params();
+            Loaded {
+                cfg,
+                tok,
+                params,
+                src: Source::Lazy {
+                    lazy,
+                    layer: None,
+                    plain: BTreeMap::new(),
+                },
+            }
+        }
+        Load::Eager => {
+            let (cfg, tok, weights) = llvq_model::load_parts(model_path)?;
+            let params = weights.tensors.values().map(|t| t.elem_count() as u64).sum();
+            let plain = plain_tensors(&cfg, &tok, &weights, p.embed_f16)?;
+            let model = Model::from_weights(cfg.clone(), weights)?;
+            Loaded {
+                cfg,
+                tok,
+                params,
+                src: Source::Eager { model, plain },
+            }
+        }
+    };
+    let load_secs = t.elapsed().as_secs_f64();
     let parts = parts_dir(out);
     open_parts(&parts, &manifest(model_path, text.as_bytes(), p, &method)?, resume)?;
-    let r = run(model_path, out, p, &method, text, &parts, &mut progress, t_start);
+    let r = run(loaded, out, p, &method, text, &parts, &mut progress, t_start, load_secs);
     // A run that fails before its first finished layer leaves nothing behind.
     if r.is_err() && !has_layers(&parts) {
         let _ = std::fs::remove_dir_all(&parts);
@@ -95,10 +260,19 @@ pub fn quantize_model(
     r
 }
 
+/// The checkpoint as [`run`] gets it.
+struct Loaded {
+    cfg: Config,
+    tok: Tokenizer,
+    /// Parameters of the whole model.
+    params: u64,
+    src: Source,
+}
+
 /// The body of [`quantize_model`] once the inputs are checked and the parts directory is open.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn run(
-    model_path: &Path,
+fn run(
+    loaded: Loaded,
     out: &Path,
     p: &QuantizeParams,
     method: &Method,
@@ -106,40 +280,49 @@ pub(super) fn run(
     parts: &Path,
     progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
     t_start: Instant,
+    load_secs: f64,
 ) -> Result<Report> {
-    let mut tm = Timings::default();
+    let Loaded {
+        cfg,
+        tok,
+        params: params_total,
+        mut src,
+    } = loaded;
+    let mut tm = Timings {
+        load: load_secs,
+        ..Timings::default()
+    };
     let parts = parts.to_path_buf();
-
-    progress(Event::Phase("loading model"))?;
-    let t = Instant::now();
-    let (cfg, tok, weights) = llvq_model::load_parts(model_path)?;
-    let params_total: u64 = weights.tensors.values().map(|t| t.elem_count() as u64).sum();
-    let plain = plain_tensors(&cfg, &tok, &weights, p.embed_f16)?;
-    let mut model = Model::from_weights(cfg.clone(), weights)?;
-    tm.load = t.elapsed().as_secs_f64();
 
     progress(Event::Phase("tokenizing calibration text"))?;
     let t = Instant::now();
     let wins = windows(&tok, &text, &p.calib)?;
     drop(text);
-    let rope = model.rope(0, p.calib.ctx)?;
+    let rope = Rope::new(&cfg, 0, p.calib.ctx)?;
     // The calibration windows' hidden states at the input of the current layer.
-    let mut xs: Vec<Tensor> = wins
-        .iter()
-        .map(|w| model.embed(w))
-        .collect::<std::result::Result<_, _>>()?;
+    let mut xs: Vec<Tensor> = match &mut src {
+        Source::Eager { model, .. } => wins
+            .iter()
+            .map(|w| model.embed(w))
+            .collect::<std::result::Result<_, _>>()?,
+        Source::Lazy { lazy, .. } => embed_windows(lazy, &wins)?,
+    };
+    drop(wins);
     tm.tokenize = t.elapsed().as_secs_f64();
 
     let layers = cfg.num_layers;
     let mut resumed = 0;
     let mut codes = CodeCache::default();
+    let run_layer = |layer: &Layer, xs: &[Tensor], hook: &mut dyn llvq_model::LinearHook| -> Result<Vec<Tensor>> {
+        xs.iter()
+            .map(|x| Ok(layer.forward(&cfg, x, &rope, None, hook)?))
+            .collect()
+    };
     for l in 0..layers {
         let part = part_path(&parts, l);
-        let run_layer = |model: &Model, xs: &[Tensor], hook: &mut dyn llvq_model::LinearHook| -> Result<Vec<Tensor>> {
-            xs.iter()
-                .map(|x| Ok(model.layers()[l].forward(&cfg, x, &rope, None, hook)?))
-                .collect()
-        };
+        let t = Instant::now();
+        src.load(l, p.embed_f16)?;
+        tm.load += t.elapsed().as_secs_f64();
         if part.exists() {
             // A finished layer: its stored weights replace the full-precision ones.
             progress(Event::Layer {
@@ -149,14 +332,14 @@ pub(super) fn run(
             })?;
             let t = Instant::now();
             if p.mode == CalibMode::Full {
-                xs = run_layer(&model, &xs, &mut NoHook)?;
+                xs = run_layer(src.layer(l), &xs, &mut NoHook)?;
             }
             for ql in &format::read(&part)?.linears {
                 let w = ql.restore(&mut codes)?;
-                set_weight(&mut model, l, &ql.name, &w, &ql.meta)?;
+                src.set_weight(l, &ql.name, &w, &ql.meta)?;
             }
             if p.mode == CalibMode::Sequential {
-                xs = run_layer(&model, &xs, &mut NoHook)?;
+                xs = run_layer(src.layer(l), &xs, &mut NoHook)?;
             }
             tm.propagation += t.elapsed().as_secs_f64();
             resumed += 1;
@@ -179,11 +362,12 @@ pub(super) fn run(
             CalibMode::Full => LayerHessians::exact(l),
             CalibMode::Sequential => LayerHessians::new(l),
         };
-        let next = run_layer(&model, &xs, &mut hook)?;
+        let next = run_layer(src.layer(l), &xs, &mut hook)?;
         tm.calibration += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let (linears, stats) = quantize_layer(&mut model.layers_mut()[l], layers, &hook, method, p, progress)?;
+        let (linears, stats) = quantize_layer(src.layer(l), layers, &hook, method, p, progress)?;
+        drop(hook);
         let header = Header {
             layer: Some(l),
             stats: Some(stats),
@@ -209,7 +393,7 @@ pub(super) fn run(
                     step: "propagating",
                 })?;
                 drop(next);
-                run_layer(&model, &xs, &mut NoHook)?
+                run_layer(src.layer(l), &xs, &mut NoHook)?
             }
         };
         tm.propagation += t.elapsed().as_secs_f64();
@@ -220,11 +404,26 @@ pub(super) fn run(
         })?;
     }
     drop(xs);
-    drop(model);
 
     // Assemble the file from the parts on disk, so a resumed run writes the same bytes.
     progress(Event::Phase("writing"))?;
     let t = Instant::now();
+    let plain = match src {
+        Source::Eager { plain, .. } => plain,
+        Source::Lazy {
+            mut lazy, mut plain, ..
+        } => {
+            // The tensors outside the layers, one at a time; then every stored tensor in name
+            // order and the tokenizer, as `plain_tensors` lists them.
+            for name in lazy.outer_names() {
+                let t = lazy.tensor(&name)?;
+                plain.insert(name.clone(), plain_tensor(&name, &t, p.embed_f16)?);
+            }
+            let mut plain: Vec<Plain> = plain.into_values().collect();
+            plain.push(tokenizer_tensor(&tok));
+            plain
+        }
+    };
     let mut linears = Vec::new();
     let mut stats = Vec::new();
     for l in 0..layers {

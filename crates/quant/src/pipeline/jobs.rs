@@ -16,9 +16,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use llvq_model::candle_core::Tensor;
-use llvq_model::{Config, LinearName, Rope};
+use llvq_model::{Config, Rope};
 
-use super::driver::{finish_header, plain_tensor, run_header, tokenizer_tensor};
+use super::driver::{embed_windows, finish_header, load_layer, plain_tensor, run_header, tokenizer_tensor};
 use super::layer::quantize_layer;
 use super::memory::peak_rss;
 use super::params::{CalibMode, Event, QuantizeParams};
@@ -114,7 +114,7 @@ pub struct JobReport {
 const BASE_BYTES: u64 = 100 << 20;
 
 /// Refuses before any work when `needs` exceeds `max`.
-fn check_memory(needs: u64, max: Option<u64>, what: &str, hint: &str) -> Result<()> {
+pub(super) fn check_memory(needs: u64, max: Option<u64>, what: &str, hint: &str) -> Result<()> {
     match max {
         Some(max) if needs > max => Err(QuantError::Memory {
             needs,
@@ -153,9 +153,9 @@ pub fn calibrate_memory(
     windows: usize,
     ctx: usize,
 ) -> u64 {
-    let (w, t) = (windows as u64, ctx as u64);
-    let xs = w * t * cfg.hidden_size as u64 * 4;
-    let h16: u64 = input_widths(cfg).iter().map(|n| n * n * 16).sum();
+    let t = ctx as u64;
+    let xs = hidden_bytes(cfg, windows, ctx);
+    let h16 = hessian_bytes(cfg, 16);
     let act =
         t * (3 * cfg.intermediate_size as u64 + 6 * cfg.hidden_size as u64) * 4 + 2 * cfg.num_heads as u64 * t * t * 4;
     let nmax = *input_widths(cfg).iter().max().expect("four inputs");
@@ -170,12 +170,38 @@ pub fn calibrate_memory(
 /// largest linear; plus the outer tensors (f32 and stored) for the part holding layer 0.
 pub fn quantize_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, with_outer: bool) -> u64 {
     let widths = input_widths(cfg);
-    let h8: u64 = widths.iter().map(|n| n * n * 8).sum();
+    let h8 = hessian_bytes(cfg, 8);
     let nmax = *widths.iter().max().expect("four inputs");
     let (h, i) = (cfg.hidden_size as u64, cfg.intermediate_size as u64);
     let lin = (h * i).max(h * (cfg.num_heads * cfg.head_dim) as u64);
     let work = h8 + 4 * nmax * nmax * 8 + 5 * lin * 8;
     BASE_BYTES + layer_f32 + work + if with_outer { outer_f32 * 3 / 2 } else { 0 }
+}
+
+/// f32 hidden states of `windows` calibration windows of `ctx` tokens.
+fn hidden_bytes(cfg: &Config, windows: usize, ctx: usize) -> u64 {
+    windows as u64 * ctx as u64 * cfg.hidden_size as u64 * 4
+}
+
+/// A layer's four input Hessians (or their sums) at `entry` bytes per entry.
+fn hessian_bytes(cfg: &Config, entry: u64) -> u64 {
+    input_widths(cfg).iter().map(|n| n * n * entry).sum()
+}
+
+/// Memory of the in-process `llvq quantize` (every layer in turn, read lazily): the larger of
+/// calibrating one layer on every window (as `calibrate` on one shard: tokenizing, embedding,
+/// one f32 layer, the hidden states in and out, the sums) and quantizing it (as a `--hessians`
+/// job with the outer tensors) while both hidden states are held; full mode's exact sums take
+/// 16 bytes an entry where quantizing counts 8.
+pub fn run_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, text_bytes: u64, p: &QuantizeParams) -> u64 {
+    let (seqs, ctx) = (p.calib.seqs, p.calib.ctx);
+    let embed_f32 = (cfg.vocab_size * cfg.hidden_size * 4) as u64;
+    let exact = match p.mode {
+        CalibMode::Full => hessian_bytes(cfg, 8),
+        CalibMode::Sequential => 0,
+    };
+    calibrate_memory(cfg, layer_f32, embed_f32, text_bytes, seqs, ctx)
+        .max(quantize_memory(cfg, layer_f32, outer_f32, true) + 2 * hidden_bytes(cfg, seqs, ctx) + exact)
 }
 
 /// Reads and checks the calibration text (before any heavy work).
@@ -243,18 +269,8 @@ pub fn calibrate(
     drop(text);
     let tmp = hessians::begin_dir(out)?;
     let r = (|| -> Result<Vec<f64>> {
-        // The hidden states of the shard's windows, exactly as `Model::embed` makes them.
-        let embed = lazy.tensor("model.embed_tokens.weight")?;
-        let mut xs: Vec<Tensor> = Vec::with_capacity(range.len());
-        for w in &wins[range.clone()] {
-            let ids = Tensor::new(w.as_slice(), &llvq_model::candle_core::Device::Cpu)
-                .map_err(|e| QuantError::tensor("token ids", e.to_string()))?;
-            let x = embed
-                .embedding(&ids)
-                .and_then(|x| x.to_dtype(llvq_model::candle_core::DType::F32));
-            xs.push(x.map_err(|e| QuantError::tensor("model.embed_tokens.weight", e.to_string()))?);
-        }
-        drop(embed);
+        // The hidden states of the shard's windows.
+        let mut xs: Vec<Tensor> = embed_windows(&mut lazy, &wins[range.clone()])?;
         drop(wins);
         let rope = Rope::new(&cfg, 0, p.calib.ctx)?;
         let mut secs = Vec::new();
@@ -398,10 +414,6 @@ pub fn quantize_layers(
     let mut stats: Vec<LinearStats> = Vec::new();
     let mut plain = Vec::new();
     let mut secs = Vec::new();
-    let linear_names: std::collections::BTreeSet<String> = layers
-        .clone()
-        .flat_map(|l| LinearName::ALL.map(|n| n.weight_name(l)))
-        .collect();
     for l in layers.clone() {
         let t = Instant::now();
         progress(Event::Layer {
@@ -410,12 +422,9 @@ pub fn quantize_layers(
             step: "loading",
         })?;
         let hook = hessians::read_layer(&hessians::layer_path(hdir, l), l, man.tokens, true)?;
-        let mut w = lazy.layer_weights(l)?;
-        for (name, t) in w.tensors.iter().filter(|(n, _)| !linear_names.contains(*n)) {
-            plain.push(plain_tensor(name, t, p.embed_f16)?);
-        }
-        let mut layer = llvq_model::Layer::load(&cfg, &mut w, l)?;
-        drop(w);
+        let mut layer_plain = std::collections::BTreeMap::new();
+        let mut layer = load_layer(&mut lazy, l, p.embed_f16, &mut layer_plain)?;
+        plain.extend(layer_plain.into_values());
         let (mut q, mut s) = quantize_layer(&mut layer, cfg.num_layers, &hook, &method, p, &mut progress)?;
         linears.append(&mut q);
         stats.append(&mut s);

@@ -33,10 +33,10 @@ mod memory;
 mod params;
 mod resume;
 
-pub use driver::quantize_model;
+pub use driver::{quantize_model, quantize_model_eager, quantize_model_with};
 pub use jobs::{
-    calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, sharded_run,
-    CalibrateParams, JobReport, LayerRange, PartInfo, Shard, PART_KEY,
+    calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, run_memory,
+    sharded_run, CalibrateParams, JobReport, LayerRange, PartInfo, Shard, PART_KEY,
 };
 pub use layer::quantize_linear;
 pub use load::{load_any, load_llvq};
