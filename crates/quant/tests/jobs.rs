@@ -26,15 +26,11 @@ fn setup(name: &str, arch: Arch, bf16: bool, seed: u64) -> (PathBuf, PathBuf, Pa
     let dir = tmpdir(name);
     let cfg = config(arch);
     let w = random_weights(&cfg, seed);
-    let model = common::write_model(&dir, &cfg, &w);
-    if bf16 {
-        let t: std::collections::HashMap<String, llvq_model::candle_core::Tensor> = w
-            .tensors
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_dtype(llvq_model::candle_core::DType::BF16).unwrap()))
-            .collect();
-        llvq_model::candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
-    }
+    let model = if bf16 {
+        common::write_bf16_model(&dir, &cfg, &w)
+    } else {
+        common::write_model(&dir, &cfg, &w)
+    };
     let calib = common::write_calib(&dir, 777, 900);
     (dir, model, calib)
 }

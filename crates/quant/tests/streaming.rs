@@ -6,22 +6,20 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use llvq_model::config::{Arch, Config};
-use llvq_model::testing::{random_weights, tiny_tokenizer, tmpdir};
+use llvq_model::testing::{random_weights, tmpdir};
 use llvq_quant::calib::CalibParams;
 use llvq_quant::ldlq::LdlqParams;
 use llvq_quant::pipeline::{parts_dir, quantize_model_eager, quantize_model_with, Event};
 use llvq_quant::{quantize_model, CalibMode, QuantError, QuantizeParams, Rotate};
 
-/// 48 wide, MLP 40 (a tail for 8- and 24-column blocks), 3 layers.
+mod common;
+use common::go;
+
+/// The shared test model (48 wide, MLP 40: a tail for 8- and 24-column blocks) with 3 layers.
 fn config(arch: Arch) -> Config {
     Config {
-        hidden_size: 48,
-        intermediate_size: 40,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 12,
         num_layers: 3,
-        ..llvq_model::testing::tiny_config(arch)
+        ..common::config(arch)
     }
 }
 
@@ -29,19 +27,13 @@ fn config(arch: Arch) -> Config {
 fn setup(name: &str, arch: Arch, bf16: bool) -> (PathBuf, PathBuf, PathBuf) {
     let dir = tmpdir(name);
     let cfg = config(arch);
-    let model = dir.join("model");
     let w = random_weights(&cfg, 41);
-    llvq_model::export::export_hf(&cfg, &tiny_tokenizer(), &w, &model).unwrap();
-    if bf16 {
-        let t: std::collections::HashMap<String, llvq_model::candle_core::Tensor> = w
-            .tensors
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_dtype(llvq_model::candle_core::DType::BF16).unwrap()))
-            .collect();
-        llvq_model::candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
-    }
-    let calib = dir.join("calib.txt");
-    std::fs::write(&calib, llvq_model::testing::word_text(4242, 700)).unwrap();
+    let model = if bf16 {
+        common::write_bf16_model(&dir, &cfg, &w)
+    } else {
+        common::write_model(&dir, &cfg, &w)
+    };
+    let calib = common::write_calib(&dir, 4242, 700);
     (dir, model, calib)
 }
 
@@ -56,10 +48,6 @@ fn params(method: &str, calib: &Path, rotate: Rotate, mode: CalibMode) -> Quanti
         ldlq: LdlqParams::default(),
         embed_f16: true,
     }
-}
-
-fn go(_: Event<'_>) -> ControlFlow<()> {
-    ControlFlow::Continue(())
 }
 
 /// Streaming and eager runs of the same inputs write the same bytes and report the same numbers.

@@ -32,6 +32,19 @@ pub fn write_model(dir: &Path, cfg: &Config, w: &Weights) -> PathBuf {
     model
 }
 
+/// Writes `w` as the HF directory `dir/model` with its tensors stored in bf16 (the loaders
+/// convert; tests that bf16 checkpoints go through); returns its path.
+pub fn write_bf16_model(dir: &Path, cfg: &Config, w: &Weights) -> PathBuf {
+    let model = write_model(dir, cfg, w);
+    let t: std::collections::HashMap<String, llvq_model::candle_core::Tensor> = w
+        .tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_dtype(llvq_model::candle_core::DType::BF16).unwrap()))
+        .collect();
+    llvq_model::candle_core::safetensors::save(&t, model.join("model.safetensors")).unwrap();
+    model
+}
+
 /// Writes `words` seeded words as the calibration text `dir/calib.txt`; returns its path.
 pub fn write_calib(dir: &Path, seed: u64, words: usize) -> PathBuf {
     let calib = dir.join("calib.txt");
