@@ -15,6 +15,7 @@ use llvq_quant::finetune::run::{checkpoint_path, model_with_scales};
 use llvq_quant::finetune::{finetune, FinetuneParams, FtEvent};
 use llvq_quant::format::{self, Bits, INPUT_SCALE};
 use llvq_quant::{load_llvq, Rotate};
+use safetensors::Dtype;
 
 mod common;
 
@@ -271,15 +272,15 @@ fn tuning_lowers_the_objective_and_the_file_reproduces_it() {
             "{method}: file {kl} vs run {}",
             r.held_out_after
         );
-        // The header and the bits: one f32 per column of every linear.
+        // The header and the bits: one f16 (the default storage) per column of every linear.
         let c = format::read(&out).unwrap();
         let t = c.header.tuned.as_ref().unwrap();
         assert_eq!((t.steps, t.tokens, t.objective.as_str()), (12, 12 * 32, "kl"));
         let cols: u64 = c.linears.iter().map(|l| l.meta.cols as u64).sum();
-        assert_eq!(c.bits().input_scale, 32 * cols);
+        assert_eq!(c.bits().input_scale, 16 * cols);
         assert_eq!(c.header.bits, Some(c.bits()));
         let untuned: Bits = format::read(&q).unwrap().bits();
-        assert_eq!(c.bits().total(), untuned.total() + 32 * cols);
+        assert_eq!(c.bits().total(), untuned.total() + 16 * cols);
         assert!(!checkpoint_path(&out).exists());
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -412,5 +413,62 @@ fn bad_inputs_are_clear_errors_without_output() {
     );
     assert!(r2.held_out_after <= r2.held_out_before);
     assert_eq!(format::read(&t1).unwrap().header.tuned.unwrap().tokens, 32 * 14);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn tied_scales_are_stored_once_per_input_in_the_chosen_precision() {
+    // Tied scales: q/k/v and gate/up share a vector, so the file stores it for q and gate only
+    // and the reader lends it to k, v and up. f16 storage halves the bits; f32 keeps them.
+    let (dir, model, calib, q) = setup("tied", "e8p12");
+    for f16 in [true, false] {
+        let out = dir.join(format!("t-{f16}.llvq"));
+        let p = FinetuneParams {
+            tied: true,
+            f16,
+            tokens: 32 * 4,
+            ..params(&model, &calib)
+        };
+        let r = finetune(&q, &out, &p, false, &mut go).unwrap();
+        let c = format::read(&out).unwrap();
+        let stored: Vec<&format::Plain> = c.plain.iter().filter(|t| t.name.ends_with(INPUT_SCALE)).collect();
+        let layers = c.linears.len() / 7;
+        assert_eq!(stored.len(), 4 * layers, "q, o, gate and down of each layer");
+        let dtype = if f16 { Dtype::F16 } else { Dtype::F32 };
+        assert!(stored.iter().all(|t| t.dtype == dtype), "f16={f16}");
+        let scales = c.input_scales(&out).unwrap();
+        assert_eq!(scales.len(), 7 * layers);
+        let mut stored_cols = 0;
+        for l in 0..layers {
+            let get = |n: LinearName| &scales[&n.weight_name(l)];
+            assert_eq!(get(LinearName::K), get(LinearName::Q));
+            assert_eq!(get(LinearName::V), get(LinearName::Q));
+            assert_eq!(get(LinearName::Up), get(LinearName::Gate));
+            assert!(get(LinearName::Q).iter().any(|&x| x != 1.0), "the scales were tuned");
+            for n in [LinearName::Q, LinearName::O, LinearName::Gate, LinearName::Down] {
+                stored_cols += get(n).len() as u64;
+            }
+        }
+        assert_eq!(c.bits().input_scale, if f16 { 16 } else { 32 } * stored_cols);
+        // The file reproduces the kept held-out loss: tuning it again starts from that loss.
+        let again = dir.join(format!("again-{f16}.llvq"));
+        let r2 = finetune(
+            &out,
+            &again,
+            &FinetuneParams {
+                tokens: 32,
+                ..p.clone()
+            },
+            false,
+            &mut go,
+        )
+        .unwrap();
+        assert!(
+            (r2.held_out_before - r.held_out_after).abs() < 1e-6,
+            "f16={f16}: {} vs {}",
+            r2.held_out_before,
+            r.held_out_after
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -58,6 +58,10 @@ pub struct TuneArgs {
     /// One scale vector per shared input (q/k/v, gate/up) instead of one per linear.
     #[arg(long)]
     pub tied: bool,
+    /// Storage of the tuned scales: `f16` (16 bits per column; the kept scales are chosen and
+    /// reported after rounding) or `f32` (exactly as trained).
+    #[arg(long, default_value = "f16", value_parser = ["f16", "f32"])]
+    pub scale_dtype: String,
     /// Held-out windows.
     #[arg(long, default_value_t = FinetuneParams::default().held_out)]
     pub held_out: usize,
@@ -78,6 +82,7 @@ impl TuneArgs {
             objective: self.objective,
             lr: self.lr,
             tied: self.tied,
+            f16: self.scale_dtype == "f16",
             eval_every: 0,
             patience: self.patience,
         }

@@ -9,8 +9,10 @@
 //! - the untouched tensors under their HF names (token embeddings and an untied LM head in F16 or
 //!   F32, norms and biases in F32);
 //! - `llvq.tokenizer` (U8): the `tokenizer.json` bytes;
-//! - in a tuned file only, `NAME.llvq_input_scale` (F32 `[cols]`) for every quantized linear: the
-//!   input scales s of §5.4, W = R_outᵀ · Ŵ' · R_in · diag(s) (so y = W_q·(s ⊙ x));
+//! - in a tuned file only, `NAME.llvq_input_scale` (F16 or F32 `[cols]`) for every quantized
+//!   linear: the input scales s of §5.4, W = R_outᵀ · Ŵ' · R_in · diag(s) (so y = W_q·(s ⊙ x)).
+//!   When the header's `tuned.tied` is set, linears that read one input (q/k/v, gate/up) share
+//!   one vector and only the first of each group (q, gate) stores it;
 //! - one metadata key, `llvq`, holding the [`Header`].
 //!
 //! A weight is W = R_outᵀ · Ŵ' · R_in (§5.3): Ŵ' = s·decode(code) per block, cropped to the real
@@ -33,7 +35,7 @@ use crate::hadamard::Rotation;
 /// Suffixes of a quantized linear's two tensors.
 pub const CODES: &str = ".llvq_codes";
 pub const SCALES: &str = ".llvq_scales";
-/// Suffix of a quantized linear's tuned input scales (a plain F32 tensor, tuned files only).
+/// Suffix of a quantized linear's tuned input scales (a plain F16 or F32 tensor, tuned files only).
 pub const INPUT_SCALE: &str = ".llvq_input_scale";
 /// Name of the U8 tensor holding `tokenizer.json`.
 pub const TOKENIZER_TENSOR: &str = "llvq.tokenizer";
@@ -89,8 +91,9 @@ impl FileContents {
         linear_bits(&self.linears).weights + plain
     }
 
-    /// The tuned input scales by linear name, each checked against its linear (F32, `[cols]`,
-    /// finite); empty for an untuned file. A scale tensor without its linear is an error.
+    /// The tuned input scales by linear name, each checked against its linear (F16 or F32,
+    /// `[cols]`, finite); empty for an untuned file. A scale tensor without its linear is an
+    /// error. In a tied file the first linear of each input group lends its vector to the others.
     pub fn input_scales(&self, path: &Path) -> Result<BTreeMap<String, Vec<f32>>> {
         let bad = |r: String| ModelError::llvq_format(path, r);
         let mut out = BTreeMap::new();
@@ -101,9 +104,14 @@ impl FileContents {
                 .iter()
                 .find(|l| l.name == lin)
                 .ok_or_else(|| bad(format!("`{}` scales no quantized linear", p.name)))?;
-            if p.dtype != Dtype::F32 || p.shape != [ql.meta.cols] || p.data.len() != 4 * ql.meta.cols {
+            let width = match p.dtype {
+                Dtype::F32 => 4,
+                Dtype::F16 => 2,
+                _ => 0,
+            };
+            if width == 0 || p.shape != [ql.meta.cols] || p.data.len() != width * ql.meta.cols {
                 return Err(bad(format!(
-                    "`{}` is {:?} {:?}, expected F32 [{}]",
+                    "`{}` is {:?} {:?}, expected F16 or F32 [{}]",
                     p.name, p.dtype, p.shape, ql.meta.cols
                 )));
             }
@@ -113,16 +121,38 @@ impl FileContents {
             }
             out.insert(lin.to_string(), v);
         }
+        if self.header.tuned.as_ref().is_some_and(|t| t.tied) {
+            let lent: Vec<(String, Vec<f32>)> = out
+                .iter()
+                .filter_map(|(name, v)| Some((input_group(name)?, v)))
+                .flat_map(|(group, v)| group.into_iter().skip(1).map(move |n| (n, v.clone())))
+                .collect();
+            for (name, v) in lent {
+                if self.linears.iter().any(|l| l.name == name) {
+                    out.entry(name).or_insert(v);
+                }
+            }
+        }
         Ok(out)
     }
 
     /// Stores `scales` (linear name → one scale per column) as the file's input scales,
-    /// replacing any it had.
-    pub fn set_input_scales(&mut self, scales: &BTreeMap<String, Vec<f32>>) {
+    /// replacing any it had: in F16 when `f16` (half the bits; the scales stay near 1, where
+    /// F16 keeps 11 significant bits), and when `tied` only the first linear of each input group
+    /// (the others must hold the same vector; [`FileContents::input_scales`] lends it back).
+    pub fn set_input_scales(&mut self, scales: &BTreeMap<String, Vec<f32>>, f16: bool, tied: bool) {
         self.plain.retain(|p| !p.name.ends_with(INPUT_SCALE));
         for (name, s) in scales {
+            if tied {
+                if let Some(group) = input_group(name) {
+                    if group[0] != *name {
+                        debug_assert_eq!(scales.get(&group[0]), Some(s), "{name}: tied scales differ");
+                        continue;
+                    }
+                }
+            }
             self.plain
-                .push(Plain::from_f32(&format!("{name}{INPUT_SCALE}"), &[s.len()], s, false));
+                .push(Plain::from_f32(&format!("{name}{INPUT_SCALE}"), &[s.len()], s, f16));
         }
         self.plain.sort_by(|a, b| a.name.cmp(&b.name));
     }
@@ -131,10 +161,19 @@ impl FileContents {
     pub fn bits(&self) -> Bits {
         let mut b = linear_bits(&self.linears);
         for p in self.plain.iter().filter(|p| p.name.ends_with(INPUT_SCALE)) {
-            b.add(&Bits::input_scales(p.shape.iter().product()));
+            b.add(&Bits::input_scales(p.shape.iter().product(), p.dtype.bitsize() as u64));
         }
         b
     }
+}
+
+/// The linears that read the same input as the decoder linear `name` (its HF weight name):
+/// `name`'s group in [`LinearInput::linears`](crate::LinearInput::linears) order (q, k, v or
+/// gate, up; a group of one for o and down). `None` for a name outside the decoder layers.
+fn input_group(name: &str) -> Option<Vec<String>> {
+    let l: usize = name.strip_prefix("model.layers.")?.split('.').next()?.parse().ok()?;
+    let lin = crate::LinearName::ALL.into_iter().find(|n| n.weight_name(l) == name)?;
+    Some(lin.input().linears().iter().map(|n| n.weight_name(l)).collect())
 }
 
 /// Codes rebuilt from their canonical SPEC, once per distinct SPEC.

@@ -19,9 +19,6 @@ pub const CODEC_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const SEED_BITS: u64 = 64;
 /// Bits per stored scale (f16).
 pub const SCALE_BITS: u64 = 16;
-/// Bits per stored input (column) scale of a tuned file (f32: the scales are tuned in f32 and
-/// stored as trained, so a file reproduces the tuning run's held-out loss exactly).
-pub const INPUT_SCALE_BITS: u64 = 32;
 
 /// Which sides of a weight get a randomized Hadamard transform (Table 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,10 +156,10 @@ impl Bits {
         self.input_scale += o.input_scale;
     }
 
-    /// The bits of one input scale per column of a `cols`-wide linear.
-    pub fn input_scales(cols: usize) -> Bits {
+    /// The bits of one `bits_each`-bit input scale per column of a `cols`-wide linear.
+    pub fn input_scales(cols: usize, bits_each: u64) -> Bits {
         Bits {
-            input_scale: cols as u64 * INPUT_SCALE_BITS,
+            input_scale: cols as u64 * bits_each,
             ..Bits::default()
         }
     }
