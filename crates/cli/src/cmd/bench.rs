@@ -9,6 +9,8 @@ use llvq_lattice::dequant::{decode_batch, decode_serial};
 use llvq_lattice::{Metric, Searcher, DIM};
 use serde_json::json;
 
+use super::common::median;
+
 #[derive(Subcommand)]
 pub enum BenchCmd {
     /// Encode (exact search, both metrics) and decode throughput per core at M = 12 and 13.
@@ -58,11 +60,6 @@ fn gaussians(n: usize, seed: u64) -> Vec<f32> {
             ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
         })
         .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Median items/s of `f` over `repeats` runs of `items` items.

@@ -146,3 +146,9 @@ pub fn fixed_mmap_threshold() {
         }
     }
 }
+
+/// Median of a non-empty list (the benchmarks report medians of repeated runs).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

@@ -8,7 +8,7 @@ use llvq_model::{Model, Tokenizer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::common::{load_model, set_threads, RuntimeArgs, DEFAULT_MODEL};
+use super::common::{load_model, median, set_threads, RuntimeArgs, DEFAULT_MODEL};
 
 const WIKITEXT: &str = "shared/data/wikitext-2-raw/wiki.test.raw";
 
@@ -151,12 +151,6 @@ struct Speed {
     /// Resident bits per weight of the decoder's linear layers.
     resident_bits_per_weight: f64,
     load_s: f64,
-}
-
-/// Median of a non-empty list.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Measures every model in `models` (the file as loaded, and with `--compare` its dense twin)
