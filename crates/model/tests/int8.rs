@@ -1,9 +1,9 @@
 //! int8 activations on 4-bit levels (`qmatmul::I8Weight`): every kernel family against the
-//! scalar twin, the layout against the packed weight it was built from, and the int8 product
-//! against the exact one within the bound of rounding x to int8.
+//! scalar twin, the layout against the packed weight it was built from, and the int8 (and
+//! 16-bit) product against the exact one within the bound of rounding x to that precision.
 
 use llvq_codes::from_spec;
-use llvq_model::qmatmul::int8::I8Scratch;
+use llvq_model::qmatmul::int8::{ActBits, I8Scratch};
 use llvq_model::qmatmul::kernels::{available, Isa};
 use llvq_model::qmatmul::{I8Weight, MatVec, PackError, PackedWeight};
 use proptest::prelude::*;
@@ -22,9 +22,16 @@ fn packed(spec: &str, rows: usize, cols: usize, rng: &mut StdRng) -> PackedWeigh
 }
 
 fn check(spec: &str, rows: usize, cols: usize, seed: u64) {
+    for bits in [ActBits::I8, ActBits::I16] {
+        check_bits(spec, rows, cols, seed, bits);
+    }
+}
+
+fn check_bits(spec: &str, rows: usize, cols: usize, seed: u64, bits: ActBits) {
     let mut rng = StdRng::seed_from_u64(seed);
     let p = packed(spec, rows, cols, &mut rng);
-    let w = I8Weight::from_packed(&p).unwrap();
+    let mut w = I8Weight::from_packed(&p).unwrap();
+    w.set_act_bits(bits);
     // Same matrix as the packed layout, weight for weight.
     assert_eq!(
         w.to_dense(),
@@ -50,13 +57,13 @@ fn check(spec: &str, rows: usize, cols: usize, seed: u64) {
             // accumulation order differs.
             assert!(
                 (y[r] - twin[r]).abs() <= 1e-5 * mag + 1e-6,
-                "{spec} {rows}x{cols} {isa:?} row {r}: {} vs twin {}",
+                "{spec} {rows}x{cols} {bits:?} {isa:?} row {r}: {} vs twin {}",
                 y[r],
                 twin[r]
             );
             assert!(
                 (y[r] - exact[r]).abs() <= bound[r],
-                "{spec} {rows}x{cols} {isa:?} row {r}: {} vs exact {} (bound {})",
+                "{spec} {rows}x{cols} {bits:?} {isa:?} row {r}: {} vs exact {} (bound {})",
                 y[r],
                 exact[r],
                 bound[r]
@@ -126,6 +133,8 @@ fn probe_int8_vs_f32_matvec() {
     for (rows, cols) in [(1536, 576), (576, 1536), (192, 576)] {
         let p = packed("llvq-ss:m=2,scale=1.3", rows, cols, &mut rng);
         let w = I8Weight::from_packed(&p).unwrap();
+        let mut w16 = w.clone();
+        w16.set_act_bits(ActBits::I16);
         let x = gauss(&mut rng, cols);
         let mut y = vec![0f32; rows];
         let best = |f: &mut dyn FnMut()| {
@@ -146,8 +155,41 @@ fn probe_int8_vs_f32_matvec() {
             for isa in available() {
                 let f = best(&mut || p.matvec_on(&x, &mut y, &mut s, isa));
                 let i = best(&mut || w.matvec_on(&x, &mut y, &mut s8, isa));
-                eprintln!("{rows}x{cols} {isa:?}: f32 activations {f:.1} µs, int8 {i:.1} µs");
+                let i16 = best(&mut || w16.matvec_on(&x, &mut y, &mut s8, isa));
+                eprintln!("{rows}x{cols} {isa:?}: f32 activations {f:.1} µs, int8 {i:.1} µs, int16 {i16:.1} µs");
             }
         });
+    }
+}
+
+#[test]
+fn a_reused_scratch_gives_the_products_of_a_fresh_one() {
+    // The scratch remembers the input it rounded (q/k/v share it); a changed input, precision
+    // or chunk layout must be rounded again.
+    let mut rng = StdRng::seed_from_u64(11);
+    let (rows, cols) = (40, 100);
+    let a = I8Weight::from_packed(&packed("llvq-ss:m=2,scale=1.3", rows, cols, &mut rng)).unwrap();
+    let b = I8Weight::from_packed(&packed("e8p12:scale=1.0375", rows, cols, &mut rng)).unwrap();
+    let mut a16 = a.clone();
+    a16.set_act_bits(ActBits::I16);
+    let x1 = gauss(&mut rng, cols);
+    let mut x2 = x1.clone();
+    x2[37] += 0.25;
+    let mut shared = I8Scratch::default();
+    for (w, x) in [
+        (&a, &x1),
+        (&a, &x1),
+        (&a, &x2),
+        (&a16, &x2),
+        (&b, &x2),
+        (&a, &x1),
+        (&a16, &x1),
+    ] {
+        for isa in available() {
+            let (mut y, mut want) = (vec![0f32; rows], vec![0f32; rows]);
+            w.matvec_on(x, &mut y, &mut shared, isa);
+            w.matvec_on(x, &mut want, &mut I8Scratch::default(), isa);
+            assert_eq!(y, want, "{isa:?}");
+        }
     }
 }

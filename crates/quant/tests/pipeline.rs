@@ -643,6 +643,10 @@ fn default_model_runs_compressed_with_the_dense_paths_logits() {
         // products on single tokens through the KV cache) both give the dense logits.
         let (_, c, ld) = load_both(&out, &ids, &format!("{method} {rotate:?} prefill"));
         let steps = cached_logits(&c, &ids);
+        eprintln!(
+            "{method} {rotate:?}: f32 generation logits, relative difference {:.2e}",
+            rel_diff(&steps, &ld)
+        );
         assert!(
             rel_diff(&steps, &ld) < 1e-4,
             "{method} {rotate:?} cached: {}",
@@ -664,6 +668,25 @@ fn default_model_runs_compressed_with_the_dense_paths_logits() {
             rel_diff(&li, &ld) < 0.1,
             "{method} {rotate:?} int8: {}",
             rel_diff(&li, &ld)
+        );
+        // 16-bit activations in generation: one product per token through the KV cache.
+        let (i16m, _, _) = compressed::load(
+            &out,
+            &LoadOptions {
+                act: Activations::I16,
+                ..COMPRESSED
+            },
+        )
+        .unwrap();
+        let l16 = cached_logits(&i16m, &ids);
+        eprintln!(
+            "{method} {rotate:?}: int16 generation logits, relative difference {:.2e}",
+            rel_diff(&l16, &ld)
+        );
+        assert!(
+            rel_diff(&l16, &ld) < 5e-4,
+            "{method} {rotate:?} int16: {}",
+            rel_diff(&l16, &ld)
         );
         std::fs::remove_file(&out).ok();
     }

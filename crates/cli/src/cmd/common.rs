@@ -69,10 +69,12 @@ pub struct RuntimeArgs {
     /// per row; smaller and faster, see the README for its effect on perplexity).
     #[arg(long, default_value = "f16")]
     pub head: HeadFormat,
-    /// Activations of the compressed products: `f32`, or `i8` (generation rounds activations
-    /// to int8 per chunk and multiplies integers; faster, see the README for its effect on
-    /// perplexity), or `i8-all` (int8 in prefill too, one product per token; for measuring).
-    #[arg(long, default_value = "f32")]
+    /// Activations of the compressed products in generation (one token at a time): `i16`
+    /// (rounded to 16 bits per chunk, integer products: the fast default, see the README for
+    /// its effect), `i8` (faster, less exact) or `f32` (exact). Prefill always runs f32
+    /// activations; `i8-all` / `i16-all` use integers there too (one product per token; for
+    /// measuring).
+    #[arg(long, default_value = "i16")]
     pub act: Activations,
 }
 

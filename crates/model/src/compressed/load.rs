@@ -23,6 +23,7 @@ use crate::error::{ModelError, Result, TensorContext};
 use crate::hadamard::Rotation;
 use crate::linear::{Compressed, Exec, F32Rows, Linear, Weight};
 use crate::model::Model;
+use crate::qmatmul::int8::ActBits;
 use crate::qmatmul::rotate::OnlineRotation;
 use crate::qmatmul::{F16Matrix, I8Weight, PackError, PackedWeight};
 use crate::tokenizer::Tokenizer;
@@ -61,6 +62,26 @@ pub enum Activations {
     /// int8 activations in prefill too (one matrix-vector product per token: slow; for
     /// measuring what int8 activations cost in perplexity).
     I8All,
+    /// As `I8` with activations rounded to 16 bits (two int8 products per level vector).
+    I16,
+    /// 16-bit activations in prefill too (for measuring).
+    I16All,
+}
+
+impl Activations {
+    /// The integer precision, if any.
+    pub fn bits(self) -> Option<ActBits> {
+        match self {
+            Activations::F32 => None,
+            Activations::I8 | Activations::I8All => Some(ActBits::I8),
+            Activations::I16 | Activations::I16All => Some(ActBits::I16),
+        }
+    }
+
+    /// Whether prefill uses the integer products too.
+    pub fn all(self) -> bool {
+        matches!(self, Activations::I8All | Activations::I16All)
+    }
 }
 
 impl std::str::FromStr for Activations {
@@ -70,7 +91,9 @@ impl std::str::FromStr for Activations {
             "f32" => Ok(Activations::F32),
             "i8" => Ok(Activations::I8),
             "i8-all" => Ok(Activations::I8All),
-            _ => Err(format!("activations {s:?} must be f32, i8 or i8-all")),
+            "i16" => Ok(Activations::I16),
+            "i16-all" => Ok(Activations::I16All),
+            _ => Err(format!("activations {s:?} must be f32, i8, i16, i8-all or i16-all")),
         }
     }
 }
@@ -247,7 +270,8 @@ pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer, act: Activations) -> Res
         Ok(p) if act == Activations::F32 => Ok(Arc::new(p)),
         Ok(p) => match I8Weight::from_packed(&p) {
             Ok(mut w) => {
-                w.set_int8_prefill(act == Activations::I8All);
+                w.set_int8_prefill(act.all());
+                w.set_act_bits(act.bits().unwrap_or_default());
                 Ok(Arc::new(w))
             }
             Err(_) => Ok(Arc::new(p)),

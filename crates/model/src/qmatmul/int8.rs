@@ -14,7 +14,11 @@
 //! next to 8 contiguous mults. Resident bits are those of [`PackedWeight`] (4 per level plus
 //! f32 mult and offset per chunk), plus the padding of each row to whole groups.
 //! Prefill (`t > 2` vectors) expands tiles to f32 and calls `gemm` with f32 activations, as
-//! [`PackedWeight`] does, unless [`I8Weight::set_int8_prefill`] asks for int8 there too.
+//! [`PackedWeight`] does, unless [`I8Weight::set_int8_prefill`] asks for integers there too.
+//!
+//! [`ActBits::I16`] rounds the activation to 16 bits instead (d_c = max|x_c|/32639, stored as
+//! low and high bytes, see [`super::kernels::int8`]): twice the integer products of int8, but a
+//! rounding error 257× smaller, below the f32 path's own error in practice.
 
 use std::cell::RefCell;
 
@@ -36,14 +40,42 @@ pub struct I8Weight {
     mult: Vec<f32>,
     offset: Vec<f32>,
     int8_prefill: bool,
+    bits: ActBits,
 }
 
-/// Scratch of one product: the quantized, interleaved activation and its chunk scales and sums.
+/// Precision of the rounded activation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ActBits {
+    /// int8, |q| ≤ 127 (as llama.cpp's q8 blocks).
+    #[default]
+    I8,
+    /// 16 bits, |q| ≤ 32639 = 127·256 + 127 (the largest value whose high and low bytes are
+    /// both signed bytes).
+    I16,
+}
+
+impl ActBits {
+    /// The largest |q|.
+    pub fn qmax(self) -> f32 {
+        match self {
+            ActBits::I8 => 127.0,
+            ActBits::I16 => 32639.0,
+        }
+    }
+}
+
+/// Scratch of one product: the quantized, interleaved activation (low bytes, and high bytes
+/// for 16 bits) and its chunk scales and sums, with the input and layout they were made for:
+/// q, k and v (gate and up) multiply the same input, so the second and third product find it
+/// prepared (an exact comparison of the input, far cheaper than rounding it again).
 #[derive(Default, Debug)]
 pub struct I8Scratch {
     xq: Vec<i8>,
+    xh: Vec<i8>,
     d: Vec<f32>,
     sums: Vec<f32>,
+    /// (input, chunk, chunks, precision) of the prepared activation.
+    made_for: Option<(Vec<f32>, usize, usize, ActBits)>,
 }
 
 thread_local! {
@@ -74,6 +106,7 @@ impl I8Weight {
             mult: vec![0.0; p.rows * nch],
             offset: vec![0.0; p.rows * nch],
             int8_prefill: false,
+            bits: ActBits::I8,
         };
         w.levels
             .par_chunks_mut(rb.max(1))
@@ -97,6 +130,15 @@ impl I8Weight {
     /// activations on whole windows).
     pub fn set_int8_prefill(&mut self, on: bool) {
         self.int8_prefill = on;
+    }
+
+    /// Rounds activations to `bits` (int8 by default).
+    pub fn set_act_bits(&mut self, bits: ActBits) {
+        self.bits = bits;
+    }
+
+    pub fn act_bits(&self) -> ActBits {
+        self.bits
     }
 
     pub fn chunk(&self) -> usize {
@@ -129,39 +171,77 @@ impl I8Weight {
 
     /// Rows `r0..` expanded to f32, `nch·chunk` values per row (for the prefill tiles).
     fn expand_rows(&self, r0: usize, out: &mut [f32]) {
-        let (c, k) = (self.chunk, self.nch * self.chunk);
+        let (k, rb, nch) = (self.nch * self.chunk, self.row_bytes(), self.nch);
+        let isa = kernels::best();
         for (i, o) in out.chunks_exact_mut(k).enumerate() {
             let r = r0 + i;
-            let row = &self.levels[r * self.row_bytes()..(r + 1) * self.row_bytes()];
-            for (j, v) in o.iter_mut().enumerate() {
-                let (pos, hi) = position(c, j);
-                let n = if hi { row[pos] >> 4 } else { row[pos] & 0xF };
-                let ch = r * self.nch + j / c;
-                *v = self.mult[ch] * n as f32 + self.offset[ch];
-            }
+            kernels::expand_row_interleaved(
+                isa,
+                &self.levels[r * rb..(r + 1) * rb],
+                &self.mult[r * nch..(r + 1) * nch],
+                &self.offset[r * nch..(r + 1) * nch],
+                self.chunk,
+                o,
+            );
         }
     }
 
-    /// Rounds `x` to int8 per chunk into `s` (interleaved), with scales and exact f32 sums.
+    /// Rounds `x` per chunk into `s` (interleaved; int8, or the low and high bytes of 16
+    /// bits), with scales and exact f32 sums.
     fn prepare(&self, x: &[f32], s: &mut I8Scratch) {
         let c = self.chunk;
+        let key = (c, self.nch, self.bits);
+        if let Some((px, pc, pn, pb)) = &s.made_for {
+            if (*pc, *pn, *pb) == key && px[..] == *x {
+                return;
+            }
+        }
+        let wide = self.bits == ActBits::I16;
+        let qmax = self.bits.qmax();
         s.xq.clear();
         s.xq.resize(self.nch * c, 0);
+        s.xh.clear();
+        if wide {
+            s.xh.resize(self.nch * c, 0);
+        }
         s.d.clear();
         s.sums.clear();
         for ch in 0..self.nch {
             let seg = &x[(ch * c).min(self.cols)..((ch + 1) * c).min(self.cols)];
             let amax = seg.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+            let d = amax / qmax;
+            let inv = if amax > 0.0 { qmax / amax } else { 0.0 };
             s.d.push(d);
             s.sums.push(seg.iter().sum());
-            for (j, &v) in seg.iter().enumerate() {
-                // `position` of weight j in chunk ch, as a byte of the activation stream.
-                let (g, k) = (ch / 8, ch % 8);
-                let at = g * 8 * c + (j / 4) * 32 + k * 4 + j % 4;
-                s.xq[at] = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+            // Weights 4i..4i + 4 of chunk ch (group g, lane k) sit at bytes base + 32i.. of the
+            // activation stream (`position`).
+            let (g, k) = (ch / 8, ch % 8);
+            let base = g * 8 * c + k * 4;
+            let round = |v: f32| (v * inv).round_ties_even().clamp(-qmax, qmax) as i32;
+            for (i, v4) in seg.chunks(4).enumerate() {
+                let at = base + 32 * i;
+                if wide {
+                    for (j, &v) in v4.iter().enumerate() {
+                        // q = 256·h + l with l in −128..=127 (h = ⌊(q + 128)/256⌋).
+                        let q = round(v);
+                        let h = (q + 128) >> 8;
+                        s.xh[at + j] = h as i8;
+                        s.xq[at + j] = (q - 256 * h) as i8;
+                    }
+                } else {
+                    for (j, &v) in v4.iter().enumerate() {
+                        s.xq[at + j] = round(v) as i8;
+                    }
+                }
             }
+        }
+        match &mut s.made_for {
+            Some((px, pc, pn, pb)) => {
+                px.clear();
+                px.extend_from_slice(x);
+                (*pc, *pn, *pb) = key;
+            }
+            None => s.made_for = Some((x.to_vec(), key.0, key.1, key.2)),
         }
     }
 
@@ -179,6 +259,7 @@ impl I8Weight {
             },
             chunk: self.chunk,
             xq: &s.xq,
+            xh: (self.bits == ActBits::I16).then_some(&s.xh[..]),
             d: &s.d,
             sums: &s.sums,
         };
@@ -203,16 +284,17 @@ impl I8Weight {
         }
     }
 
-    /// A bound on |int8 product − exact product| per row: Σ_j |mult·n_j|·d_c/2, plus f32
+    /// A bound on |integer product − exact product| per row: Σ_j |mult·n_j|·d_c/2, plus f32
     /// rounding of the sums (1e-5 of Σ|w·x|).
     pub fn int8_error_bound(&self, x: &[f32]) -> Vec<f32> {
         let c = self.chunk;
+        let qmax = self.bits.qmax() as f64;
         (0..self.rows)
             .map(|r| {
                 let mut b = 0f64;
                 for ch in 0..self.cols.div_ceil(c) {
                     let seg = &x[ch * c..((ch + 1) * c).min(self.cols)];
-                    let d = seg.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                    let d = seg.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / qmax;
                     let o = self.offset[r * self.nch + ch] as f64;
                     for (j, &xj) in seg.iter().enumerate() {
                         // |mult·n_j| = |w − offset|; x_j is rounded by at most d_c/2.

@@ -307,10 +307,12 @@ impl PackedWeight {
     /// Rows `r0..r0 + out.len()/k` expanded to f32, `k` values per row (padding included).
     pub(crate) fn expand_rows(&self, r0: usize, out: &mut [f32]) {
         let (k, c, rb, nch) = (self.k, self.chunk, self.row_bytes(), self.k / self.chunk);
+        let isa = kernels::best();
         for (i, o) in out.chunks_exact_mut(k).enumerate() {
             let r = r0 + i;
             let row = &self.levels[r * rb..(r + 1) * rb];
             kernels::expand_row(
+                isa,
                 self.layout(),
                 row,
                 &self.lut,

@@ -233,17 +233,65 @@ fn fwht(seg: &mut [f32], w: usize) {
     }
 }
 
-/// `dst` (c × r) = `src` (r × c)ᵀ, in 8 × 8 tiles.
+/// `dst` (c × r) = `src` (r × c)ᵀ, in 8 × 8 tiles (eight-register AVX transposes for the
+/// whole tiles where the CPU has AVX2: the scalar loop was 6-7% of prefill).
 fn transpose_into(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
     const B: usize = 8;
+    assert!(
+        src.len() >= r * c && dst.len() >= r * c,
+        "transpose_into: short buffers"
+    );
+    #[cfg(target_arch = "x86_64")]
+    let simd = super::kernels::best() != super::kernels::Isa::Scalar;
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
     for i0 in (0..r).step_by(B) {
         for j0 in (0..c).step_by(B) {
+            if simd && i0 + B <= r && j0 + B <= c {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 detected above; the tile's 8 source rows of 8 values start at
+                // src[(i0 + i)·c + j0] and its 8 destination rows at dst[(j0 + j)·r + i0], all
+                // inside the buffers checked above.
+                unsafe {
+                    transpose8(src.as_ptr().add(i0 * c + j0), c, dst.as_mut_ptr().add(j0 * r + i0), r)
+                };
+                continue;
+            }
             for i in i0..(i0 + B).min(r) {
                 for j in j0..(j0 + B).min(c) {
                     dst[j * r + i] = src[i * c + j];
                 }
             }
         }
+    }
+}
+
+/// One 8 × 8 tile: row i of `src` (stride `ss`) becomes column i of `dst` (stride `ds`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose8(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+    use std::arch::x86_64::*;
+    let mut r = [_mm256_setzero_ps(); 8];
+    for (i, v) in r.iter_mut().enumerate() {
+        *v = _mm256_loadu_ps(src.add(i * ss));
+    }
+    // Pairs of rows interleaved (t), then pairs of pairs (u: u[j] holds columns j and j + 4 of
+    // rows 0-3, u[j + 4] of rows 4-7), then the 128-bit halves recombined.
+    let mut t = [_mm256_setzero_ps(); 8];
+    for p in 0..4 {
+        t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+        t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+    }
+    let mut u = [_mm256_setzero_ps(); 8];
+    for q in [0, 4] {
+        u[q] = _mm256_shuffle_ps::<0x44>(t[q], t[q + 2]);
+        u[q + 1] = _mm256_shuffle_ps::<0xEE>(t[q], t[q + 2]);
+        u[q + 2] = _mm256_shuffle_ps::<0x44>(t[q + 1], t[q + 3]);
+        u[q + 3] = _mm256_shuffle_ps::<0xEE>(t[q + 1], t[q + 3]);
+    }
+    for j in 0..4 {
+        _mm256_storeu_ps(dst.add(j * ds), _mm256_permute2f128_ps::<0x20>(u[j], u[j + 4]));
+        _mm256_storeu_ps(dst.add((j + 4) * ds), _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]));
     }
 }
 

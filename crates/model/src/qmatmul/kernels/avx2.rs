@@ -150,6 +150,34 @@ pub(crate) unsafe fn rows_dot(a: &Dot, ys: &mut [f32]) {
     }
 }
 
+/// Expands 4-bit identity-LUT chunks to f32 (`out` = chunks of `8·units` weights): unit `k` of
+/// chunk `c` (8 weights, the layout of [`unit`]) sits at byte `at(c, k)` of `row`, and weight
+/// i of the chunk becomes `mult[c]·n_i + offset[c]`. The tile expansion of prefill: the scalar
+/// loop spent a division and a conversion per weight.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `at(c, k) + 4 ≤ row.len()` for every chunk and unit, and
+/// `mult`/`offset` hold `out.len() / (8·units)` values.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn expand_nib4(
+    row: &[u8],
+    at: impl Fn(usize, usize) -> usize,
+    units: usize,
+    mult: &[f32],
+    offset: &[f32],
+    out: &mut [f32],
+) {
+    let (lo, hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (c, o) in out.chunks_exact_mut(8 * units).enumerate() {
+        let (m, f) = (_mm256_set1_ps(mult[c]), _mm256_set1_ps(offset[c]));
+        for k in 0..units {
+            // `unit` reads 4 bytes at 4·u: address the unit's bytes directly.
+            let v = unit::<NIB4>(row.as_ptr().add(at(c, k)), 0, std::ptr::null(), lo, hi);
+            _mm256_storeu_ps(o.as_mut_ptr().add(8 * k), _mm256_fmadd_ps(v, m, f));
+        }
+    }
+}
+
 /// f16 rows: 16 weights per step (two F16C conversions, two accumulators).
 ///
 /// # Safety

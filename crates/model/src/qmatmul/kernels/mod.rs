@@ -116,13 +116,15 @@ pub(crate) struct Dot<'a> {
     pub sums: &'a [f32],
 }
 
-/// The inputs of the int8-activation product of [`int8`] (interleaved layout): `xq` is the
-/// activation in the same order, `d` its per-chunk scales and `sums` its per-chunk f32 sums.
+/// The inputs of the integer-activation product of [`int8`] (interleaved layout): `xq` is the
+/// activation in the same order (its low bytes with `xh`, the high bytes of 16-bit activations
+/// q = 256·xh + xq), `d` its per-chunk scales and `sums` its per-chunk f32 sums.
 #[derive(Clone, Copy)]
 pub(crate) struct DotI8<'a> {
     pub run: Run<'a>,
     pub chunk: usize,
     pub xq: &'a [i8],
+    pub xh: Option<&'a [i8]>,
     pub d: &'a [f32],
     pub sums: &'a [f32],
 }
@@ -143,7 +145,60 @@ pub(crate) fn rows_dot(isa: Isa, a: &Dot, ys: &mut [f32]) {
     }
 }
 
-pub(crate) use scalar::expand_row;
+/// One row of a [`PackedWeight`](crate::qmatmul::PackedWeight) expanded to f32 (`out.len()` =
+/// the row length): AVX2 for 4-bit identity levels, the portable loop otherwise.
+pub(crate) fn expand_row(
+    isa: Isa,
+    layout: Layout,
+    row: &[u8],
+    lut: &[f32],
+    mult: &[f32],
+    offset: &[f32],
+    chunk: usize,
+    out: &mut [f32],
+) {
+    match (isa, layout) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2`/`Isa::Avx512Vnni` only come from `best()` after detecting the
+        // features; a row of `out.len()` 4-bit levels is `out.len() / 2` bytes, unit u at 4u.
+        (Isa::Avx2 | Isa::Avx512Vnni, Layout::Nib4) if chunk % 8 == 0 && row.len() * 2 >= out.len() => unsafe {
+            let units = chunk / 8;
+            avx2::expand_nib4(row, |c, k| 4 * (c * units + k), units, mult, offset, out)
+        },
+        _ => scalar::expand_row(layout, row, lut, mult, offset, chunk, out),
+    }
+}
+
+/// One row of an [`I8Weight`](crate::qmatmul::I8Weight) (chunk-interleaved 4-bit levels, see
+/// [`int8`]) expanded to f32: `out` holds the row's `nch·chunk` weights in natural order.
+pub(crate) fn expand_row_interleaved(
+    isa: Isa,
+    row: &[u8],
+    mult: &[f32],
+    offset: &[f32],
+    chunk: usize,
+    out: &mut [f32],
+) {
+    // Unit k (weights 8k..8k + 8) of chunk c: group c/8, 32-byte block k, lane c % 8.
+    let at = |c: usize, k: usize| (c / 8) * 4 * chunk + 32 * k + 4 * (c % 8);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the features come from `best()`; a row of `nch·chunk` weights is
+        // `nch·chunk/2` bytes and `at` stays inside it for c < nch, k < chunk/8.
+        Isa::Avx2 | Isa::Avx512Vnni if chunk % 8 == 0 && row.len() * 2 >= out.len() => unsafe {
+            avx2::expand_nib4(row, at, chunk / 8, mult, offset, out)
+        },
+        _ => {
+            for (c, o) in out.chunks_exact_mut(chunk).enumerate() {
+                for (j, v) in o.iter_mut().enumerate() {
+                    let b = row[at(c, j / 8) + j % 4];
+                    let n = if j % 8 < 4 { b & 0xF } else { b >> 4 };
+                    *v = mult[c] * n as f32 + offset[c];
+                }
+            }
+        }
+    }
+}
 
 /// `ys[i] = w_i · x` for consecutive f16 rows of `cols` values.
 pub(crate) fn f16_rows_dot(isa: Isa, w: &[f16], cols: usize, x: &[f32], ys: &mut [f32]) {
@@ -166,6 +221,7 @@ pub(crate) fn rows_dot_i8(isa: Isa, a: &DotI8, ys: &mut [f32]) {
             && run.mult.len() == ys.len() * nch
             && run.offset.len() == run.mult.len()
             && xq.len() == nch * chunk
+            && a.xh.is_none_or(|h| h.len() == xq.len())
             && sums.len() == nch
             && matches!(chunk, 8 | 16 | 24 | 32),
         "rows_dot_i8: inconsistent slices"
@@ -176,5 +232,51 @@ pub(crate) fn rows_dot_i8(isa: Isa, a: &DotI8, ys: &mut [f32]) {
         // detecting the features; the slice lengths are checked above.
         Isa::Avx2 | Isa::Avx512Vnni => unsafe { int8::x86::rows_dot(isa == Isa::Avx512Vnni, a, ys) },
         _ => int8::rows_dot_scalar(a, ys),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qmatmul::packed::get;
+
+    /// A deterministic byte stream and scales (no RNG crate needed here).
+    fn stream(n: usize, seed: u32) -> Vec<u8> {
+        (0..n as u32)
+            .map(|i| (i.wrapping_mul(2654435761) ^ seed).rotate_left(7) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn every_family_expands_rows_as_the_layouts_define_them() {
+        for chunk in [8, 16, 24, 32] {
+            let nch = 16; // two interleaved groups
+            let k = nch * chunk;
+            let row = stream(k / 2, chunk as u32);
+            let mult: Vec<f32> = (0..nch).map(|c| 0.5 + c as f32 * 0.25).collect();
+            let offset: Vec<f32> = (0..nch).map(|c| -(c as f32) * 0.125).collect();
+            let lut: Vec<f32> = (0..16).map(|v| v as f32).collect();
+            // Natural 4-bit layout: weight j is nibble j of the unit stream (`get`).
+            let want: Vec<f32> = (0..k)
+                .map(|j| mult[j / chunk] * get(&row, 4, j) as f32 + offset[j / chunk])
+                .collect();
+            // Interleaved layout: unit k of chunk c at (c/8)·4·chunk + 32k + 4(c % 8).
+            let want_il: Vec<f32> = (0..k)
+                .map(|j| {
+                    let (c, jj) = (j / chunk, j % chunk);
+                    let b = row[(c / 8) * 4 * chunk + 32 * (jj / 8) + 4 * (c % 8) + jj % 4];
+                    let n = if jj % 8 < 4 { b & 0xF } else { b >> 4 };
+                    mult[c] * n as f32 + offset[c]
+                })
+                .collect();
+            for isa in available() {
+                let mut out = vec![f32::NAN; k];
+                expand_row(isa, Layout::Nib4, &row, &lut, &mult, &offset, chunk, &mut out);
+                assert_eq!(out, want, "{isa:?} chunk {chunk}");
+                let mut out = vec![f32::NAN; k];
+                expand_row_interleaved(isa, &row, &mult, &offset, chunk, &mut out);
+                assert_eq!(out, want_il, "{isa:?} chunk {chunk} interleaved");
+            }
+        }
     }
 }
