@@ -126,8 +126,60 @@ pub struct Layer {
     down: Linear,
 }
 
-/// Cached keys and values of one layer, `[kv_heads, positions, head_dim]`.
-pub type LayerCache = Option<(Tensor, Tensor)>;
+/// Cached keys and values of one layer, `[kv_heads, positions, head_dim]`, in buffers with
+/// room to grow: a new token's key and value are written in place (`slice_set`) instead of
+/// concatenating, which copied the whole past at every generated token; the capacity doubles
+/// when full. A clone holds exactly the cached positions (capacity = length), so neither it
+/// nor the original ever writes into a buffer the other reads.
+#[derive(Debug, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor, Tensor)>,
+    len: usize,
+}
+
+impl Clone for LayerCache {
+    fn clone(&self) -> LayerCache {
+        // A full buffer's view is shared (no writes happen below the length); a partly used
+        // one is copied, so the clone's next append reallocates either way.
+        let copy = |b: &Tensor| b.narrow(1, 0, self.len).and_then(|t| t.contiguous());
+        LayerCache {
+            kv: self
+                .kv
+                .as_ref()
+                .map(|(k, v)| (copy(k).expect("cached keys"), copy(v).expect("cached values"))),
+            len: self.len,
+        }
+    }
+}
+
+impl LayerCache {
+    /// Appends `k` and `v` (`[kv_heads, t, head_dim]`) and returns every cached position.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let t = k.dim(1)?;
+        let need = self.len + t;
+        let cap = self.kv.as_ref().map_or(0, |(bk, _)| bk.dim(1).unwrap_or(0));
+        if need > cap {
+            let cap = need.max(2 * cap).max(64);
+            let grow = |old: Option<&Tensor>, new: &Tensor| -> candle_core::Result<Tensor> {
+                let (h, _, d) = new.dims3()?;
+                let b = Tensor::zeros((h, cap, d), new.dtype(), new.device())?;
+                if let Some(old) = old {
+                    b.slice_set(&old.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
+                }
+                Ok(b)
+            };
+            let old = self.kv.take();
+            let bk = grow(old.as_ref().map(|(k, _)| k), k)?;
+            let bv = grow(old.as_ref().map(|(_, v)| v), v)?;
+            self.kv = Some((bk, bv));
+        }
+        let (bk, bv) = self.kv.as_ref().expect("allocated above");
+        bk.slice_set(&k.contiguous()?, 1, self.len)?;
+        bv.slice_set(&v.contiguous()?, 1, self.len)?;
+        self.len = need;
+        Ok((bk.narrow(1, 0, need)?, bv.narrow(1, 0, need)?))
+    }
+}
 
 /// Keys and values of all layers for incremental decoding.
 #[derive(Debug, Clone, Default)]
@@ -139,7 +191,7 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(num_layers: usize) -> KvCache {
         KvCache {
-            layers: vec![None; num_layers],
+            layers: vec![LayerCache::default(); num_layers],
             len: 0,
         }
     }
@@ -355,14 +407,7 @@ impl Layer {
             let q = candle_nn::rotary_emb::rope(&q.unsqueeze(0)?, &rope.cos, &rope.sin)?.squeeze(0)?;
             let k = candle_nn::rotary_emb::rope(&k.unsqueeze(0)?, &rope.cos, &rope.sin)?.squeeze(0)?;
             let (k, v) = match cache {
-                Some(slot) => {
-                    let kv = match slot.take() {
-                        Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
-                        None => (k, v),
-                    };
-                    *slot = Some(kv.clone());
-                    kv
-                }
+                Some(slot) => slot.append(&k, &v)?,
                 None => (k, v),
             };
             let s = k.dim(1)?;
@@ -388,7 +433,7 @@ impl Layer {
                 att
             };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let out = att.matmul(&v.contiguous()?)?; // [nkv, rep*t, d]
+            let out = att.matmul(&v)?; // [nkv, rep*t, d]; a cache view is strided per head
             out.reshape((nh, t, d))?.transpose(0, 1)?.reshape((t, nh * d))
         })()
         .ctx(&format!("{name}.self_attn"))?;
@@ -643,7 +688,7 @@ impl Model {
             let slot = match cache.as_deref_mut() {
                 Some(c) => {
                     if c.layers.len() != self.layers.len() {
-                        c.layers.resize(self.layers.len(), None);
+                        c.layers.resize(self.layers.len(), LayerCache::default());
                     }
                     Some(&mut c.layers[l])
                 }
