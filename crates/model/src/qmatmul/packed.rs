@@ -311,16 +311,15 @@ impl PackedWeight {
         for (i, o) in out.chunks_exact_mut(k).enumerate() {
             let r = r0 + i;
             let row = &self.levels[r * rb..(r + 1) * rb];
-            kernels::expand_row(
-                isa,
-                self.layout(),
+            let pr = kernels::PackedRow {
+                layout: self.layout(),
                 row,
-                &self.lut,
-                &self.mult[r * nch..(r + 1) * nch],
-                &self.offset[r * nch..(r + 1) * nch],
-                c,
-                o,
-            );
+                lut: &self.lut,
+                mult: &self.mult[r * nch..(r + 1) * nch],
+                offset: &self.offset[r * nch..(r + 1) * nch],
+                chunk: c,
+            };
+            kernels::expand_row(isa, &pr, o);
         }
     }
 

@@ -145,27 +145,30 @@ pub(crate) fn rows_dot(isa: Isa, a: &Dot, ys: &mut [f32]) {
     }
 }
 
-/// One row of a [`PackedWeight`](crate::qmatmul::PackedWeight) expanded to f32 (`out.len()` =
-/// the row length): AVX2 for 4-bit identity levels, the portable loop otherwise.
-pub(crate) fn expand_row(
-    isa: Isa,
-    layout: Layout,
-    row: &[u8],
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    chunk: usize,
-    out: &mut [f32],
-) {
-    match (isa, layout) {
+/// One row of a [`PackedWeight`](crate::qmatmul::PackedWeight): its levels and the tensor's
+/// LUT, the row's chunk mults and offsets.
+#[derive(Clone, Copy)]
+pub(crate) struct PackedRow<'a> {
+    pub layout: Layout,
+    pub row: &'a [u8],
+    pub lut: &'a [f32],
+    pub mult: &'a [f32],
+    pub offset: &'a [f32],
+    pub chunk: usize,
+}
+
+/// `r` expanded to f32 (`out.len()` = the row length): AVX2 for 4-bit identity levels, the
+/// portable loop otherwise.
+pub(crate) fn expand_row(isa: Isa, r: &PackedRow, out: &mut [f32]) {
+    match (isa, r.layout) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2`/`Isa::Avx512Vnni` only come from `best()` after detecting the
         // features; a row of `out.len()` 4-bit levels is `out.len() / 2` bytes, unit u at 4u.
-        (Isa::Avx2 | Isa::Avx512Vnni, Layout::Nib4) if chunk % 8 == 0 && row.len() * 2 >= out.len() => unsafe {
-            let units = chunk / 8;
-            avx2::expand_nib4(row, |c, k| 4 * (c * units + k), units, mult, offset, out)
+        (Isa::Avx2 | Isa::Avx512Vnni, Layout::Nib4) if r.chunk % 8 == 0 && r.row.len() * 2 >= out.len() => unsafe {
+            let units = r.chunk / 8;
+            avx2::expand_nib4(r.row, |c, k| 4 * (c * units + k), units, r.mult, r.offset, out)
         },
-        _ => scalar::expand_row(layout, row, lut, mult, offset, chunk, out),
+        _ => scalar::expand_row(r, out),
     }
 }
 
@@ -271,7 +274,15 @@ mod tests {
                 .collect();
             for isa in available() {
                 let mut out = vec![f32::NAN; k];
-                expand_row(isa, Layout::Nib4, &row, &lut, &mult, &offset, chunk, &mut out);
+                let pr = PackedRow {
+                    layout: Layout::Nib4,
+                    row: &row,
+                    lut: &lut,
+                    mult: &mult,
+                    offset: &offset,
+                    chunk,
+                };
+                expand_row(isa, &pr, &mut out);
                 assert_eq!(out, want, "{isa:?} chunk {chunk}");
                 let mut out = vec![f32::NAN; k];
                 expand_row_interleaved(isa, &row, &mult, &offset, chunk, &mut out);

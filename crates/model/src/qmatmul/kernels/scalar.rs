@@ -2,7 +2,7 @@
 
 use half::f16;
 
-use super::{Dot, Layout};
+use super::{Dot, Layout, PackedRow};
 use crate::qmatmul::packed::get;
 
 #[inline]
@@ -32,20 +32,12 @@ pub(crate) fn rows_dot(a: &Dot, ys: &mut [f32]) {
 }
 
 /// One row expanded to f32 (`out.len()` = the row length).
-pub(crate) fn expand_row(
-    layout: Layout,
-    row: &[u8],
-    lut: &[f32],
-    mult: &[f32],
-    offset: &[f32],
-    chunk: usize,
-    out: &mut [f32],
-) {
-    let b = bits(layout);
-    for (c, o) in out.chunks_exact_mut(chunk).enumerate() {
-        let (m, f) = (mult[c], offset[c]);
+pub(crate) fn expand_row(r: &PackedRow, out: &mut [f32]) {
+    let b = bits(r.layout);
+    for (c, o) in out.chunks_exact_mut(r.chunk).enumerate() {
+        let (m, f) = (r.mult[c], r.offset[c]);
         for (i, v) in o.iter_mut().enumerate() {
-            *v = m * lut[get(row, b, c * chunk + i) as usize] + f;
+            *v = m * r.lut[get(r.row, b, c * r.chunk + i) as usize] + f;
         }
     }
 }
