@@ -25,7 +25,7 @@ use crate::linear::{Compressed, Exec, F32Rows, Linear, Weight};
 use crate::model::Model;
 use crate::qmatmul::int8::ActBits;
 use crate::qmatmul::rotate::OnlineRotation;
-use crate::qmatmul::{F16Matrix, I8Weight, PackError, PackedWeight};
+use crate::qmatmul::{F16Matrix, I8Weight, MatVec, PackError, PackedWeight};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{expected_tensors, Weights};
 
@@ -261,14 +261,19 @@ pub fn load_contents(path: &Path, mut c: file::FileContents, opts: &LoadOptions)
 }
 
 /// The execution layout of one quantized linear: Ŵ' (rotated domain, scales applied) decoded
-/// once into the packed layout of [`crate::qmatmul`] (re-laid for int8 activations when `act`
-/// asks for them and the levels are 4-bit identity ones); a code with no grid view is kept as f32.
+/// once into the packed layout of [`crate::qmatmul`] (re-laid for integer activations when `act`
+/// asks for them, the levels are 4-bit identity ones and the re-laid rows need at most 25% more
+/// memory); a code with no grid view is kept as f32.
 pub fn exec_for(ql: &QuantLinear, code: &dyn Quantizer, act: Activations) -> Result<Arc<dyn Exec>> {
     let m = &ql.meta;
     let codes = ql.unpack_codes(code)?;
     match PackedWeight::from_codes(code, m.rows, m.cols, m.padded_cols(), &codes, &ql.block_scales()) {
         Ok(p) if act == Activations::F32 => Ok(Arc::new(p)),
         Ok(p) => match I8Weight::from_packed(&p) {
+            // The interleaved layout pads rows to groups of 8 chunks: where that costs more
+            // than a quarter of the memory (rows of fewer than ~32 chunks, e.g. tiny test
+            // models), keep the packed layout and f32 activations.
+            Ok(w) if w.resident_bytes() * 4 > p.resident_bytes() * 5 => Ok(Arc::new(p)),
             Ok(mut w) => {
                 w.set_int8_prefill(act.all());
                 w.set_act_bits(act.bits().unwrap_or_default());
