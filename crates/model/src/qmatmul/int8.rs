@@ -308,13 +308,12 @@ impl I8Weight {
     }
 }
 
-/// Byte of a row and nibble (high?) holding weight j, for chunks of `c` weights.
+/// Byte of a row and nibble (high?) holding weight j, for chunks of `c` weights: in its 8-weight
+/// unit, weights 0-3 are the low nibbles of 4 bytes and 4-7 their high nibbles.
 #[inline]
 fn position(c: usize, j: usize) -> (usize, bool) {
-    let (ch, jj) = (j / c, j % c);
-    let (g, k) = (ch / 8, ch % 8);
-    let v = jj / 4;
-    (g * 4 * c + (v / 2) * 32 + k * 4 + jj % 4, v % 2 == 1)
+    let jj = j % c;
+    (kernels::interleaved_unit(c, j / c, jj / 8) + jj % 4, jj % 8 >= 4)
 }
 
 impl MatVec for I8Weight {

@@ -172,6 +172,13 @@ pub(crate) fn expand_row(isa: Isa, r: &PackedRow, out: &mut [f32]) {
     }
 }
 
+/// Byte offset in a row of the interleaved layout of unit `k` (weights 8k..8k + 8) of chunk
+/// `c`: group c/8, 32-byte block k, lane c % 8.
+#[inline]
+pub(crate) fn interleaved_unit(chunk: usize, c: usize, k: usize) -> usize {
+    (c / 8) * 4 * chunk + 32 * k + 4 * (c % 8)
+}
+
 /// One row of an [`I8Weight`](crate::qmatmul::I8Weight) (chunk-interleaved 4-bit levels, see
 /// [`int8`]) expanded to f32: `out` holds the row's `nch·chunk` weights in natural order.
 pub(crate) fn expand_row_interleaved(
@@ -182,8 +189,7 @@ pub(crate) fn expand_row_interleaved(
     chunk: usize,
     out: &mut [f32],
 ) {
-    // Unit k (weights 8k..8k + 8) of chunk c: group c/8, 32-byte block k, lane c % 8.
-    let at = |c: usize, k: usize| (c / 8) * 4 * chunk + 32 * k + 4 * (c % 8);
+    let at = |c: usize, k: usize| interleaved_unit(chunk, c, k);
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the features come from `best()`; a row of `nch·chunk` weights is
