@@ -9,6 +9,8 @@ use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use llvq_codes::{from_spec, Quantizer};
 use llvq_lattice::Ball;
+use llvq_model::hadamard::Rotation;
+use llvq_model::qmatmul::rotate::FastRotation;
 use llvq_model::qmatmul::{MatVec, PackedWeight};
 use rand::{Rng, SeedableRng};
 
@@ -76,6 +78,26 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("candle_f32", &id), |b| {
             b.iter(|| xt.matmul(&dense.t().unwrap()).unwrap())
         });
+    }
+    g.finish();
+    // Online rotations of the activations (both directions), per token and for a prefill,
+    // against the GEMM they accompany.
+    let mut g = c.benchmark_group("rotate");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
+    for n in [576usize, 1536] {
+        let r = FastRotation::new(&Rotation::new(n, 7)).expect("a Hadamard order");
+        for t in [1, PREFILL] {
+            let mut x: Vec<f32> = (0..t * n).map(|j| (j as f32 * 0.37).sin()).collect();
+            g.throughput(Throughput::Elements((t * n) as u64));
+            g.bench_function(BenchmarkId::new(format!("n{n}"), t), |b| {
+                b.iter(|| {
+                    r.rows(&mut x, t, false);
+                    r.rows(&mut x, t, true)
+                })
+            });
+        }
     }
     g.finish();
 }

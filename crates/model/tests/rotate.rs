@@ -1,7 +1,7 @@
 //! The f32 online rotations (`qmatmul::rotate`) against the f64 transform of `hadamard`.
 
 use llvq_model::hadamard::Rotation;
-use llvq_model::qmatmul::rotate::{FastRotation, OnlineRotation, BLOCK_MIN};
+use llvq_model::qmatmul::rotate::{FastRotation, OnlineRotation, SUB_ROWS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -50,9 +50,9 @@ fn check(n: usize, t: usize, seed: u64, rng: &mut StdRng) {
 fn f32_transform_matches_f64_on_the_default_models_orders() {
     let mut rng = StdRng::seed_from_u64(9);
     // SmolLM2-135M: hidden 576 = 12·12·4, MLP 1536 = 12·128, k/v 192 = 12·16; t = 1 (a
-    // generated token), below and above the transposed-block threshold, and a prefill block.
+    // generated token), around the sub-block size, and prefill blocks split over tasks.
     for n in [576, 1536, 192] {
-        for t in [1, 2, BLOCK_MIN - 1, BLOCK_MIN, 37, 130] {
+        for t in [1, 2, 7, SUB_ROWS, SUB_ROWS + 1, 37, 130] {
             check(n, t, 1000 + n as u64 + t as u64, &mut rng);
         }
     }

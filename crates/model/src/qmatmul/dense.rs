@@ -5,7 +5,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::kernels::{self, Isa};
-use super::{check_io, rows_per_task, tile, MatVec, PackError};
+use super::{check_io, rows_per_task, team, tile, MatVec, PackError};
 
 #[derive(Clone, Debug)]
 pub struct F16Matrix {
@@ -91,7 +91,7 @@ impl F16Matrix {
         check_io(self.rows, self.cols, x.len(), y.len(), 1);
         let per = rows_per_task(self.rows, 2 * self.cols);
         let c = self.cols;
-        y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
+        team::chunks_mut(y, per, |t, ys| {
             let r0 = t * per;
             kernels::f16_rows_dot(isa, &self.data[r0 * c..(r0 + ys.len()) * c], c, x, ys);
         });

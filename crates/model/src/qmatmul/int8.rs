@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::kernels::{self, DotI8, Isa, Layout, Run};
 use super::packed::{get, PackedWeight};
-use super::{check_io, rows_per_task, tile, MatVec, PackError};
+use super::{check_io, rows_per_task, team, tile, MatVec, PackError};
 
 /// A `rows × cols` matrix in the chunk-interleaved 4-bit layout (identity LUT).
 #[derive(Clone, Debug)]
@@ -268,7 +268,7 @@ impl I8Weight {
             return;
         }
         let per = rows_per_task(self.rows, rb);
-        y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
+        team::chunks_mut(y, per, |t, ys| {
             let run = dot.run.rows(t * per, ys.len(), nch);
             kernels::rows_dot_i8(isa, &DotI8 { run, ..dot }, ys);
         });

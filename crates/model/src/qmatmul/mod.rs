@@ -36,6 +36,7 @@ pub mod int8;
 pub mod kernels;
 pub mod packed;
 pub mod rotate;
+mod team;
 mod tile;
 
 pub use dense::F16Matrix;

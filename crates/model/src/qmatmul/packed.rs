@@ -6,7 +6,7 @@ use llvq_codes::Quantizer;
 use rayon::prelude::*;
 
 use super::kernels::{self, Layout, Run};
-use super::{check_io, rows_per_task, tile, MatVec, PackError};
+use super::{check_io, rows_per_task, team, tile, MatVec, PackError};
 
 /// A `rows × cols` matrix as `W[r, j] = mult[r, j/c] · lut[level[r, j]] + offset[r, j/c]`.
 ///
@@ -376,7 +376,7 @@ impl PackedWeight {
             return;
         }
         let per = rows_per_task(self.rows, rb);
-        y.par_chunks_mut(per).enumerate().for_each(|(t, ys)| {
+        team::chunks_mut(y, per, |t, ys| {
             let run = dot.run.rows(t * per, ys.len(), nch);
             kernels::rows_dot(isa, &kernels::Dot { run, ..dot }, ys);
         });

@@ -3,11 +3,18 @@
 //! [`crate::hadamard::Rotation`] (paper §5.3: the file stores Ŵ' = R_out·W·R_inᵀ).
 //!
 //! H is the Kronecker product of the factors of [`hadamard_factors`] (Paley orders, then the
-//! Sylvester power of two, outermost first), so R·x costs n·(Σ p_i + log₂ 2^k) additions
-//! instead of n². The f64 transform of `hadamard` converts every activation to f64 and back;
-//! this one stays in f32 and, for a block of t ≥ [`BLOCK_MIN`] rows, works on the transposed
-//! block so that every step is an add or subtract of contiguous vectors of `stride·t` floats
-//! (what the CPU vectorizes), transposing back at the end.
+//! Sylvester power of two, outermost first). Kronecker factors act on separate axes of the
+//! index and commute, so each is applied on its own, to row-major activations:
+//!
+//! - the innermost factors, merged while their product is at most [`INNER_MAX`] (576 = 12·12·4:
+//!   a 48 × 48 block), as one GEMM of the rows' contiguous segments with that block;
+//! - a Sylvester factor too large to merge (1536 = 12·128) as butterflies over 8-float
+//!   elements, its H_8 part going to the inner block;
+//! - every other (outer) Paley factor of order p and stride s as one GEMM of p × p with the
+//!   block's s-float runs gathered by factor index (a copy of whole runs, not a transpose).
+//!
+//! GEMMs keep their sums in registers, so R·x costs a few passes over x instead of the
+//! n² of a dense rotation or the p passes of an add loop per Paley factor.
 //!
 //! [`FastRotation::new`] rebuilds the factors from the public API (`hadamard_factors`,
 //! `hadamard`, the seed's [`SplitMix64`] signs) and checks itself against the f64 transform on
@@ -21,23 +28,39 @@ use rayon::prelude::*;
 
 use crate::hadamard::{hadamard, hadamard_factors, Rotation, SplitMix64};
 
-/// From this many rows on, a block is transposed so the transform runs on long vectors.
-pub const BLOCK_MIN: usize = 8;
-/// Rows per rayon task of a large block (64 rows × 1536 × 4 bytes × 2 buffers = 768 KiB).
+/// Largest inner block merged from the innermost factors.
+pub const INNER_MAX: usize = 64;
+/// Rows per rayon task of a large block.
 const TASK_ROWS: usize = 64;
+/// Rows transformed at once: the two scratch buffers of a 1536-wide block stay in L2.
+pub const SUB_ROWS: usize = 16;
+/// From this many floats per factor index on, an outer factor runs as a GEMM (a loop below).
+const GEMM_LEN: usize = 64;
 
-/// One Kronecker factor acting along the axis whose element stride is `stride`.
+/// A dense ±1 factor of order `p` acting on the axis of stride `stride`.
 #[derive(Clone, Debug)]
-enum Axis {
-    /// Unnormalized Sylvester `H_{2^k}` along the innermost axis (stride 1), by butterflies.
-    Sylvester { order: usize },
-    /// A dense ±1 matrix (`m` row-major and its transpose `mt`).
-    Dense {
-        order: usize,
-        stride: usize,
-        m: Vec<f32>,
-        mt: Vec<f32>,
-    },
+struct Dense {
+    p: usize,
+    stride: usize,
+    /// Row-major, and its transpose.
+    m: Vec<f32>,
+    mt: Vec<f32>,
+}
+
+impl Dense {
+    fn new(p: usize, stride: usize, m: Vec<f32>) -> Dense {
+        let mt = (0..p * p).map(|i| m[(i % p) * p + i / p]).collect();
+        Dense { p, stride, m, mt }
+    }
+
+    /// M, or Mᵀ for Hᵀ (Sylvester's factors are symmetric, Paley's need not be).
+    fn matrix(&self, transpose: bool) -> &[f32] {
+        if transpose {
+            &self.mt
+        } else {
+            &self.m
+        }
+    }
 }
 
 /// R = H·D/√n in f32 for a non-fallback [`Rotation`].
@@ -46,11 +69,40 @@ pub struct FastRotation {
     n: usize,
     /// `d_i/√n`.
     signs: Vec<f32>,
-    axes: Vec<Axis>,
+    /// The merged innermost factors (stride 1).
+    inner: Dense,
+    /// Order of the Sylvester factor applied as butterflies over 8-float elements, if any.
+    butterflies: Option<usize>,
+    /// The other factors, outermost first.
+    outer: Vec<Dense>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sylvester's H_s in natural order: H[i][j] = (−1)^popcount(i & j) (what [`fwht`] applies).
+fn sylvester(s: usize) -> Vec<f32> {
+    (0..s * s)
+        .map(|k| {
+            if ((k / s) & (k % s)).count_ones() % 2 == 0 {
+                1.0
+            } else {
+                -1.0
+            }
+        })
+        .collect()
+}
+
+/// A ⊗ B (A outer) for row-major square matrices.
+fn kron(a: &[f32], pa: usize, b: &[f32], pb: usize) -> Vec<f32> {
+    let n = pa * pb;
+    (0..n * n)
+        .map(|k| {
+            let (r, c) = (k / n, k % n);
+            a[(r / pb) * pa + c / pb] * b[(r % pb) * pb + c % pb]
+        })
+        .collect()
 }
 
 impl FastRotation {
@@ -65,34 +117,46 @@ impl FastRotation {
         let mut rng = SplitMix64::new(rot.seed());
         let scale = 1.0 / (n as f64).sqrt();
         let signs: Vec<f32> = (0..n).map(|_| (rng.next_sign() * scale) as f32).collect();
-        let mut axes = Vec::new();
-        let mut stride = n;
-        for &p in &orders {
-            stride /= p;
+        // Innermost first: merge into the inner block while it stays small.
+        let (mut b, mut k) = (1usize, vec![1f32]);
+        let (mut butterflies, mut outer) = (None, Vec::new());
+        let mut stride = 1;
+        for (i, &p) in orders.iter().enumerate().rev() {
             if p == 1 {
                 continue;
             }
             if p.is_power_of_two() {
-                if stride != 1 {
+                // Only the innermost factor may be Sylvester's (what `hadamard` builds).
+                if i + 1 != orders.len() {
                     return None;
                 }
-                axes.push(Axis::Sylvester { order: p });
+                if p <= INNER_MAX {
+                    (b, k) = (p, sylvester(p));
+                } else {
+                    butterflies = Some(p);
+                }
             } else {
-                // The Paley factor as `hadamard` builds it for order p alone.
                 if hadamard_factors(p)? != [p] {
                     return None;
                 }
                 let m: Vec<f32> = hadamard(p)?.into_iter().map(f32::from).collect();
-                let mt = (0..p * p).map(|i| m[(i % p) * p + i / p]).collect();
-                axes.push(Axis::Dense {
-                    order: p,
-                    stride,
-                    m,
-                    mt,
-                });
+                if butterflies.is_none() && outer.is_empty() && b * p <= INNER_MAX {
+                    k = kron(&m, p, &k, b);
+                    b *= p;
+                } else {
+                    outer.push(Dense::new(p, stride, m));
+                }
             }
+            stride *= p;
         }
-        let fast = FastRotation { n, signs, axes };
+        outer.reverse();
+        let fast = FastRotation {
+            n,
+            signs,
+            inner: Dense::new(b, 1, k),
+            butterflies,
+            outer,
+        };
         fast.agrees_with(rot).then_some(fast)
     }
 
@@ -138,7 +202,7 @@ impl FastRotation {
             x.len(),
             self.n
         );
-        if t * self.n >= 64 * 1024 && t >= 2 * BLOCK_MIN {
+        if t * self.n >= 64 * 1024 && t >= 2 * SUB_ROWS {
             x.par_chunks_mut(TASK_ROWS * self.n).for_each(|blk| {
                 SCRATCH.with(|s| self.rows_with(blk, blk.len() / self.n, transpose, &mut s.borrow_mut()))
             });
@@ -150,70 +214,66 @@ impl FastRotation {
     /// [`FastRotation::rows`] on the calling thread with caller-owned scratch.
     pub fn rows_with(&self, x: &mut [f32], t: usize, transpose: bool, scratch: &mut Vec<f32>) {
         let n = self.n;
-        if t < BLOCK_MIN {
-            if scratch.len() < n {
-                scratch.resize(n, 0.0);
-            }
-            for row in x.chunks_exact_mut(n) {
-                self.block(row, 1, transpose, &mut scratch[..n]);
+        if t > SUB_ROWS {
+            for blk in x.chunks_mut(SUB_ROWS * n) {
+                self.rows_with(blk, blk.len() / n, transpose, scratch);
             }
             return;
         }
-        // Transposed: element j of every row is the contiguous vector buf[j·t..(j+1)·t].
-        if scratch.len() < 2 * n * t {
-            scratch.resize(2 * n * t, 0.0);
+        let len = t * n;
+        if scratch.len() < 2 * len {
+            scratch.resize(2 * len, 0.0);
         }
-        let (buf, tmp) = scratch[..2 * n * t].split_at_mut(n * t);
-        transpose_into(x, t, n, buf);
-        self.block(buf, t, transpose, tmp);
-        transpose_into(buf, n, t, x);
-    }
-
-    /// The transform on `n` elements that are each a contiguous vector of `w` floats.
-    fn block(&self, v: &mut [f32], w: usize, transpose: bool, tmp: &mut [f32]) {
+        let (a, b) = scratch[..2 * len].split_at_mut(len);
         if !transpose {
-            scale(v, w, &self.signs);
+            scale(x, &self.signs);
         }
-        for axis in &self.axes {
-            match axis {
-                Axis::Sylvester { order } => {
-                    for seg in v.chunks_exact_mut(order * w) {
-                        fwht(seg, w);
-                    }
-                }
-                Axis::Dense { order, stride, m, mt } => {
-                    let (p, len) = (*order, stride * w);
-                    let m = if transpose { mt } else { m };
-                    let tmp = &mut tmp[..p * len];
-                    for blk in v.chunks_exact_mut(p * len) {
-                        tmp.copy_from_slice(blk);
-                        for (out, row) in blk.chunks_exact_mut(len).zip(m.chunks_exact(p)) {
-                            out.copy_from_slice(&tmp[..len]);
-                            if row[0] < 0.0 {
-                                out.iter_mut().for_each(|o| *o = -*o);
-                            }
-                            for (src, &f) in tmp.chunks_exact(len).zip(row).skip(1) {
-                                if f > 0.0 {
-                                    out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
-                                } else {
-                                    out.iter_mut().zip(src).for_each(|(o, s)| *o -= s);
-                                }
-                            }
-                        }
-                    }
-                }
+        // After the inner GEMM the rows are in `a` until the next factor writes them back.
+        let inner = &self.inner;
+        let mut in_a = false;
+        if inner.p > 1 {
+            // Each b-float segment becomes K·segment: X (segments × b) · Kᵀ.
+            gemm_into(
+                len / inner.p,
+                inner.p,
+                inner.p,
+                x,
+                (inner.p, 1),
+                inner.matrix(transpose),
+                (1, inner.p),
+                a,
+            );
+            in_a = true;
+        }
+        if let Some(s) = self.butterflies {
+            let v = if in_a { &mut *a } else { &mut *x };
+            for seg in v.chunks_exact_mut(s) {
+                fwht(seg, 8);
+            }
+            fwht_within8(v);
+        }
+        for d in &self.outer {
+            let m = d.matrix(transpose);
+            if in_a {
+                outer_factor(a, d.p, d.stride, m, b, x);
+                in_a = false;
+            } else {
+                x_outer_factor(x, d.p, d.stride, m, a, b);
             }
         }
+        if in_a {
+            x.copy_from_slice(a);
+        }
         if transpose {
-            scale(v, w, &self.signs);
+            scale(x, &self.signs);
         }
     }
 }
 
-/// Element j (a vector of `w` floats) times `s[j]`.
-fn scale(v: &mut [f32], w: usize, s: &[f32]) {
-    for (e, &f) in v.chunks_exact_mut(w).zip(s) {
-        e.iter_mut().for_each(|x| *x *= f);
+/// Every length-n row of `x` times the diagonal `s` (n = `s.len()`).
+fn scale(x: &mut [f32], s: &[f32]) {
+    for row in x.chunks_exact_mut(s.len()) {
+        row.iter_mut().zip(s).for_each(|(v, &f)| *v *= f);
     }
 }
 
@@ -233,65 +293,143 @@ fn fwht(seg: &mut [f32], w: usize) {
     }
 }
 
-/// `dst` (c × r) = `src` (r × c)ᵀ, in 8 × 8 tiles (eight-register AVX transposes for the
-/// whole tiles where the CPU has AVX2: the scalar loop was 6-7% of prefill).
-fn transpose_into(src: &[f32], r: usize, c: usize, dst: &mut [f32]) {
-    const B: usize = 8;
-    assert!(
-        src.len() >= r * c && dst.len() >= r * c,
-        "transpose_into: short buffers"
-    );
+/// The butterflies of distance 1, 2 and 4 in every group of 8 floats (`v.len()` a multiple
+/// of 8): with AVX2 one swap and one multiply-add per stage, exactly x ± y as in [`fwht`].
+fn fwht_within8(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    let simd = super::kernels::best() != super::kernels::Isa::Scalar;
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = false;
-    for i0 in (0..r).step_by(B) {
-        for j0 in (0..c).step_by(B) {
-            if simd && i0 + B <= r && j0 + B <= c {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX2 detected above; the tile's 8 source rows of 8 values start at
-                // src[(i0 + i)·c + j0] and its 8 destination rows at dst[(j0 + j)·r + i0], all
-                // inside the buffers checked above.
-                unsafe {
-                    transpose8(src.as_ptr().add(i0 * c + j0), c, dst.as_mut_ptr().add(j0 * r + i0), r)
-                };
-                continue;
-            }
-            for i in i0..(i0 + B).min(r) {
-                for j in j0..(j0 + B).min(c) {
-                    dst[j * r + i] = src[i * c + j];
+    if super::kernels::best() != super::kernels::Isa::Scalar {
+        // SAFETY: AVX2 and FMA detected by `best()`.
+        return unsafe { fwht_within8_avx2(v) };
+    }
+    for g in v.chunks_exact_mut(8) {
+        fwht(g, 1);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fwht_within8_avx2(v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    // Lane i of a stage of distance d: x_i + x_{i^d} where bit d of i is clear, x_{i^d} − x_i
+    // where it is set, i.e. fma(x, sign, swapped x).
+    let s1 = _mm256_setr_ps(1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0);
+    let s2 = _mm256_setr_ps(1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0, -1.0);
+    let s4 = _mm256_setr_ps(1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0);
+    for g in v.chunks_exact_mut(8) {
+        let p = g.as_mut_ptr();
+        let mut x = _mm256_loadu_ps(p);
+        x = _mm256_fmadd_ps(x, s1, _mm256_permute_ps::<0b10_11_00_01>(x));
+        x = _mm256_fmadd_ps(x, s2, _mm256_permute_ps::<0b01_00_11_10>(x));
+        x = _mm256_fmadd_ps(x, s4, _mm256_permute2f128_ps::<0x01>(x, x));
+        _mm256_storeu_ps(p, x);
+    }
+}
+
+/// The factor M (p × p) on the axis of stride `st` of `src`, seen as `q × p × st` blocks, into
+/// `dst`: dst[qi, i, :] = Σ_j M[i, j]·src[qi, j, :]. The runs are gathered to `g` as
+/// p × (q·st) (a copy of whole runs, not a transpose), multiplied in one GEMM back into `src`
+/// (free once gathered) and scattered to `dst`.
+fn outer_factor(src: &mut [f32], p: usize, st: usize, m: &[f32], g: &mut [f32], dst: &mut [f32]) {
+    let blk = p * st;
+    let q = src.len() / blk;
+    for (qi, block) in src.chunks_exact(blk).enumerate() {
+        for (i, run) in block.chunks_exact(st).enumerate() {
+            g[(i * q + qi) * st..][..st].copy_from_slice(run);
+        }
+    }
+    gemm_into(p, q * st, p, m, (p, 1), g, (q * st, 1), src);
+    for (qi, block) in dst.chunks_exact_mut(blk).enumerate() {
+        for (i, run) in block.chunks_exact_mut(st).enumerate() {
+            run.copy_from_slice(&src[(i * q + qi) * st..][..st]);
+        }
+    }
+}
+
+/// [`outer_factor`] in place on `x`; short runs (fewer than [`GEMM_LEN`] floats per factor
+/// index) by an add loop per block instead of a GEMM.
+fn x_outer_factor(x: &mut [f32], p: usize, st: usize, m: &[f32], a: &mut [f32], b: &mut [f32]) {
+    let blk = p * st;
+    if x.len() / blk * st >= GEMM_LEN {
+        a.copy_from_slice(x);
+        return outer_factor(a, p, st, m, b, x);
+    }
+    let tmp = &mut a[..blk];
+    for v in x.chunks_exact_mut(blk) {
+        tmp.copy_from_slice(v);
+        for (out, row) in v.chunks_exact_mut(st).zip(m.chunks_exact(p)) {
+            out.fill(0.0);
+            for (src, &f) in tmp.chunks_exact(st).zip(row) {
+                if f > 0.0 {
+                    out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
+                } else {
+                    out.iter_mut().zip(src).for_each(|(o, s)| *o -= s);
                 }
             }
         }
     }
 }
 
-/// One 8 × 8 tile: row i of `src` (stride `ss`) becomes column i of `dst` (stride `ds`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn transpose8(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
-    use std::arch::x86_64::*;
-    let mut r = [_mm256_setzero_ps(); 8];
-    for (i, v) in r.iter_mut().enumerate() {
-        *v = _mm256_loadu_ps(src.add(i * ss));
-    }
-    // Pairs of rows interleaved (t), then pairs of pairs (u: u[j] holds columns j and j + 4 of
-    // rows 0-3, u[j + 4] of rows 4-7), then the 128-bit halves recombined.
-    let mut t = [_mm256_setzero_ps(); 8];
-    for p in 0..4 {
-        t[2 * p] = _mm256_unpacklo_ps(r[2 * p], r[2 * p + 1]);
-        t[2 * p + 1] = _mm256_unpackhi_ps(r[2 * p], r[2 * p + 1]);
-    }
-    let mut u = [_mm256_setzero_ps(); 8];
-    for q in [0, 4] {
-        u[q] = _mm256_shuffle_ps::<0x44>(t[q], t[q + 2]);
-        u[q + 1] = _mm256_shuffle_ps::<0xEE>(t[q], t[q + 2]);
-        u[q + 2] = _mm256_shuffle_ps::<0x44>(t[q + 1], t[q + 3]);
-        u[q + 3] = _mm256_shuffle_ps::<0xEE>(t[q + 1], t[q + 3]);
-    }
-    for j in 0..4 {
-        _mm256_storeu_ps(dst.add(j * ds), _mm256_permute2f128_ps::<0x20>(u[j], u[j + 4]));
-        _mm256_storeu_ps(dst.add((j + 4) * ds), _mm256_permute2f128_ps::<0x31>(u[j], u[j + 4]));
+/// `dst` (rows × cols, row-major, contiguous) = `lhs` (rows × k) · `rhs` (k × cols), where
+/// `lhs` and `rhs` are given with their (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    rows: usize,
+    cols: usize,
+    k: usize,
+    lhs: &[f32],
+    (lrs, lcs): (usize, usize),
+    rhs: &[f32],
+    (rrs, rcs): (usize, usize),
+    dst: &mut [f32],
+) {
+    let last = |r: usize, c: usize, rs: usize, cs: usize| (r.max(1) - 1) * rs + (c.max(1) - 1) * cs;
+    assert!(
+        lhs.len() > last(rows, k, lrs, lcs) && rhs.len() > last(k, cols, rrs, rcs) && dst.len() >= rows * cols,
+        "gemm_into: short buffers"
+    );
+    // SAFETY: every index the strides reach is inside its slice (checked above); `dst` is a
+    // distinct `&mut`, and gemm writes dst = 1·(lhs·rhs) without reading it.
+    unsafe {
+        gemm::gemm(
+            rows,
+            cols,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            rcs as isize,
+            rrs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-register stages equal the portable butterflies bit for bit.
+    #[test]
+    fn butterflies_within_eight_match_the_portable_ones() {
+        let mut rng = SplitMix64::new(3);
+        let x: Vec<f32> = (0..8 * 37).map(|_| (rng.next_f64() - 0.5) as f32 * 7.0).collect();
+        let mut want = x.clone();
+        for g in want.chunks_exact_mut(8) {
+            fwht(g, 1);
+        }
+        let mut got = x;
+        fwht_within8(&mut got);
+        assert_eq!(got, want);
     }
 }
 
