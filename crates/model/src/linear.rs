@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 
 use crate::error::{Result, TensorContext};
 use crate::qmatmul::rotate::OnlineRotation;
@@ -244,8 +244,16 @@ pub fn scale_columns(w: &mut [f64], s: &[f32]) {
 /// input rotation and padded width share one rotated copy of `x`.
 pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
     let (t, cols) = x.dims2()?;
-    let mut host: Option<Vec<f32>> = None;
-    // (input rotation seed, address of the input scales) → scaled, rotated input.
+    // The input as f32 values: borrowed from a contiguous f32 tensor, else copied once.
+    let x32 = x.to_dtype(DType::F32)?;
+    let (storage, layout) = x32.storage_and_layout();
+    let mut copied: Option<Vec<f32>> = None;
+    let borrowed: Option<&[f32]> = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Some(&v[a..b]),
+        _ => None,
+    };
+    // (input rotation seed, address of the input scales) → scaled, rotated input, in buffers
+    // reused across calls (a prefill's inputs are megabytes; fresh ones fault their pages in).
     type Key = (Option<u64>, usize);
     let mut prepared: Vec<(Key, Vec<f32>)> = Vec::new();
     let mut outs = Vec::with_capacity(lins.len());
@@ -262,9 +270,12 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                 if c.cols != cols {
                     candle_core::bail!("linear expects {} inputs, got {cols}", c.cols);
                 }
-                let xs = match &mut host {
+                let xs: &[f32] = match borrowed {
                     Some(v) => v,
-                    None => host.insert(x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+                    None => match &mut copied {
+                        Some(v) => v,
+                        None => copied.insert(x32.flatten_all()?.to_vec1::<f32>()?),
+                    },
                 };
                 let input: &[f32] = match (&c.rot_in, scale) {
                     (None, None) => xs,
@@ -273,13 +284,15 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
                         let i = match prepared.iter().position(|(k, _)| *k == key) {
                             Some(i) => i,
                             None => {
-                                let mut v: Vec<f32> = match scale {
-                                    None => xs.clone(),
-                                    Some(s) => xs
-                                        .chunks_exact(cols)
-                                        .flat_map(|r| r.iter().zip(s.iter()).map(|(a, b)| a * b))
-                                        .collect(),
-                                };
+                                let mut v = INPUTS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+                                v.clear();
+                                match scale {
+                                    None => v.extend_from_slice(xs),
+                                    Some(s) => v.extend(
+                                        xs.chunks_exact(cols)
+                                            .flat_map(|r| r.iter().zip(s.iter()).map(|(a, b)| a * b)),
+                                    ),
+                                }
                                 if let Some(r) = rot {
                                     r.rows(&mut v, t, false);
                                 }
@@ -304,5 +317,11 @@ pub fn forward_shared(lins: &[&Linear], x: &Tensor) -> candle_core::Result<Vec<T
             None => y,
         });
     }
+    INPUTS.with(|p| p.borrow_mut().extend(prepared.into_iter().map(|(_, v)| v)));
     Ok(outs)
+}
+
+thread_local! {
+    /// Buffers of [`forward_shared`]'s prepared inputs, kept between calls.
+    static INPUTS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
