@@ -24,8 +24,6 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::hadamard::{hadamard, hadamard_factors, Rotation, SplitMix64};
 
 /// Largest inner block merged from the innermost factors.
@@ -203,7 +201,7 @@ impl FastRotation {
             self.n
         );
         if t * self.n >= 64 * 1024 && t >= 2 * SUB_ROWS {
-            x.par_chunks_mut(TASK_ROWS * self.n).for_each(|blk| {
+            super::team::chunks_mut(x, TASK_ROWS * self.n, |_, blk| {
                 SCRATCH.with(|s| self.rows_with(blk, blk.len() / self.n, transpose, &mut s.borrow_mut()))
             });
         } else {

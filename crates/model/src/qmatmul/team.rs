@@ -1,16 +1,18 @@
-//! A spinning team of threads for the products of generation (one token at a time).
+//! A spinning team of threads for the runtime's parallel loops: the products of generation,
+//! the prefill tiles and the online rotations.
 //!
 //! Generation runs ~150 matrix-vector products per token on the default model, each a few tens
-//! of microseconds of work. Split with rayon, every product wakes a sleeping worker through
-//! the kernel (a futex; slow on a virtual machine) and the sequential code between products
-//! (norms, attention, rotations) is long enough for it to fall asleep again: measured on the
+//! of microseconds of work. Split with rayon, every product woke a sleeping worker through the
+//! kernel (a futex; slow on a virtual machine), and the sequential code between products
+//! (norms, attention, rotations) was long enough for it to fall asleep again: measured on the
 //! 2-core machine, 2 threads generated only 1.25× the tokens/s of 1 thread. As ggml's thread
-//! pool does, the team's helpers instead spin on a counter between products and sleep only
-//! after [`SPIN`] without work, so a product starts on every thread at once.
+//! pool does, the team's helpers instead spin on a counter between loops, yield the core after
+//! [`SPIN_HOT`] (so rayon's workers, which run candle's element-wise ops between our loops, get
+//! it) and sleep after [`SPIN`] without work, so a loop starts on every thread at once.
 //!
-//! [`chunks_mut`] is the one entry point. The calling thread works too; tasks are claimed from
-//! a shared counter, so a late helper only takes fewer of them. One product runs at a time:
-//! a second caller (another thread, or a task calling in) falls back to rayon.
+//! [`chunks_mut`] and [`for_each`] are the entry points. The calling thread works too; tasks
+//! are claimed from a shared counter, so a late helper only takes fewer of them. One loop runs
+//! at a time: a second caller (another thread, or a task calling in) falls back to rayon.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,6 +24,8 @@ use rayon::prelude::*;
 
 /// How long a helper spins without work before it sleeps.
 const SPIN: Duration = Duration::from_millis(2);
+/// How long of that it spins without yielding the core.
+const SPIN_HOT: Duration = Duration::from_micros(50);
 
 /// The task function of the current product, `'static` only in name: the caller keeps it
 /// alive until every helper has left it (see [`Shared::in_job`]).
@@ -114,15 +118,23 @@ fn helper(s: &Shared) {
     let mut seen = 0u64;
     loop {
         let t0 = Instant::now();
-        let mut spins = 0u32;
+        let (mut spins, mut yielding) = (0u32, false);
         let e = loop {
             let e = s.epoch.load(Acquire);
             if e != seen {
                 break e;
             }
-            std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 && t0.elapsed() > SPIN {
+            if yielding {
+                // Other threads (rayon's, between products) get the core first.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+            if spins % 64 == 0 && !yielding && t0.elapsed() > SPIN_HOT {
+                yielding = true;
+            }
+            if spins % 64 == 0 && t0.elapsed() > SPIN {
                 s.sleepers.fetch_add(1, SeqCst);
                 let mut g = s.sleep.lock().unwrap_or_else(|p| p.into_inner());
                 while s.epoch.load(SeqCst) == seen {
@@ -147,9 +159,30 @@ fn helper(s: &Shared) {
 
 /// Runs `f(t, chunk)` for the chunks of `per` values of `y` (chunk t starts at `t·per`), on the
 /// team when it is free, on rayon otherwise.
-pub(crate) fn chunks_mut(y: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn chunks_mut<T: Send>(y: &mut [T], per: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let per = per.max(1);
-    let n = y.len().div_ceil(per);
+    let (ptr, len) = (y.as_mut_ptr() as usize, y.len());
+    for_each_or(
+        len.div_ceil(per),
+        |t| {
+            let start = t * per;
+            let end = (start + per).min(len);
+            // SAFETY: task t is run once and owns y[start..end]; the chunks are disjoint and
+            // `y` outlives the call (every task ends before `for_each_or` returns).
+            let chunk = unsafe { std::slice::from_raw_parts_mut((ptr as *mut T).add(start), end - start) };
+            f(t, chunk);
+        },
+        || y.par_chunks_mut(per).enumerate().for_each(|(t, c)| f(t, c)),
+    );
+}
+
+/// Runs `f(i)` for i in 0..n, on the team when it is free, on rayon otherwise.
+pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync) {
+    for_each_or(n, &f, || (0..n).into_par_iter().for_each(&f));
+}
+
+/// `task(i)` for i in 0..n on the team, or `fallback()` when the team is busy or absent.
+fn for_each_or(n: usize, task: impl Fn(usize) + Sync, fallback: impl FnOnce()) {
     let team = team();
     let guard = if team.helpers > 0 && n > 1 && rayon::current_num_threads() > 1 {
         match team.busy.try_lock() {
@@ -162,17 +195,7 @@ pub(crate) fn chunks_mut(y: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]
         None
     };
     let Some(_guard) = guard else {
-        y.par_chunks_mut(per).enumerate().for_each(|(t, c)| f(t, c));
-        return;
-    };
-    let (ptr, len) = (y.as_mut_ptr() as usize, y.len());
-    let task = move |t: usize| {
-        let start = t * per;
-        let end = (start + per).min(len);
-        // SAFETY: task t is run once and owns y[start..end]; the chunks are disjoint and `y`
-        // outlives the product (the caller waits for every task below).
-        let chunk = unsafe { std::slice::from_raw_parts_mut((ptr as *mut f32).add(start), end - start) };
-        f(t, chunk);
+        return fallback();
     };
     let job: &(dyn Fn(usize) + Sync) = &task;
     let s = &*team.shared;
@@ -198,7 +221,7 @@ pub(crate) fn chunks_mut(y: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]
         std::hint::spin_loop();
     }
     if s.panicked.load(Relaxed) {
-        panic!("a task of a matrix-vector product panicked");
+        panic!("a task of a matrix product panicked");
     }
 }
 

@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 
 use gemm::Parallelism;
-use rayon::prelude::*;
 
 /// Up to this many vectors, `matmul` runs one matrix-vector product per vector instead.
 pub(crate) const MATVEC_TOKENS: usize = 2;
@@ -74,7 +73,7 @@ pub(crate) fn matmul_tiles(
     let t = x.len() / cols;
     let out = Out(y.as_mut_ptr());
     let tr = tile_rows(rows, k, rayon::current_num_threads());
-    (0..rows.div_ceil(tr)).into_par_iter().for_each(|ti| {
+    super::team::for_each(rows.div_ceil(tr), |ti| {
         let r0 = ti * tr;
         let n = tr.min(rows - r0);
         TILE.with(|buf| {
