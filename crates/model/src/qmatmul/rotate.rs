@@ -4,17 +4,18 @@
 //!
 //! H is the Kronecker product of the factors of [`hadamard_factors`] (Paley orders, then the
 //! Sylvester power of two, outermost first). Kronecker factors act on separate axes of the
-//! index and commute, so each is applied on its own, to row-major activations:
+//! index and commute, so each is applied on its own, to row-major activations, with no
+//! transposes:
 //!
-//! - the innermost factors, merged while their product is at most [`INNER_MAX`] (576 = 12·12·4:
-//!   a 48 × 48 block), as one GEMM of the rows' contiguous segments with that block;
-//! - a Sylvester factor too large to merge (1536 = 12·128) as butterflies over 8-float
-//!   elements, its H_8 part going to the inner block;
-//! - every other (outer) Paley factor of order p and stride s as one GEMM of p × p with the
-//!   block's s-float runs gathered by factor index (a copy of whole runs, not a transpose).
+//! - the Sylvester factor (innermost, stride 1) as butterflies: vector adds for distances of 8
+//!   and more, a swap and a multiply-add in registers for 1, 2 and 4;
+//! - each Paley factor of order p and stride s as one GEMM with its p × p matrix, on the runs
+//!   of s floats gathered by factor index (576 = 12·12·4: runs of 48 and of 4 floats;
+//!   1536 = 12·128: runs of 128), which keeps the sums in registers instead of p passes of an
+//!   add loop.
 //!
-//! GEMMs keep their sums in registers, so R·x costs a few passes over x instead of the
-//! n² of a dense rotation or the p passes of an add loop per Paley factor.
+//! So R·x costs a few passes over x (576: 24 multiply-adds per value) instead of the n² of a
+//! dense rotation.
 //!
 //! [`FastRotation::new`] rebuilds the factors from the public API (`hadamard_factors`,
 //! `hadamard`, the seed's [`SplitMix64`] signs) and checks itself against the f64 transform on
@@ -26,14 +27,12 @@ use std::sync::Arc;
 
 use crate::hadamard::{hadamard, hadamard_factors, Rotation, SplitMix64};
 
-/// Largest inner block merged from the innermost factors.
-pub const INNER_MAX: usize = 64;
-/// Rows per rayon task of a large block.
+/// Rows per parallel task of a large block.
 const TASK_ROWS: usize = 64;
 /// Rows transformed at once: the two scratch buffers of a 1536-wide block stay in L2.
 pub const SUB_ROWS: usize = 16;
-/// From this many floats per factor index on, an outer factor runs as a GEMM (a loop below).
-const GEMM_LEN: usize = 64;
+/// From this many values per factor index on, a Paley factor runs as a GEMM (a loop below).
+const GEMM_LEN: usize = 16;
 
 /// A dense ±1 factor of order `p` acting on the axis of stride `stride`.
 #[derive(Clone, Debug)]
@@ -67,40 +66,14 @@ pub struct FastRotation {
     n: usize,
     /// `d_i/√n`.
     signs: Vec<f32>,
-    /// The merged innermost factors (stride 1).
-    inner: Dense,
-    /// Order of the Sylvester factor applied as butterflies over 8-float elements, if any.
-    butterflies: Option<usize>,
-    /// The other factors, outermost first.
-    outer: Vec<Dense>,
+    /// Order of the Sylvester factor (innermost; 1: none).
+    sylvester: usize,
+    /// The Paley factors, outermost first.
+    paley: Vec<Dense>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Sylvester's H_s in natural order: H[i][j] = (−1)^popcount(i & j) (what [`fwht`] applies).
-fn sylvester(s: usize) -> Vec<f32> {
-    (0..s * s)
-        .map(|k| {
-            if ((k / s) & (k % s)).count_ones() % 2 == 0 {
-                1.0
-            } else {
-                -1.0
-            }
-        })
-        .collect()
-}
-
-/// A ⊗ B (A outer) for row-major square matrices.
-fn kron(a: &[f32], pa: usize, b: &[f32], pb: usize) -> Vec<f32> {
-    let n = pa * pb;
-    (0..n * n)
-        .map(|k| {
-            let (r, c) = (k / n, k % n);
-            a[(r / pb) * pa + c / pb] * b[(r % pb) * pb + c % pb]
-        })
-        .collect()
 }
 
 impl FastRotation {
@@ -115,45 +88,33 @@ impl FastRotation {
         let mut rng = SplitMix64::new(rot.seed());
         let scale = 1.0 / (n as f64).sqrt();
         let signs: Vec<f32> = (0..n).map(|_| (rng.next_sign() * scale) as f32).collect();
-        // Innermost first: merge into the inner block while it stays small.
-        let (mut b, mut k) = (1usize, vec![1f32]);
-        let (mut butterflies, mut outer) = (None, Vec::new());
-        let mut stride = 1;
-        for (i, &p) in orders.iter().enumerate().rev() {
+        let (mut sylvester, mut paley) = (1, Vec::new());
+        let mut stride = n;
+        for (i, &p) in orders.iter().enumerate() {
+            stride /= p;
             if p == 1 {
                 continue;
             }
             if p.is_power_of_two() {
                 // Only the innermost factor may be Sylvester's (what `hadamard` builds).
-                if i + 1 != orders.len() {
+                if i + 1 != orders.len() || stride != 1 {
                     return None;
                 }
-                if p <= INNER_MAX {
-                    (b, k) = (p, sylvester(p));
-                } else {
-                    butterflies = Some(p);
-                }
+                sylvester = p;
             } else {
+                // The Paley factor as `hadamard` builds it for order p alone.
                 if hadamard_factors(p)? != [p] {
                     return None;
                 }
                 let m: Vec<f32> = hadamard(p)?.into_iter().map(f32::from).collect();
-                if butterflies.is_none() && outer.is_empty() && b * p <= INNER_MAX {
-                    k = kron(&m, p, &k, b);
-                    b *= p;
-                } else {
-                    outer.push(Dense::new(p, stride, m));
-                }
+                paley.push(Dense::new(p, stride, m));
             }
-            stride *= p;
         }
-        outer.reverse();
         let fast = FastRotation {
             n,
             signs,
-            inner: Dense::new(b, 1, k),
-            butterflies,
-            outer,
+            sylvester,
+            paley,
         };
         fast.agrees_with(rot).then_some(fast)
     }
@@ -226,41 +187,9 @@ impl FastRotation {
         if !transpose {
             scale(x, &self.signs);
         }
-        // After the inner GEMM the rows are in `a` until the next factor writes them back.
-        let inner = &self.inner;
-        let mut in_a = false;
-        if inner.p > 1 {
-            // Each b-float segment becomes K·segment: X (segments × b) · Kᵀ.
-            gemm_into(
-                len / inner.p,
-                inner.p,
-                inner.p,
-                x,
-                (inner.p, 1),
-                inner.matrix(transpose),
-                (1, inner.p),
-                a,
-            );
-            in_a = true;
-        }
-        if let Some(s) = self.butterflies {
-            let v = if in_a { &mut *a } else { &mut *x };
-            for seg in v.chunks_exact_mut(s) {
-                fwht(seg, 8);
-            }
-            fwht_within8(v);
-        }
-        for d in &self.outer {
-            let m = d.matrix(transpose);
-            if in_a {
-                outer_factor(a, d.p, d.stride, m, b, x);
-                in_a = false;
-            } else {
-                x_outer_factor(x, d.p, d.stride, m, a, b);
-            }
-        }
-        if in_a {
-            x.copy_from_slice(a);
+        butterflies(x, self.sylvester);
+        for d in &self.paley {
+            paley_factor(x, d.p, d.stride, d.matrix(transpose), a, b);
         }
         if transpose {
             scale(x, &self.signs);
@@ -291,22 +220,32 @@ fn fwht(seg: &mut [f32], w: usize) {
     }
 }
 
-/// The butterflies of distance 1, 2 and 4 in every group of 8 floats (`v.len()` a multiple
-/// of 8): with AVX2 one swap and one multiply-add per stage, exactly x ± y as in [`fwht`].
-fn fwht_within8(v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::kernels::best() != super::kernels::Isa::Scalar {
-        // SAFETY: AVX2 and FMA detected by `best()`.
-        return unsafe { fwht_within8_avx2(v) };
+/// Sylvester's H_s on every run of `s` floats of `v`: [`fwht`] over 8-float elements for the
+/// distances of 8 and more, then the distances below min(s, 8) in registers.
+fn butterflies(v: &mut [f32], s: usize) {
+    if s <= 1 {
+        return;
     }
-    for g in v.chunks_exact_mut(8) {
+    if s > 8 {
+        for seg in v.chunks_exact_mut(s) {
+            fwht(seg, 8);
+        }
+    }
+    let w = s.min(8);
+    #[cfg(target_arch = "x86_64")]
+    if v.len() % 8 == 0 && super::kernels::best() != super::kernels::Isa::Scalar {
+        // SAFETY: AVX2 and FMA detected by `best()`.
+        return unsafe { within8_avx2(v, w) };
+    }
+    for g in v.chunks_exact_mut(w) {
         fwht(g, 1);
     }
 }
 
+/// The butterflies of distance d < `w` (w = 2, 4 or 8) in every 8-float group of `v`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn fwht_within8_avx2(v: &mut [f32]) {
+unsafe fn within8_avx2(v: &mut [f32], w: usize) {
     use std::arch::x86_64::*;
     // Lane i of a stage of distance d: x_i + x_{i^d} where bit d of i is clear, x_{i^d} − x_i
     // where it is set, i.e. fma(x, sign, swapped x).
@@ -317,39 +256,29 @@ unsafe fn fwht_within8_avx2(v: &mut [f32]) {
         let p = g.as_mut_ptr();
         let mut x = _mm256_loadu_ps(p);
         x = _mm256_fmadd_ps(x, s1, _mm256_permute_ps::<0b10_11_00_01>(x));
-        x = _mm256_fmadd_ps(x, s2, _mm256_permute_ps::<0b01_00_11_10>(x));
-        x = _mm256_fmadd_ps(x, s4, _mm256_permute2f128_ps::<0x01>(x, x));
+        if w >= 4 {
+            x = _mm256_fmadd_ps(x, s2, _mm256_permute_ps::<0b01_00_11_10>(x));
+        }
+        if w >= 8 {
+            x = _mm256_fmadd_ps(x, s4, _mm256_permute2f128_ps::<0x01>(x, x));
+        }
         _mm256_storeu_ps(p, x);
     }
 }
 
-/// The factor M (p × p) on the axis of stride `st` of `src`, seen as `q × p × st` blocks, into
-/// `dst`: dst[qi, i, :] = Σ_j M[i, j]·src[qi, j, :]. The runs are gathered to `g` as
-/// p × (q·st) (a copy of whole runs, not a transpose), multiplied in one GEMM back into `src`
-/// (free once gathered) and scattered to `dst`.
-fn outer_factor(src: &mut [f32], p: usize, st: usize, m: &[f32], g: &mut [f32], dst: &mut [f32]) {
+/// The Paley factor M (p × p) on the axis of stride `st` of `x`, seen as `q × p × st` blocks:
+/// x[qi, i, :] ← Σ_j M[i, j]·x[qi, j, :], with `a` and `b` (as long as `x`) to work in. With
+/// enough values per factor index (q·st ≥ [`GEMM_LEN`]) the runs are gathered to `a` as
+/// p × (q·st) (a copy of whole runs, not a transpose), multiplied in one GEMM into `b` and
+/// scattered back; otherwise an add loop per block.
+fn paley_factor(x: &mut [f32], p: usize, st: usize, m: &[f32], a: &mut [f32], b: &mut [f32]) {
     let blk = p * st;
-    let q = src.len() / blk;
-    for (qi, block) in src.chunks_exact(blk).enumerate() {
-        for (i, run) in block.chunks_exact(st).enumerate() {
-            g[(i * q + qi) * st..][..st].copy_from_slice(run);
-        }
-    }
-    gemm_into(p, q * st, p, m, (p, 1), g, (q * st, 1), src);
-    for (qi, block) in dst.chunks_exact_mut(blk).enumerate() {
-        for (i, run) in block.chunks_exact_mut(st).enumerate() {
-            run.copy_from_slice(&src[(i * q + qi) * st..][..st]);
-        }
-    }
-}
-
-/// [`outer_factor`] in place on `x`; short runs (fewer than [`GEMM_LEN`] floats per factor
-/// index) by an add loop per block instead of a GEMM.
-fn x_outer_factor(x: &mut [f32], p: usize, st: usize, m: &[f32], a: &mut [f32], b: &mut [f32]) {
-    let blk = p * st;
-    if x.len() / blk * st >= GEMM_LEN {
-        a.copy_from_slice(x);
-        return outer_factor(a, p, st, m, b, x);
+    let q = x.len() / blk;
+    if q * st >= GEMM_LEN {
+        runs(x, p, st, q, a, false);
+        gemm_into(p, q * st, p, m, (p, 1), a, (q * st, 1), b);
+        runs(x, p, st, q, b, true);
+        return;
     }
     let tmp = &mut a[..blk];
     for v in x.chunks_exact_mut(blk) {
@@ -361,6 +290,42 @@ fn x_outer_factor(x: &mut [f32], p: usize, st: usize, m: &[f32], a: &mut [f32], 
                     out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
                 } else {
                     out.iter_mut().zip(src).for_each(|(o, s)| *o -= s);
+                }
+            }
+        }
+    }
+}
+
+/// Copies run (qi, i) of `st` floats between `blocks` (q × p × st) and `gathered` (p × q × st):
+/// into `gathered`, or back into `blocks` with `scatter`. Short runs get fixed-size copies.
+fn runs(blocks: &mut [f32], p: usize, st: usize, q: usize, gathered: &mut [f32], scatter: bool) {
+    fn fixed<const ST: usize>(blocks: &mut [f32], p: usize, q: usize, gathered: &mut [f32], scatter: bool) {
+        for (qi, block) in blocks.chunks_exact_mut(p * ST).enumerate() {
+            for (i, run) in block.chunks_exact_mut(ST).enumerate() {
+                let o = (i * q + qi) * ST;
+                let (run, g): (&mut [f32; ST], &mut [f32; ST]) =
+                    (run.try_into().unwrap(), (&mut gathered[o..o + ST]).try_into().unwrap());
+                if scatter {
+                    *run = *g;
+                } else {
+                    *g = *run;
+                }
+            }
+        }
+    }
+    match st {
+        4 => fixed::<4>(blocks, p, q, gathered, scatter),
+        8 => fixed::<8>(blocks, p, q, gathered, scatter),
+        16 => fixed::<16>(blocks, p, q, gathered, scatter),
+        _ => {
+            for (qi, block) in blocks.chunks_exact_mut(p * st).enumerate() {
+                for (i, run) in block.chunks_exact_mut(st).enumerate() {
+                    let g = &mut gathered[(i * q + qi) * st..][..st];
+                    if scatter {
+                        run.copy_from_slice(g);
+                    } else {
+                        g.copy_from_slice(run);
+                    }
                 }
             }
         }
@@ -418,16 +383,25 @@ mod tests {
 
     /// The in-register stages equal the portable butterflies bit for bit.
     #[test]
-    fn butterflies_within_eight_match_the_portable_ones() {
+    fn butterflies_in_registers_match_the_portable_ones() {
         let mut rng = SplitMix64::new(3);
         let x: Vec<f32> = (0..8 * 37).map(|_| (rng.next_f64() - 0.5) as f32 * 7.0).collect();
         let mut want = x.clone();
         for g in want.chunks_exact_mut(8) {
             fwht(g, 1);
         }
-        let mut got = x;
-        fwht_within8(&mut got);
+        let mut got = x.clone();
+        butterflies(&mut got, 8);
         assert_eq!(got, want);
+        for w in [2, 4] {
+            let mut want = x.clone();
+            for g in want.chunks_exact_mut(w) {
+                fwht(g, 1);
+            }
+            let mut got = x.clone();
+            butterflies(&mut got, w);
+            assert_eq!(got, want, "runs of {w}");
+        }
     }
 }
 

@@ -183,8 +183,12 @@ pub(crate) fn for_each(n: usize, f: impl Fn(usize) + Sync) {
 
 /// `task(i)` for i in 0..n on the team, or `fallback()` when the team is busy or absent.
 fn for_each_or(n: usize, task: impl Fn(usize) + Sync, fallback: impl FnOnce()) {
+    if n <= 1 || rayon::current_num_threads() <= 1 {
+        // One thread: no hand-off to rayon's worker (a wake-up per loop).
+        return (0..n).for_each(task);
+    }
     let team = team();
-    let guard = if team.helpers > 0 && n > 1 && rayon::current_num_threads() > 1 {
+    let guard = if team.helpers > 0 {
         match team.busy.try_lock() {
             Ok(g) => Some(g),
             // A task's panic poisoned it; the protocol's state was left consistent.
