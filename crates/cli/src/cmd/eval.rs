@@ -226,8 +226,8 @@ fn speed(a: SpeedArgs) -> Result<()> {
         v["threads"] = a.threads.into();
         v["ctx"] = a.ctx.into();
         v["compressed"] = (!a.runtime.dense).into();
-        v["act"] = format!("{:?}", a.runtime.act).to_lowercase().into();
-        v["head"] = format!("{:?}", a.runtime.head).to_lowercase().into();
+        v["act"] = a.runtime.act.name().into();
+        v["head"] = a.runtime.head.name().into();
         if let Some(d) = &dense {
             v["dense"] = serde_json::to_value(d)?;
             v["ratios"] = serde_json::json!({

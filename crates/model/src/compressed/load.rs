@@ -39,6 +39,16 @@ pub enum HeadFormat {
     Q8,
 }
 
+impl HeadFormat {
+    /// The name the CLI's `--head` takes (and `llvq eval speed --json` reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadFormat::Stored => "f16",
+            HeadFormat::Q8 => "q8",
+        }
+    }
+}
+
 impl std::str::FromStr for HeadFormat {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<HeadFormat, String> {
@@ -84,17 +94,34 @@ impl Activations {
     }
 }
 
+impl Activations {
+    const ALL: [Activations; 5] = [
+        Activations::F32,
+        Activations::I8,
+        Activations::I16,
+        Activations::I8All,
+        Activations::I16All,
+    ];
+
+    /// The name the CLI's `--act` takes (and `llvq eval speed --json` reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activations::F32 => "f32",
+            Activations::I8 => "i8",
+            Activations::I8All => "i8-all",
+            Activations::I16 => "i16",
+            Activations::I16All => "i16-all",
+        }
+    }
+}
+
 impl std::str::FromStr for Activations {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Activations, String> {
-        match s {
-            "f32" => Ok(Activations::F32),
-            "i8" => Ok(Activations::I8),
-            "i8-all" => Ok(Activations::I8All),
-            "i16" => Ok(Activations::I16),
-            "i16-all" => Ok(Activations::I16All),
-            _ => Err(format!("activations {s:?} must be f32, i8, i16, i8-all or i16-all")),
-        }
+        Activations::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("activations {s:?} must be f32, i8, i16, i8-all or i16-all"))
     }
 }
 

@@ -25,10 +25,10 @@
 //! f32; the file on disk stays at ~2 bits. [`PackedWeight::bits_per_weight`] counts it.
 //!
 //! # Kernels
-//! [`PackedWeight::matvec`] (generation) runs an AVX2/FMA kernel threaded over output rows with
-//! rayon, without allocation per call (thread-local scratch, or [`PackedWeight::matvec_with`]);
-//! [`PackedWeight::matmul`] (prefill) expands a tile of rows to f32 in a thread-local buffer and
-//! calls the `gemm` crate on it. [`F16Matrix`] offers the same interface for the f16 tied
+//! [`PackedWeight::matvec`] (generation) runs an AVX2/FMA kernel threaded over output rows on
+//! the spinning thread team of `team.rs`, without allocation per call (thread-local scratch, or
+//! [`PackedWeight::matvec_with`]); [`PackedWeight::matmul`] (prefill) expands a tile of rows to
+//! f32 in a thread-local buffer and calls the `gemm` crate on it (tiles on the same team). [`F16Matrix`] offers the same interface for the f16 tied
 //! embedding / LM head. Every kernel has a plain `*_ref` twin that the tests compare against.
 
 mod dense;
@@ -87,10 +87,10 @@ pub trait MatVec: Sync {
 }
 
 /// Below this many bytes of levels a matrix-vector product runs on the calling thread: waking
-/// rayon workers costs more than the product (measured on the 192 × 576 k/v projections).
+/// the other threads costs more than the product (measured on the 192 × 576 k/v projections).
 pub(crate) const INLINE_BYTES: usize = 64 * 1024;
 
-/// Rows per rayon task: enough work per task to amortise the scheduling (≥ ~32 KiB of weights),
+/// Rows per parallel task: enough work per task to amortise the scheduling (≥ ~32 KiB of weights),
 /// and enough tasks (≥ 4 per thread) to balance.
 pub(crate) fn rows_per_task(rows: usize, row_bytes: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);

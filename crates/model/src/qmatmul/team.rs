@@ -131,10 +131,12 @@ fn helper(s: &Shared) {
             } else {
                 std::hint::spin_loop();
             }
-            if spins % 64 == 0 && !yielding && t0.elapsed() > SPIN_HOT {
-                yielding = true;
+            if spins % 64 != 0 {
+                continue;
             }
-            if spins % 64 == 0 && t0.elapsed() > SPIN {
+            let waited = t0.elapsed();
+            yielding |= waited > SPIN_HOT;
+            if waited > SPIN {
                 s.sleepers.fetch_add(1, SeqCst);
                 let mut g = s.sleep.lock().unwrap_or_else(|p| p.into_inner());
                 while s.epoch.load(SeqCst) == seen {

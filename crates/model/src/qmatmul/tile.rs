@@ -25,7 +25,7 @@ thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `*mut f32` that rayon tasks may share: each task writes a disjoint set of columns of `y`.
+/// `*mut f32` that parallel tasks may share: each task writes a disjoint set of columns of `y`.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
 unsafe impl Send for Out {}
