@@ -3,7 +3,9 @@
 # rotation of the table, then evaluates each file on WikiText-2 test (ctx 512, all windows).
 # Writes docs/pipeline/<name>.quant.json (the `llvq quantize --json` report) and
 # <name>.ppl.json (`llvq eval ppl --json`); a run whose ppl file exists is skipped.
-# Takes about five hours on 2 cores (each evaluation of the 589 windows is 13-18 minutes).
+# Takes about five hours on 2 cores (each evaluation of the 589 windows is 10-18 minutes), plus
+# the GLVQ ablation (issue 12): about 25 minutes a row without µ-law.
+# ONLY=REGEX runs only the rows whose name matches (e.g. ONLY='^glvq').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llvq=target/release/llvq
@@ -14,6 +16,7 @@ mkdir -p "$out" data/table
 run() { # name method rotate [extra quantize flags...]
   local name=$1 method=$2 rotate=$3; shift 3
   [ -f "$out/$name.ppl.json" ] && return
+  [[ -n "${ONLY:-}" && ! "$name" =~ $ONLY ]] && return
   local file=data/table/$name.llvq
   if [ ! -f "$out/$name.quant.json" ]; then
     resume=(); [ -d "$file.parts" ] && resume=(--resume)
@@ -38,3 +41,16 @@ run sg1-output    llvq-sg:m=12,gain=1 output
 run e8p12-none    e8p12               none
 run e8p12-input   e8p12               input
 run e8p12-output  e8p12               output
+# GLVQ (issue 12), same calibration, rotation and seed as sg1-both. The paper's ablation
+# around two settings: the pipeline's block-LDLQ feedback (ldlq=1, the better mode here), for
+# 8-D and 24-D: µ-law and SDBA on (the paper's method), µ-law off, µ-law and SDBA off; and the
+# paper's own optimisation (ldlq=0).
+run glvq8-ldlq-mu0         glvq:d=8,ldlq=1,mu=0                     both
+run glvq24-ldlq-mu0        glvq:d=24,group=576,ldlq=1,mu=0          both
+run glvq8-ldlq-mu0-nosdba  glvq:d=8,ldlq=1,mu=0,sdba=0              both
+run glvq24-ldlq-mu0-nosdba glvq:d=24,group=576,ldlq=1,mu=0,sdba=0   both
+run glvq8-ldlq             glvq:d=8,ldlq=1                          both
+run glvq24-ldlq            glvq:d=24,group=576,ldlq=1               both
+run glvq8                  glvq:d=8                                 both
+run glvq8-mu0              glvq:d=8,mu=0                            both
+run glvq24                 glvq:d=24,group=576                      both

@@ -61,6 +61,9 @@ const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0;
 /// Largest |entry| of one window's XᵀX the exact sum takes: 2⁵⁰·2⁶⁴ leaves 2¹³ windows of
 /// headroom below i128's 2¹²⁷ (and a checked add catches the rest).
 const FIXED_MAX: f64 = 1_125_899_906_842_624.0;
+/// Inputs wider than this take one window's XᵀX [`XTX_ROWS`] rows at a time.
+pub const XTX_BLOCKED_ABOVE: usize = 8192;
+pub const XTX_ROWS: usize = 1024;
 
 #[derive(Clone, Debug)]
 enum Sum {
@@ -148,48 +151,81 @@ impl Hessian {
                 format!("input width {n}, Hessian is {}", self.n),
             ));
         }
+        // Wide inputs take XᵀX a block of rows at a time: the whole n × n f32 product (twice,
+        // with candle's copy) would be 6.6 GB at Llama-2-70B's FFN width. Narrower ones keep
+        // the one product, so their sums (and files) are unchanged.
+        self.add_in_blocks(x, name, if n > XTX_BLOCKED_ABOVE { XTX_ROWS } else { n })?;
+        self.tokens += t;
+        Ok(())
+    }
+
+    /// [`Hessian::add`] with XᵀX made `rows` rows at a time.
+    fn add_in_blocks(&mut self, x: &Tensor, name: &str, rows: usize) -> Result<()> {
+        let n = self.n;
         let x = x.to_dtype(llvq_model::candle_core::DType::F32).ctx(name)?;
-        let xtx = x
-            .t()
-            .ctx(name)?
-            .matmul(&x)
-            .ctx(name)?
-            .flatten_all()
-            .ctx(name)?
-            .to_vec1::<f32>()
-            .ctx(name)?;
+        for r0 in (0..n).step_by(rows.max(1)) {
+            let len = rows.min(n - r0);
+            let xr = if len == n {
+                x.clone()
+            } else {
+                x.narrow(1, r0, len).ctx(name)?
+            };
+            let xtx = xr
+                .t()
+                .ctx(name)?
+                .matmul(&x)
+                .ctx(name)?
+                .flatten_all()
+                .ctx(name)?
+                .to_vec1::<f32>()
+                .ctx(name)?;
+            self.add_rows(r0, &xtx, name)?;
+        }
+        Ok(())
+    }
+
+    /// Adds rows `r0..` of one window's XᵀX (`xtx`, whole rows of n) to the sums.
+    fn add_rows(&mut self, r0: usize, xtx: &[f32], name: &str) -> Result<()> {
+        let n = self.n;
+        let base = r0 * n;
         if let Some(i) = xtx.iter().position(|v| !v.is_finite()) {
             return Err(QuantError::Calibration(format!(
                 "{name}: non-finite activation product at ({}, {})",
-                i / n,
+                r0 + i / n,
                 i % n
             )));
         }
         match &mut self.sum {
-            Sum::Float(sum) => sum.par_chunks_mut(n).zip(xtx.par_chunks(n)).for_each(|(s, v)| {
-                for (a, &b) in s.iter_mut().zip(v) {
-                    *a += b as f64;
-                }
-            }),
+            Sum::Float(sum) => sum[base..base + xtx.len()]
+                .par_chunks_mut(n)
+                .zip(xtx.par_chunks(n))
+                .for_each(|(s, v)| {
+                    for (a, &b) in s.iter_mut().zip(v) {
+                        *a += b as f64;
+                    }
+                }),
             Sum::Fixed(sum) => {
                 if let Some(i) = xtx.iter().position(|v| (*v as f64).abs() >= FIXED_MAX) {
                     return Err(QuantError::Calibration(format!(
                         "{name}: activation product {} at ({}, {}) is beyond the exact accumulator's range (2^50)",
                         xtx[i],
-                        i / n,
+                        r0 + i / n,
                         i % n
                     )));
                 }
-                let overflow = sum.par_chunks_mut(n).zip(xtx.par_chunks(n)).any(|(s, v)| {
-                    let mut bad = false;
-                    for (a, &b) in s.iter_mut().zip(v) {
-                        match a.checked_add((b as f64 * FIXED_ONE).round() as i128) {
-                            Some(c) => *a = c,
-                            None => bad = true,
+                let overflow = sum[base..base + xtx.len()]
+                    .par_chunks_mut(n)
+                    .zip(xtx.par_chunks(n))
+                    .any(|(s, v)| {
+                        let mut bad = false;
+                        for (a, &b) in s.iter_mut().zip(v) {
+                            match a.checked_add((b as f64 * FIXED_ONE).round() as i128) {
+                                Some(c) => *a = c,
+                                None => bad = true,
+                            }
                         }
-                    }
-                    bad
-                });
+                        bad
+                    });
                 if overflow {
                     return Err(QuantError::Calibration(format!(
                         "{name}: the exact Hessian sum overflowed"
@@ -197,7 +233,6 @@ impl Hessian {
                 }
             }
         }
-        self.tokens += t;
         Ok(())
     }
 
@@ -236,6 +271,19 @@ impl Hessian {
             Sum::Fixed(sum) => sum.iter().map(|&v| Hessian::round_fixed(v) / d).collect(),
         }
     }
+
+    /// [`Hessian::mean`] (the same bits) without a second n × n buffer: f64 sums are divided in
+    /// place; fixed-point sums are freed as soon as their mean exists.
+    pub fn into_mean(self) -> Vec<f64> {
+        let d = self.tokens.max(1) as f64;
+        match self.sum {
+            Sum::Float(mut sum) => {
+                sum.iter_mut().for_each(|v| *v /= d);
+                sum
+            }
+            fixed @ Sum::Fixed(_) => Hessian { sum: fixed, ..self }.mean(),
+        }
+    }
 }
 
 /// A hook that accumulates the four input Hessians of one decoder layer.
@@ -269,6 +317,12 @@ impl LayerHessians {
     pub fn get(&self, input: LinearInput) -> Option<&Hessian> {
         self.hessians.iter().find(|(i, _)| *i == input).map(|(_, h)| h)
     }
+
+    /// Removes and returns the Hessian of `input` (quantizing frees each input's sums in turn).
+    pub fn take(&mut self, input: LinearInput) -> Option<Hessian> {
+        let i = self.hessians.iter().position(|(i, _)| *i == input)?;
+        Some(self.hessians.remove(i).1)
+    }
 }
 
 impl LinearHook for LayerHessians {
@@ -298,6 +352,38 @@ mod tests {
     use super::*;
     use llvq_model::candle_core::Device;
 
+    /// (1/t)·Σ_r x_r x_rᵀ of `t` rows of `n` in f64, by plain loops.
+    fn outer_mean(data: &[f32], t: usize, n: usize) -> Vec<f64> {
+        let mut out = vec![0.0; n * n];
+        for row in data.chunks_exact(n) {
+            for i in 0..n {
+                for j in 0..n {
+                    out[i * n + j] += row[i] as f64 * row[j] as f64 / t as f64;
+                }
+            }
+        }
+        out
+    }
+
+    /// XᵀX made a block of rows at a time (as wide inputs are) is the mean outer product too,
+    /// in both accumulators, with every block boundary (rows 5 of 12, and a ragged last block).
+    #[test]
+    fn blocked_products_sum_the_same_outer_products() {
+        let (t, n) = (7, 12);
+        let data: Vec<f32> = (0..t * n).map(|i| (i as f32 * 0.61).cos() * 3.0).collect();
+        let x = Tensor::from_vec(data.clone(), (t, n), &Device::Cpu).unwrap();
+        for exact in [false, true] {
+            let mut h = if exact { Hessian::exact(n) } else { Hessian::new(n) };
+            h.add_in_blocks(&x, "x", 5).unwrap();
+            h.tokens += t;
+            let m = h.mean();
+            let want = outer_mean(&data, t, n);
+            for (k, (a, b)) in m.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "({}, {})", k / n, k % n);
+            }
+        }
+    }
+
     #[test]
     fn hessian_is_the_mean_outer_product() {
         let (t, n) = (5, 3);
@@ -307,14 +393,8 @@ mod tests {
         h.add(&x, "x").unwrap();
         h.add(&x, "x").unwrap();
         let m = h.mean();
-        for i in 0..n {
-            for j in 0..n {
-                let want: f64 = (0..t)
-                    .map(|r| data[r * n + i] as f64 * data[r * n + j] as f64)
-                    .sum::<f64>()
-                    / t as f64;
-                assert!((m[i * n + j] - want).abs() < 1e-6);
-            }
+        for (a, b) in m.iter().zip(outer_mean(&data, t, n)) {
+            assert!((a - b).abs() < 1e-6);
         }
         assert_eq!(h.tokens(), 2 * t);
         // The exact accumulator agrees to f64 precision, and any grouping gives the same bits.

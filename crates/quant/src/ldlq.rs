@@ -85,8 +85,10 @@ impl Factor {
         let mut damp = params.damp;
         let mut last_pivot = 0;
         for _ in 0..=params.max_retries {
-            // J (H + λ·mean·I) J, lower triangle read by the Cholesky.
-            let hd = Mat::<f64>::from_fn(n, n, |i, j| {
+            // J (H + λ·mean·I) J, lower triangle read by the Cholesky. Each n × n buffer is freed
+            // as soon as the next exists, so at most two are held here (issue 14: at Llama-2-70B's
+            // FFN width one is 6.6 GB).
+            let llt = Mat::<f64>::from_fn(n, n, |i, j| {
                 let (ri, rj) = (n - 1 - i, n - 1 - j);
                 let mut v = h[ri * n + rj];
                 if ri == rj {
@@ -96,11 +98,13 @@ impl Factor {
                     v += damp * mean;
                 }
                 v
-            });
-            match hd.llt(Side::Lower) {
+            })
+            .llt(Side::Lower);
+            match llt {
                 Ok(llt) => {
                     let mut linv = Mat::<f64>::zeros(n, n);
                     invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
+                    drop(llt);
                     let mut v = vec![0.0; n * n];
                     // U = J L'⁻¹ J, then each block row C scaled by U_CC⁻¹.
                     for i in 0..n {

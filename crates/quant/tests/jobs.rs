@@ -7,7 +7,7 @@ use llvq_model::config::{Arch, Config};
 use llvq_model::testing::{random_weights, tmpdir};
 use llvq_quant::calib::CalibParams;
 use llvq_quant::hessians;
-use llvq_quant::pipeline::{calibrate, merge_parts, quantize_layers, sharded_run, CalibrateParams, Shard};
+use llvq_quant::pipeline::{calibrate, merge_parts, quantize_layers, sharded_run, CalibrateParams, Placement, Shard};
 use llvq_quant::{CalibMode, QuantError, QuantizeParams, Rotate};
 
 mod common;
@@ -50,6 +50,7 @@ fn calib_params(p: &QuantizeParams, shard: Shard) -> CalibrateParams {
         calib: p.calib,
         shard,
         max_memory: None,
+        activations: Placement::Memory,
     }
 }
 
@@ -83,13 +84,23 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
         quantize(&model, &whole, &p).unwrap();
         let whole = std::fs::read(&whole).unwrap();
 
-        // 1, 2 and 3 shards: identical Hessian bits once merged.
+        // 1, 2 and 3 shards: identical Hessian bits once merged. The two shards keep their
+        // activations on disk (the others in memory), and the scratch files are gone after.
         let mut bits = Vec::new();
         for n in 1..=3 {
             let shards: Vec<PathBuf> = (0..n)
                 .map(|i| {
                     let d = dir.join(format!("h{n}-{i}"));
-                    let r = calibrate(&model, &d, &calib_params(&p, Shard { index: i, count: n }), &mut go).unwrap();
+                    let cp = CalibrateParams {
+                        activations: if n == 2 { Placement::Disk } else { Placement::Memory },
+                        ..calib_params(&p, Shard { index: i, count: n })
+                    };
+                    let r = calibrate(&model, &d, &cp, &mut go).unwrap();
+                    assert!(std::fs::read_dir(&d).unwrap().all(|e| !e
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("hidden-")));
                     assert_eq!(r.windows, Some(Shard { index: i, count: n }.windows(6)));
                     d
                 })

@@ -9,8 +9,8 @@ use llvq_model::config::{Arch, Config};
 use llvq_model::testing::{random_weights, tmpdir};
 use llvq_quant::calib::CalibParams;
 use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::{parts_dir, quantize_model_eager, quantize_model_with, Event};
-use llvq_quant::{quantize_model, CalibMode, QuantError, QuantizeParams, Rotate};
+use llvq_quant::pipeline::{parts_dir, quantize_model_eager, quantize_model_with, Budget, Event, Placement};
+use llvq_quant::{CalibMode, QuantError, QuantizeParams, Rotate};
 
 mod common;
 use common::go;
@@ -50,12 +50,17 @@ fn params(method: &str, calib: &Path, rotate: Rotate, mode: CalibMode) -> Quanti
     }
 }
 
-/// Streaming and eager runs of the same inputs write the same bytes and report the same numbers.
-fn same_bytes(dir: &Path, model: &Path, p: &QuantizeParams, tag: &str) {
+/// Streaming and eager runs of the same inputs write the same bytes and report the same numbers
+/// (the streaming run with its calibration activations placed by `activations`).
+fn same_bytes(dir: &Path, model: &Path, p: &QuantizeParams, activations: Placement, tag: &str) {
     let eager = dir.join(format!("eager-{tag}.llvq"));
     let stream = dir.join(format!("stream-{tag}.llvq"));
     let a = quantize_model_eager(model, &eager, p).unwrap();
-    let b = quantize_model(model, &stream, p, false, &mut go).unwrap();
+    let budget = Budget {
+        max_memory: None,
+        activations,
+    };
+    let b = quantize_model_with(model, &stream, p, false, budget, &mut go).unwrap();
     assert!(
         std::fs::read(&eager).unwrap() == std::fs::read(&stream).unwrap(),
         "{tag}: the streaming driver wrote other bytes than the eager one"
@@ -78,7 +83,13 @@ fn streaming_writes_the_eager_drivers_bytes() {
             for method in ["llvq-sg:m=12,gain=1", "gptq"] {
                 for rotate in [Rotate::Both, Rotate::None] {
                     let tag = format!("{arch:?}-{mode:?}-{}-{rotate:?}", method.replace([':', ',', '='], "_"));
-                    same_bytes(&dir, &model, &params(method, &calib, rotate, mode), &tag);
+                    // Half the runs keep the calibration activations on disk.
+                    let act = if rotate == Rotate::None {
+                        Placement::Disk
+                    } else {
+                        Placement::Memory
+                    };
+                    same_bytes(&dir, &model, &params(method, &calib, rotate, mode), act, &tag);
                 }
             }
         }
@@ -94,7 +105,7 @@ fn qk_norms_and_f32_embeddings_stream_to_the_same_bytes() {
             embed_f16: false,
             ..params("e8p12", &calib, Rotate::Input, mode)
         };
-        same_bytes(&dir, &model, &p, &format!("qwen3-{mode:?}"));
+        same_bytes(&dir, &model, &p, Placement::Auto, &format!("qwen3-{mode:?}"));
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -113,10 +124,22 @@ fn interrupted_streaming_run_resumes_to_the_eager_bytes() {
             Event::LayerDone { layer: 1, .. } => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
         };
-        let e = quantize_model(&model, &cut, &p, false, &mut stop).unwrap_err();
+        // Activations on disk: the interrupted run removes its scratch file, the resumed one
+        // makes its own.
+        let disk = Budget {
+            max_memory: None,
+            activations: Placement::Disk,
+        };
+        let e = quantize_model_with(&model, &cut, &p, false, disk, &mut stop).unwrap_err();
         assert!(matches!(e, QuantError::Interrupted { layer: 1 }), "{e}");
-        assert!(!cut.exists() && parts_dir(&cut).join("layer-0001.safetensors").exists());
-        let r = quantize_model(&model, &cut, &p, true, &mut go).unwrap();
+        let parts = parts_dir(&cut);
+        assert!(!cut.exists() && parts.join("layer-0001.safetensors").exists());
+        assert!(std::fs::read_dir(&parts).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("hidden-")));
+        let r = quantize_model_with(&model, &cut, &p, true, disk, &mut go).unwrap();
         assert_eq!(r.layers_resumed, 2);
         assert!(
             std::fs::read(&eager).unwrap() == std::fs::read(&cut).unwrap(),
@@ -133,29 +156,82 @@ fn memory_estimate_comes_first_and_a_limit_refuses_before_any_work() {
     let (dir, model, calib) = setup("streaming-memory", Arch::Qwen2, false);
     let p = params("gptq", &calib, Rotate::Both, CalibMode::Sequential);
     let out = dir.join("q.llvq");
-    let e = quantize_model_with(&model, &out, &p, false, Some(1000), &mut go).unwrap_err();
+    let limit = |max: u64, activations| Budget {
+        max_memory: Some(max),
+        activations,
+    };
+    let e = quantize_model_with(&model, &out, &p, false, limit(1000, Placement::Auto), &mut go).unwrap_err();
     assert!(matches!(e, QuantError::Memory { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("--max-memory") && msg.contains("--calib-seqs"), "{msg}");
     assert!(!out.exists() && !parts_dir(&out).exists());
 
-    let mut needs = None;
-    let mut first = true;
-    let mut seen = |e: Event<'_>| {
-        if let Event::Memory { needs: n } = e {
-            assert!(first, "the estimate comes before any other event");
-            needs = Some(n);
-        }
-        first = false;
-        ControlFlow::Continue(())
+    // The estimate in memory and on disk; then a limit between the two spills (`auto`) or
+    // refuses (`memory`), naming --activations.
+    let estimate = |activations| {
+        let mut needs = None;
+        let mut first = true;
+        let mut seen = |e: Event<'_>| {
+            if let Event::Memory { needs: n, on_disk } = e {
+                assert!(first, "the estimate comes before any other event");
+                needs = Some((n, on_disk));
+            }
+            first = false;
+            ControlFlow::Continue(())
+        };
+        let r = quantize_model_with(&model, &out, &p, false, limit(1 << 40, activations), &mut seen).unwrap();
+        assert!(r.peak_rss.is_none_or(|m| m > 0));
+        assert!(out.exists() && !parts_dir(&out).exists());
+        std::fs::remove_file(&out).unwrap();
+        needs.expect("an estimate")
     };
-    let r = quantize_model_with(&model, &out, &p, false, Some(1 << 40), &mut seen).unwrap();
-    let needs = needs.expect("an estimate");
+    let (in_memory, none) = estimate(Placement::Memory);
+    let (spilled, on_disk) = estimate(Placement::Disk);
     // The tiny model's run is mostly the fixed base the estimate counts.
-    assert!(needs > 100 << 20 && needs < 1 << 30, "{needs}");
-    assert!(r.peak_rss.is_none_or(|m| m > 0));
-    assert!(out.exists() && !parts_dir(&out).exists());
+    assert!(in_memory > 100 << 20 && in_memory < 1 << 30, "{in_memory}");
+    assert_eq!(none, None);
+    // 4 windows × 40 tokens × 48 wide, f32.
+    assert_eq!(on_disk, Some(4 * 40 * 48 * 4));
+    // Here the tokenizer's share of the estimate dominates (a short text, 48-wide layers), so
+    // spilling changes nothing; at real widths it does (`spilling_lowers_the_estimate_by_the_activations`).
+    assert!(spilled <= in_memory, "{spilled} > {in_memory}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// At Llama-3-8B's widths the activations on disk take their bytes off the estimate (all but
+/// one window, twice in full mode where inputs and outputs are held), and a limit between the
+/// two estimates makes `auto` spill.
+#[test]
+fn spilling_lowers_the_estimate_by_the_activations() {
+    let cfg = Config {
+        hidden_size: 4096,
+        intermediate_size: 14336,
+        num_heads: 32,
+        num_kv_heads: 8,
+        head_dim: 128,
+        vocab_size: 8192,
+        num_layers: 1,
+        ..common::config(Arch::Llama)
+    };
+    let layer_f32 = 218_112_000 * 4;
+    let outer_f32 = 2 * 8192 * 4096 * 4;
+    let (seqs, ctx) = (256, 512);
+    for (mode, carried) in [(CalibMode::Sequential, 1), (CalibMode::Full, 2)] {
+        let p = QuantizeParams {
+            calib: CalibParams { seqs, ctx },
+            ..params("gptq", Path::new("calib.txt"), Rotate::Both, mode)
+        };
+        let est = |spill| llvq_quant::pipeline::run_memory(&cfg, layer_f32, outer_f32, 1 << 20, &p, spill);
+        let (in_memory, spilled) = (est(false), est(true));
+        let saved = carried * (seqs as u64 - 1) * ctx as u64 * 4096 * 4;
+        assert!(
+            in_memory - spilled >= saved,
+            "{mode:?}: {in_memory} - {spilled} < {saved}"
+        );
+        let between = Some((in_memory + spilled) / 2);
+        assert!(Placement::Auto.spill(in_memory, between, None));
+        assert!(!Placement::Auto.spill(in_memory, Some(in_memory), None));
+    }
 }
 
 /// The default model (`data/`, from `llvq fetch-defaults`): GGUF tensors dequantized one at a
@@ -181,6 +257,6 @@ fn default_gguf_model_streams_to_the_same_bytes() {
         calib: CalibParams { seqs: 2, ctx: 32 },
         ..params("rtn", &short, Rotate::Both, CalibMode::Sequential)
     };
-    same_bytes(&dir, &gguf, &p, "gguf");
+    same_bytes(&dir, &gguf, &p, Placement::Disk, "gguf");
     std::fs::remove_dir_all(&dir).ok();
 }

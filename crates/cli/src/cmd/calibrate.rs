@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use llvq_quant::pipeline::{calibrate, CalibrateParams, Event, JobReport, Shard};
+use llvq_quant::pipeline::{calibrate, CalibrateParams, Event, JobReport, Placement, Shard};
 
 use super::quantize::bar;
 
@@ -47,6 +47,11 @@ pub struct CalibrateRun {
     /// Refuse to start when the memory estimate exceeds this (`24G`, `1500M`, bytes).
     #[arg(long, value_parser = super::common::bytes)]
     pub max_memory: Option<u64>,
+    /// Where the shard's activations live between layers: `memory`, `disk` (a scratch file in
+    /// the output's temporary directory), or `auto` (disk when the in-memory estimate exceeds
+    /// --max-memory or the memory available).
+    #[arg(long, default_value = "auto")]
+    pub activations: Placement,
     /// Worker threads (sets RAYON_NUM_THREADS); default: all cores.
     #[arg(long, value_parser = super::common::threads)]
     pub threads: Option<usize>,
@@ -78,6 +83,7 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
         calib_text: a.calibration.calib,
         shard: a.shard,
         max_memory: a.max_memory,
+        activations: a.activations,
     };
     let pb = bar("calibrate");
     let mut on_event = |e: Event<'_>| super::quantize::show(&pb, e);

@@ -3,7 +3,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use llvq_quant::ldlq::LdlqParams;
-use llvq_quant::pipeline::{quantize_layers, quantize_model_with, Event, LayerRange};
+use llvq_quant::pipeline::{quantize_layers, quantize_model_with, Budget, Event, LayerRange, Placement};
 use llvq_quant::{CalibMode, QuantizeParams, Rotate};
 use std::path::PathBuf;
 
@@ -49,6 +49,11 @@ pub struct QuantizeArgs {
     /// (`24G`, `1500M`).
     #[arg(long, value_parser = super::common::bytes)]
     pub max_memory: Option<u64>,
+    /// Where the calibration activations live between layers: `memory`, `disk` (a scratch file
+    /// in OUT.parts/, one window in memory at a time; same output), or `auto` (disk when the
+    /// in-memory estimate exceeds --max-memory or the memory available).
+    #[arg(long, default_value = "auto")]
+    pub activations: Placement,
     /// Continue an interrupted run from the finished layers in OUT.parts/.
     #[arg(long)]
     pub resume: bool,
@@ -99,7 +104,11 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         bar.finish_and_clear();
         return super::calibrate::report(&r, a.json);
     }
-    let r = quantize_model_with(&a.model, &a.out, &params, a.resume, a.max_memory, &mut on_event)?;
+    let budget = Budget {
+        max_memory: a.max_memory,
+        activations: a.activations,
+    };
+    let r = quantize_model_with(&a.model, &a.out, &params, a.resume, budget, &mut on_event)?;
     bar.finish_and_clear();
     // The file is tuned in place (read whole, written to a temporary name, renamed).
     let tuned = match a.finetune_tokens {
@@ -192,7 +201,14 @@ pub fn show(bar: &ProgressBar, e: Event<'_>) -> std::ops::ControlFlow<()> {
                 bar.set_message(format!("layer {layer}: resumed"));
             }
         }
-        Event::Memory { needs } => bar.suspend(|| eprintln!("needs about {:.2} GB", needs as f64 / 1e9)),
+        Event::Memory { needs, on_disk } => bar.suspend(|| match on_disk {
+            None => eprintln!("needs about {:.2} GB", needs as f64 / 1e9),
+            Some(d) => eprintln!(
+                "needs about {:.2} GB, and {:.2} GB of disk for the calibration activations",
+                needs as f64 / 1e9,
+                d as f64 / 1e9
+            ),
+        }),
     }
     std::ops::ControlFlow::Continue(())
 }

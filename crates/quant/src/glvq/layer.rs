@@ -525,7 +525,7 @@ mod tests {
     }
 
     /// Timing on the default model's two MLP shapes (`cargo test -p llvq-quant --release
-    /// glvq_timing -- --ignored --nocapture`).
+    /// glvq_timing -- --ignored --nocapture`; `GLVQ_TIMING=spec;spec` picks the SPECs).
     #[test]
     #[ignore]
     fn glvq_timing() {
@@ -533,12 +533,9 @@ mod tests {
         for (rows, cols) in [(576, 1536), (1536, 576)] {
             let w = weights(rows, cols, &mut rng);
             let h = spd(cols, &mut rng);
-            for spec in [
-                "glvq:d=8",
-                "glvq:d=8,mu=0",
-                "glvq:d=8,ldlq=1",
-                "glvq:d=24,group=576,mu=0",
-            ] {
+            let specs = std::env::var("GLVQ_TIMING")
+                .unwrap_or("glvq:d=8;glvq:d=8,mu=0;glvq:d=8,ldlq=1;glvq:d=24,group=576,mu=0".into());
+            for spec in specs.split(';') {
                 let t = std::time::Instant::now();
                 let l = quantize_layer(&w, rows, cols, &h, &GlvqParams::from_spec(spec).unwrap()).unwrap();
                 let s = t.elapsed().as_secs_f64();

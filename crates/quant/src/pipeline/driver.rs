@@ -9,14 +9,15 @@ use llvq_model::candle_core::{DType, Device, Tensor};
 use llvq_model::lazy::LazyWeights;
 use llvq_model::{Config, Layer, LinearName, Model, NoHook, Rope, Tokenizer};
 
-use super::jobs::{check_memory, run_memory};
+use super::hidden::{Hidden, Placement};
+use super::jobs::{check_memory, hidden_bytes, run_memory};
 use super::layer::{quantize_layer, set_layer_weight, set_weight, tensor_f32};
-use super::memory::peak_rss;
+use super::memory::{available, peak_rss};
 use super::params::{CalibMode, Event, QuantizeParams, Report, Timings};
 use super::resume::{check_output, has_layers, manifest, open_parts, part_path, parts_dir};
 use crate::calib::{windows, LayerHessians};
 use crate::error::{QuantError, Result};
-use crate::format::{self, CodeCache, FileContents, Header, LinearStats, Plain, QuantLinear};
+use crate::format::{self, Bits, CodeCache, FileContents, Header, LinearStats, PartFile, Plain};
 use crate::method::Method;
 
 /// The tensors stored as they are: everything but the decoder's linear weights, plus the
@@ -56,7 +57,7 @@ pub(super) fn tokenizer_tensor(tok: &Tokenizer) -> Plain {
 }
 
 /// Runs the whole pipeline on `model_path` and writes `out`, one decoder layer in f32 at a
-/// time ([`quantize_model_with`] without a memory limit).
+/// time ([`quantize_model_with`] without a memory limit, activations placed automatically).
 pub fn quantize_model(
     model_path: &Path,
     out: &Path,
@@ -64,23 +65,33 @@ pub fn quantize_model(
     resume: bool,
     progress: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
 ) -> Result<Report> {
-    quantize_model_with(model_path, out, p, resume, None, progress)
+    quantize_model_with(model_path, out, p, resume, Budget::default(), progress)
+}
+
+/// How much memory a run may use and where its calibration activations live. Neither changes
+/// the output file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Budget {
+    /// Refuse to start when the estimate exceeds this many bytes.
+    pub max_memory: Option<u64>,
+    pub activations: Placement,
 }
 
 /// Runs the whole pipeline on `model_path` and writes `out`. The checkpoint is read lazily: the
 /// calibration windows' hidden states are the only state carried from layer to layer, each
 /// decoder layer is read, calibrated, quantized, propagated and dropped, and the tensors outside
-/// the layers are read when needed. The memory estimate ([`super::run_memory`]) is reported as
-/// [`Event::Memory`] before any work; above `max_memory` the run is refused.
+/// the layers are read when needed. The hidden states go to a scratch file in `OUT.parts` when
+/// [`Placement`] says so. The memory estimate ([`super::run_memory`]) is reported as
+/// [`Event::Memory`] before any work; above `budget.max_memory` the run is refused.
 pub fn quantize_model_with(
     model_path: &Path,
     out: &Path,
     p: &QuantizeParams,
     resume: bool,
-    max_memory: Option<u64>,
+    budget: Budget,
     progress: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
 ) -> Result<Report> {
-    start(model_path, out, p, resume, Load::Stream { max_memory }, progress)
+    start(model_path, out, p, resume, Load::Stream(budget), progress)
 }
 
 /// The driver as it was before it streamed: the whole model loaded in f32 up front, no
@@ -94,7 +105,7 @@ pub fn quantize_model_eager(model_path: &Path, out: &Path, p: &QuantizeParams) -
 
 /// How the driver reads the checkpoint.
 enum Load {
-    Stream { max_memory: Option<u64> },
+    Stream(Budget),
     Eager,
 }
 
@@ -154,8 +165,8 @@ pub(super) fn load_layer(
 }
 
 /// The hidden states of `wins` at the input of the first layer, exactly as `Model::embed` makes
-/// them, with only the embedding table read.
-pub(super) fn embed_windows(lazy: &mut LazyWeights, wins: &[Vec<u32>]) -> Result<Vec<Tensor>> {
+/// them, with only the embedding table read; in a scratch file in `spill` when given.
+pub(super) fn embed_windows(lazy: &mut LazyWeights, wins: &[Vec<u32>], spill: Option<&Path>) -> Result<Hidden> {
     let name = "model.embed_tokens.weight";
     let vocab = lazy.config().vocab_size;
     if let Some(&bad) = wins.iter().flatten().find(|&&i| i as usize >= vocab) {
@@ -164,16 +175,15 @@ pub(super) fn embed_windows(lazy: &mut LazyWeights, wins: &[Vec<u32>]) -> Result
         )));
     }
     let embed = lazy.tensor(name)?;
-    wins.iter()
-        .map(|w| {
-            let ids =
-                Tensor::new(w.as_slice(), &Device::Cpu).map_err(|e| QuantError::tensor("token ids", e.to_string()))?;
-            embed
-                .embedding(&ids)
-                .and_then(|x| x.to_dtype(DType::F32))
-                .map_err(|e| QuantError::tensor(name, e.to_string()))
-        })
-        .collect()
+    let xs = wins.iter().map(|w| {
+        let ids =
+            Tensor::new(w.as_slice(), &Device::Cpu).map_err(|e| QuantError::tensor("token ids", e.to_string()))?;
+        embed
+            .embedding(&ids)
+            .and_then(|x| x.to_dtype(DType::F32))
+            .map_err(|e| QuantError::tensor(name, e.to_string()))
+    });
+    Hidden::collect(xs, spill)
 }
 
 /// The checks and loading before the layer loop, then [`run`].
@@ -212,18 +222,28 @@ fn start(
     }
     let t = Instant::now();
     let loaded = match load {
-        Load::Stream { max_memory } => {
+        Load::Stream(budget) => {
             let (cfg, tok, lazy) = llvq_model::lazy::open(model_path)?;
             let (layer_f32, outer_f32) = lazy.f32_bytes();
-            let needs = run_memory(&cfg, layer_f32, outer_f32, text.len() as u64, p);
+            let est = |spill| run_memory(&cfg, layer_f32, outer_f32, text.len() as u64, p, spill);
+            let spill = budget.activations.spill(est(false), budget.max_memory, available());
+            let needs = est(spill);
             check_memory(
                 needs,
-                max_memory,
+                budget.max_memory,
                 "quantize",
-                "use fewer or shorter calibration windows (--calib-seqs, --calib-ctx), a shorter --calib text, \
-                 or the sharded workflow (`llvq calibrate`, `llvq quantize --hessians`)",
+                if spill {
+                    "use fewer or shorter calibration windows (--calib-seqs, --calib-ctx), a shorter --calib text, \
+                     or the sharded workflow (`llvq calibrate`, `llvq quantize --hessians`)"
+                } else {
+                    "put the calibration activations on disk (--activations disk), use fewer or shorter \
+                     calibration windows (--calib-seqs, --calib-ctx), or the sharded workflow"
+                },
             )?;
-            progress(Event::Memory { needs })?;
+            progress(Event::Memory {
+                needs,
+                on_disk: spill.then(|| hidden_bytes(&cfg, p.calib.seqs, p.calib.ctx)),
+            })?;
             let params = lazy.num_params();
             Loaded {
                 cfg,
@@ -234,6 +254,7 @@ fn start(
                     layer: None,
                     plain: BTreeMap::new(),
                 },
+                spill,
             }
         }
         Load::Eager => {
@@ -246,6 +267,7 @@ fn start(
                 tok,
                 params,
                 src: Source::Eager { model, plain },
+                spill: false,
             }
         }
     };
@@ -267,6 +289,8 @@ struct Loaded {
     /// Parameters of the whole model.
     params: u64,
     src: Source,
+    /// The calibration activations go to a scratch file in the parts directory.
+    spill: bool,
 }
 
 /// The body of [`quantize_model`] once the inputs are checked and the parts directory is open.
@@ -287,6 +311,7 @@ fn run(
         tok,
         params: params_total,
         mut src,
+        spill,
     } = loaded;
     let mut tm = Timings {
         load: load_secs,
@@ -300,12 +325,9 @@ fn run(
     drop(text);
     let rope = Rope::new(&cfg, 0, p.calib.ctx)?;
     // The calibration windows' hidden states at the input of the current layer.
-    let mut xs: Vec<Tensor> = match &mut src {
-        Source::Eager { model, .. } => wins
-            .iter()
-            .map(|w| model.embed(w))
-            .collect::<std::result::Result<_, _>>()?,
-        Source::Lazy { lazy, .. } => embed_windows(lazy, &wins)?,
+    let mut xs = match &mut src {
+        Source::Eager { model, .. } => Hidden::collect(wins.iter().map(|w| Ok(model.embed(w)?)), None)?,
+        Source::Lazy { lazy, .. } => embed_windows(lazy, &wins, spill.then_some(parts.as_path()))?,
     };
     drop(wins);
     tm.tokenize = t.elapsed().as_secs_f64();
@@ -313,10 +335,8 @@ fn run(
     let layers = cfg.num_layers;
     let mut resumed = 0;
     let mut codes = CodeCache::default();
-    let run_layer = |layer: &Layer, xs: &[Tensor], hook: &mut dyn llvq_model::LinearHook| -> Result<Vec<Tensor>> {
-        xs.iter()
-            .map(|x| Ok(layer.forward(&cfg, x, &rope, None, hook)?))
-            .collect()
+    let run_layer = |layer: &Layer, xs: &Hidden, hook: &mut dyn llvq_model::LinearHook| -> Result<Hidden> {
+        xs.map(|x| Ok(layer.forward(&cfg, x, &rope, None, hook)?))
     };
     for l in 0..layers {
         let part = part_path(&parts, l);
@@ -362,12 +382,22 @@ fn run(
             CalibMode::Full => LayerHessians::exact(l),
             CalibMode::Sequential => LayerHessians::new(l),
         };
-        let next = run_layer(src.layer(l), &xs, &mut hook)?;
+        // Sequential mode recomputes the outputs from the quantized layer: these are not kept.
+        let next = match p.mode {
+            CalibMode::Full => Some(run_layer(src.layer(l), &xs, &mut hook)?),
+            CalibMode::Sequential => {
+                let layer = src.layer(l);
+                xs.for_each(|x| {
+                    layer.forward(&cfg, x, &rope, None, &mut hook)?;
+                    Ok(())
+                })?;
+                None
+            }
+        };
         tm.calibration += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let (linears, stats) = quantize_layer(src.layer(l), layers, &hook, method, p, progress)?;
-        drop(hook);
+        let (linears, stats) = quantize_layer(src.layer(l), layers, hook, method, p, progress)?;
         let header = Header {
             layer: Some(l),
             stats: Some(stats),
@@ -384,15 +414,14 @@ fn run(
         tm.quantization += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        xs = match p.mode {
-            CalibMode::Full => next,
-            CalibMode::Sequential => {
+        xs = match next {
+            Some(next) => next,
+            None => {
                 progress(Event::Layer {
                     layer: l,
                     layers,
                     step: "propagating",
                 })?;
-                drop(next);
                 run_layer(src.layer(l), &xs, &mut NoHook)?
             }
         };
@@ -424,18 +453,15 @@ fn run(
             plain
         }
     };
-    let mut linears = Vec::new();
-    let mut stats = Vec::new();
-    for l in 0..layers {
-        let part = part_path(&parts, l);
-        let c = format::read(&part)?;
-        let mut s = c.header.stats.ok_or_else(|| QuantError::format(&part, "no `stats`"))?;
-        stats.append(&mut s);
-        linears.extend(c.linears);
-    }
-    let header = finish_header(run_header(&cfg, method, p), &linears, stats.clone());
-    let bits = header.bits.expect("set by finish_header");
-    format::write(out, &FileContents { header, linears, plain })?;
+    // The parts' tensors are copied one at a time: the codes of the whole model are never in
+    // memory together.
+    let part_files: Vec<PartFile> = (0..layers)
+        .map(|l| PartFile::open(&part_path(&parts, l)))
+        .collect::<Result<_>>()?;
+    let (header, stats) = assembled_header(run_header(&cfg, method, p), &part_files)?;
+    let bits = header.bits.expect("set by assembled_header");
+    format::write_assembled(out, header, &part_files, &plain)?;
+    drop(part_files);
     std::fs::remove_dir_all(&parts).map_err(|e| QuantError::io(&parts, e))?;
     tm.write = t.elapsed().as_secs_f64();
     tm.total = t_start.elapsed().as_secs_f64();
@@ -474,13 +500,21 @@ pub(super) fn run_header(cfg: &Config, method: &Method, p: &QuantizeParams) -> H
     }
 }
 
-/// Completes a run header with the all-in bits of `linears` and the statistics of every layer.
-pub(super) fn finish_header(h: Header, linears: &[QuantLinear], stats: Vec<LinearStats>) -> Header {
-    let bits = format::linear_bits(linears);
-    Header {
+/// Completes a run header with the all-in bits of the linears of `parts` and the statistics of
+/// their layers, in order; returns the statistics too.
+pub(super) fn assembled_header(h: Header, parts: &[PartFile]) -> Result<(Header, Vec<LinearStats>)> {
+    let mut bits = Bits::default();
+    let mut stats = Vec::new();
+    for part in parts {
+        part.header.linears.values().for_each(|m| bits.add(&m.bits_stored()));
+        let s = part.header.stats.as_ref();
+        stats.extend_from_slice(s.ok_or_else(|| QuantError::format(&part.path, "no `stats`"))?);
+    }
+    let header = Header {
         bits: Some(bits),
         bpw: Some(bits.bpw()),
-        stats: Some(stats),
+        stats: Some(stats.clone()),
         ..h
-    }
+    };
+    Ok((header, stats))
 }

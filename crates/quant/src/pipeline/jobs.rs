@@ -8,24 +8,23 @@
 //! `merge_parts` assembles them into the file a single `--mode full` run writes, byte for byte
 //! (the sums are exact, and parts carry the same header fields the driver writes).
 
-use std::io::Read;
 use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use llvq_model::candle_core::Tensor;
 use llvq_model::{Config, Rope};
 
-use super::driver::{embed_windows, finish_header, load_layer, plain_tensor, run_header, tokenizer_tensor};
+use super::driver::{assembled_header, embed_windows, load_layer, plain_tensor, run_header, tokenizer_tensor};
+use super::hidden::Placement;
 use super::layer::quantize_layer;
-use super::memory::peak_rss;
+use super::memory::{available, peak_rss};
 use super::params::{CalibMode, Event, QuantizeParams};
 use super::resume::{check_output, content_hash};
-use crate::calib::{windows, CalibParams, LayerHessians};
+use crate::calib::{windows, CalibParams, LayerHessians, XTX_BLOCKED_ABOVE, XTX_ROWS};
 use crate::error::{QuantError, Result};
-use crate::format::{self, FileContents, Header, LinearStats, QuantLinear};
+use crate::format::{self, FileContents, Header, LinearStats, PartFile, QuantLinear};
 use crate::hessians::{self, HessianManifest, HESSIANS_FORMAT, HESSIANS_VERSION};
 use crate::method::Method;
 
@@ -90,6 +89,8 @@ pub struct CalibrateParams {
     pub shard: Shard,
     /// Refuse to start when the estimate exceeds this many bytes.
     pub max_memory: Option<u64>,
+    /// Where the shard's hidden states live (on disk: in the output's temporary directory).
+    pub activations: Placement,
 }
 
 /// What a job reports.
@@ -143,8 +144,11 @@ fn input_widths(cfg: &Config) -> [u64; 4] {
 const TOKENIZE_BYTES_PER_BYTE: u64 = 150;
 
 /// Memory of `calibrate` on `windows` windows: tokenizing the whole text first, then the
-/// embedding table while embedding, then one f32 layer, the hidden states in and out, the exact
-/// sums, one window's XᵀX (f32) and its activations and attention scores.
+/// embedding table while embedding, then one f32 layer, the hidden states in and out (one window
+/// each when `spill` puts them on disk), the sums (`sum_bytes` an entry: 16 exact, 8 f64), one
+/// window's XᵀX (f32, and candle's copy; a block of rows of it for wide inputs) and its
+/// activations and attention scores.
+#[allow(clippy::too_many_arguments)] // the sizes the estimate is made of
 pub fn calibrate_memory(
     cfg: &Config,
     layer_f32: u64,
@@ -152,34 +156,51 @@ pub fn calibrate_memory(
     text_bytes: u64,
     windows: usize,
     ctx: usize,
+    spill: bool,
+    sum_bytes: u64,
 ) -> u64 {
     let t = ctx as u64;
-    let xs = hidden_bytes(cfg, windows, ctx);
-    let h16 = hessian_bytes(cfg, 16);
+    let xs = if spill {
+        hidden_bytes(cfg, 1, ctx)
+    } else {
+        hidden_bytes(cfg, windows, ctx)
+    };
+    let sums = hessian_bytes(cfg, sum_bytes);
     let act =
         t * (3 * cfg.intermediate_size as u64 + 6 * cfg.hidden_size as u64) * 4 + 2 * cfg.num_heads as u64 * t * t * 4;
     let nmax = *input_widths(cfg).iter().max().expect("four inputs");
+    let xtx_rows = if nmax > XTX_BLOCKED_ABOVE as u64 {
+        XTX_ROWS as u64
+    } else {
+        nmax
+    };
     BASE_BYTES
         + (text_bytes * TOKENIZE_BYTES_PER_BYTE)
             .max(embed_f32 + xs)
-            .max(layer_f32 + 2 * xs + h16 + nmax * nmax * 4 + act)
+            .max(layer_f32 + 2 * xs + sums + 2 * xtx_rows * nmax * 4 + act)
 }
 
-/// Memory of quantizing one layer: its f32 weights, its sums rounded to f64, the f64 mean,
-/// rotated and padded Hessian and factor of the widest input, and f64 working copies of the
-/// largest linear; plus the outer tensors (f32 and stored) for the part holding layer 0.
-pub fn quantize_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, with_outer: bool) -> u64 {
+/// Memory of quantizing one layer from sums of `sum_bytes` an entry: its f32 weights; then, input
+/// by input, the sums not yet used and the working set of this input (`layer::quantize_layer`:
+/// four n × n f64 buffers while factorising, or two beside f64 working copies of the largest
+/// linear); plus the outer tensors (f32 and stored) for the part holding layer 0.
+pub fn quantize_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, with_outer: bool, sum_bytes: u64) -> u64 {
     let widths = input_widths(cfg);
-    let h8 = hessian_bytes(cfg, 8);
-    let nmax = *widths.iter().max().expect("four inputs");
     let (h, i) = (cfg.hidden_size as u64, cfg.intermediate_size as u64);
     let lin = (h * i).max(h * (cfg.num_heads * cfg.head_dim) as u64);
-    let work = h8 + 4 * nmax * nmax * 8 + 5 * lin * 8;
+    let work = (0..widths.len())
+        .map(|k| {
+            let rest: u64 = widths[k + 1..].iter().map(|n| n * n * sum_bytes).sum();
+            let n2 = widths[k] * widths[k] * 8;
+            rest + (4 * n2).max(2 * n2 + 5 * lin * 8)
+        })
+        .max()
+        .expect("four inputs");
     BASE_BYTES + layer_f32 + work + if with_outer { outer_f32 * 3 / 2 } else { 0 }
 }
 
 /// f32 hidden states of `windows` calibration windows of `ctx` tokens.
-fn hidden_bytes(cfg: &Config, windows: usize, ctx: usize) -> u64 {
+pub(super) fn hidden_bytes(cfg: &Config, windows: usize, ctx: usize) -> u64 {
     windows as u64 * ctx as u64 * cfg.hidden_size as u64 * 4
 }
 
@@ -191,17 +212,26 @@ fn hessian_bytes(cfg: &Config, entry: u64) -> u64 {
 /// Memory of the in-process `llvq quantize` (every layer in turn, read lazily): the larger of
 /// calibrating one layer on every window (as `calibrate` on one shard: tokenizing, embedding,
 /// one f32 layer, the hidden states in and out, the sums) and quantizing it (as a `--hessians`
-/// job with the outer tensors) while both hidden states are held; full mode's exact sums take
-/// 16 bytes an entry where quantizing counts 8.
-pub fn run_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, text_bytes: u64, p: &QuantizeParams) -> u64 {
+/// job with the outer tensors) while the hidden states are held (full mode: in and out); full
+/// mode's exact sums take 16 bytes an entry. With `spill` the hidden states are on disk and one
+/// window of them is in memory.
+pub fn run_memory(
+    cfg: &Config,
+    layer_f32: u64,
+    outer_f32: u64,
+    text_bytes: u64,
+    p: &QuantizeParams,
+    spill: bool,
+) -> u64 {
     let (seqs, ctx) = (p.calib.seqs, p.calib.ctx);
     let embed_f32 = (cfg.vocab_size * cfg.hidden_size * 4) as u64;
-    let exact = match p.mode {
-        CalibMode::Full => hessian_bytes(cfg, 8),
-        CalibMode::Sequential => 0,
+    let (sum_bytes, carried) = match p.mode {
+        CalibMode::Full => (16, 2),
+        CalibMode::Sequential => (8, 1),
     };
-    calibrate_memory(cfg, layer_f32, embed_f32, text_bytes, seqs, ctx)
-        .max(quantize_memory(cfg, layer_f32, outer_f32, true) + 2 * hidden_bytes(cfg, seqs, ctx) + exact)
+    let xs = hidden_bytes(cfg, if spill { 1 } else { seqs }, ctx);
+    calibrate_memory(cfg, layer_f32, embed_f32, text_bytes, seqs, ctx, spill, sum_bytes)
+        .max(quantize_memory(cfg, layer_f32, outer_f32, true, sum_bytes) + carried * xs)
 }
 
 /// Reads and checks the calibration text (before any heavy work).
@@ -243,14 +273,30 @@ pub fn calibrate(
     }
     let (layer_f32, _) = lazy.f32_bytes();
     let embed_f32 = (cfg.vocab_size * cfg.hidden_size * 4) as u64;
-    let needs = calibrate_memory(&cfg, layer_f32, embed_f32, text.len() as u64, range.len(), p.calib.ctx);
+    let est = |spill| {
+        calibrate_memory(
+            &cfg,
+            layer_f32,
+            embed_f32,
+            text.len() as u64,
+            range.len(),
+            p.calib.ctx,
+            spill,
+            16,
+        )
+    };
+    let spill = p.activations.spill(est(false), p.max_memory, available());
+    let needs = est(spill);
     check_memory(
         needs,
         p.max_memory,
         "calibrate",
-        "use more shards (--shard i/n), a smaller --calib-ctx or a shorter --calib text",
+        "use more shards (--shard i/n), a smaller --calib-ctx, a shorter --calib text, or --activations disk",
     )?;
-    let _ = progress(Event::Memory { needs });
+    let _ = progress(Event::Memory {
+        needs,
+        on_disk: spill.then(|| hidden_bytes(&cfg, range.len(), p.calib.ctx)),
+    });
     let wins = windows(&tok, &text, &p.calib)?;
     let mut man = HessianManifest {
         format: HESSIANS_FORMAT.into(),
@@ -270,7 +316,7 @@ pub fn calibrate(
     let tmp = hessians::begin_dir(out)?;
     let r = (|| -> Result<Vec<f64>> {
         // The hidden states of the shard's windows.
-        let mut xs: Vec<Tensor> = embed_windows(&mut lazy, &wins[range.clone()])?;
+        let mut xs = embed_windows(&mut lazy, &wins[range.clone()], spill.then_some(tmp.as_path()))?;
         drop(wins);
         let rope = Rope::new(&cfg, 0, p.calib.ctx)?;
         let mut secs = Vec::new();
@@ -287,10 +333,7 @@ pub fn calibrate(
             }
             let layer = lazy.layer(l)?;
             let mut hook = LayerHessians::exact(l);
-            xs = xs
-                .iter()
-                .map(|x| Ok(layer.forward(&cfg, x, &rope, None, &mut hook)?))
-                .collect::<Result<_>>()?;
+            xs = xs.map(|x| Ok(layer.forward(&cfg, x, &rope, None, &mut hook)?))?;
             drop(layer);
             hessians::write_layer(&hessians::layer_path(&tmp, l), &hook)?;
             man.tokens = hook.get(hessians::INPUTS[0]).map_or(0, |h| h.tokens());
@@ -395,14 +438,14 @@ pub fn quantize_layers(
         )));
     }
     let (layer_f32, outer_f32) = lazy.f32_bytes();
-    let needs = quantize_memory(&cfg, layer_f32, outer_f32, layers.start == 0);
+    let needs = quantize_memory(&cfg, layer_f32, outer_f32, layers.start == 0, 8);
     check_memory(
         needs,
         max_memory,
         "quantize",
         "one layer and its Hessians must fit: use a machine with more memory",
     )?;
-    let _ = progress(Event::Memory { needs });
+    let _ = progress(Event::Memory { needs, on_disk: None });
 
     let mut progress = |e: Event<'_>| -> Result<()> {
         match progress(e) {
@@ -425,7 +468,7 @@ pub fn quantize_layers(
         let mut layer_plain = std::collections::BTreeMap::new();
         let mut layer = load_layer(&mut lazy, l, p.embed_f16, &mut layer_plain)?;
         plain.extend(layer_plain.into_values());
-        let (mut q, mut s) = quantize_layer(&mut layer, cfg.num_layers, &hook, &method, p, &mut progress)?;
+        let (mut q, mut s) = quantize_layer(&mut layer, cfg.num_layers, hook, &method, p, &mut progress)?;
         linears.append(&mut q);
         stats.append(&mut s);
         secs.push(t.elapsed().as_secs_f64());
@@ -472,28 +515,14 @@ pub fn quantize_layers(
 /// header alone (a part can be GBs; its checks come before any tensor is read).
 pub fn read_part_header(path: &Path) -> Result<(Header, PartInfo)> {
     let bad = |r: String| QuantError::format(path, r);
-    let mut f = std::fs::File::open(path).map_err(|e| QuantError::io(path, e))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| bad("shorter than a safetensors header".into()))?;
-    let n = u64::from_le_bytes(len);
-    if n > 100 << 20 {
-        return Err(bad(format!("a header of {n} bytes")));
-    }
-    let mut buf = vec![0u8; n as usize];
-    f.read_exact(&mut buf).map_err(|_| bad("truncated header".into()))?;
-    let v: serde_json::Value = serde_json::from_slice(&buf).map_err(|e| bad(e.to_string()))?;
-    let meta = v.get("__metadata__").ok_or_else(|| bad("no metadata".into()))?;
-    let text = |k: &str| {
-        meta.get(k)
-            .and_then(|x| x.as_str())
-            .ok_or_else(|| bad(format!("no `{k}` metadata")))
-    };
-    let info = text(PART_KEY)
-        .map_err(|_| bad("not a layer-range part (made by `llvq quantize --hessians --layers`)".into()))?;
+    let part = PartFile::open(path)?;
+    let info = part
+        .metadata
+        .get(PART_KEY)
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| bad("not a layer-range part (made by `llvq quantize --hessians --layers`)".into()))?;
     let info: PartInfo = serde_json::from_str(info).map_err(|e| bad(e.to_string()))?;
-    let header = llvq_model::compressed::file::parse_header(path, text(format::FORMAT)?)?;
-    Ok((header, info))
+    Ok((part.header, info))
 }
 
 /// `llvq merge`: assembles layer-range parts into one model file. Every layer must be in
@@ -618,21 +647,13 @@ pub fn merge_parts(parts: &[PathBuf], out: &Path) -> Result<u64> {
             });
         }
     }
-    let mut linears = Vec::new();
-    let mut stats = Vec::new();
-    let mut plain = Vec::new();
-    for &k in &order {
-        let c = format::read(&parts[k])?;
-        stats.extend(
-            c.header
-                .stats
-                .ok_or_else(|| QuantError::format(&parts[k], "no `stats`"))?,
-        );
-        linears.extend(c.linears);
-        plain.extend(c.plain);
-    }
-    let header = finish_header(run(h0), &linears, stats);
-    format::write(out, &FileContents { header, linears, plain })?;
+    // Tensors are copied one at a time, in layer order: the merged model is never in memory.
+    let files: Vec<PartFile> = order
+        .iter()
+        .map(|&k| PartFile::open(&parts[k]))
+        .collect::<Result<_>>()?;
+    let (header, _) = assembled_header(run(h0), &files)?;
+    format::write_assembled(out, header, &files, &[])?;
     std::fs::metadata(out)
         .map(|m| m.len())
         .map_err(|e| QuantError::io(out, e))
@@ -661,6 +682,7 @@ pub fn sharded_run(
                 count: shards,
             },
             max_memory: None,
+            activations: Placement::Auto,
         };
         calibrate(model, &d, &cp, &mut go)?;
         hdirs.push(d);

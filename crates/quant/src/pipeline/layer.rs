@@ -94,10 +94,10 @@ pub(super) fn linear_stats(
 }
 
 /// Pads the `n × n` Hessian to `np × np` (identity·mean(diag) on the padding: the zero-padded
-/// tail columns are independent of the real ones and cost nothing).
-pub(super) fn pad_hessian(h: &[f64], n: usize, np: usize) -> Vec<f64> {
+/// tail columns are independent of the real ones and cost nothing); `h` itself when `np = n`.
+pub(super) fn pad_hessian(h: Vec<f64>, n: usize, np: usize) -> Vec<f64> {
     if np == n {
-        return h.to_vec();
+        return h;
     }
     let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
     let mut out = vec![0.0; np * np];
@@ -117,10 +117,14 @@ pub(super) fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
 /// Quantizes the seven linears of layer `l` with the Hessians in `hook` (steps 2-4 of the
 /// module doc) and puts their restored weights into `model`.
 /// `layers` (the model's depth) is for progress events only.
+///
+/// Memory: each input's sums are freed when its mean is made, the rotated copy becomes the
+/// padded one, and the factorisation holds two more n × n buffers at a time, so the widest input
+/// peaks at four n × n f64 buffers (`jobs::quantize_memory` counts them).
 pub(super) fn quantize_layer(
     layer: &mut Layer,
     layers: usize,
-    hook: &LayerHessians,
+    mut hook: LayerHessians,
     method: &Method,
     p: &QuantizeParams,
     progress: &mut dyn FnMut(Event<'_>) -> Result<()>,
@@ -130,9 +134,9 @@ pub(super) fn quantize_layer(
     let mut stats = Vec::new();
     for input in [LinearInput::Qkv, LinearInput::O, LinearInput::GateUp, LinearInput::Down] {
         let h = hook
-            .get(input)
+            .take(input)
             .ok_or_else(|| QuantError::Calibration(format!("layer {l}: input {input:?} was never observed")))?
-            .mean();
+            .into_mean();
         let n = (h.len() as f64).sqrt() as usize;
         // One input rotation and one factorisation serve every linear reading this input.
         let rot_in = p
@@ -174,7 +178,7 @@ pub(super) fn quantize_layer(
                 step: "factorising",
             })?;
             Some(Factor::new(
-                &pad_hessian(&hr, n, np),
+                &pad_hessian(hr, n, np),
                 np,
                 b,
                 &p.ldlq,

@@ -22,10 +22,12 @@
 //! every step is deterministic, so the final file has the same bytes as an uninterrupted run.
 //!
 //! Files: [`params`] (what a run takes and reports), [`layer`] (one layer's maths), [`resume`]
-//! (manifest and part files), [`driver`] (the loop), [`load`] (dense loading), [`memory`],
+//! (manifest and part files), [`driver`] (the loop), [`hidden`] (the calibration activations
+//! between layers, in memory or on disk), [`load`] (dense loading), [`memory`],
 //! [`jobs`] (offline Hessians, layer-range jobs and their merge: models that do not fit).
 
 mod driver;
+mod hidden;
 mod jobs;
 mod layer;
 mod load;
@@ -33,7 +35,8 @@ mod memory;
 mod params;
 mod resume;
 
-pub use driver::{quantize_model, quantize_model_eager, quantize_model_with};
+pub use driver::{quantize_model, quantize_model_eager, quantize_model_with, Budget};
+pub use hidden::Placement;
 pub use jobs::{
     calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, run_memory,
     sharded_run, CalibrateParams, JobReport, LayerRange, PartInfo, Shard, PART_KEY,

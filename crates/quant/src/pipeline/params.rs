@@ -64,8 +64,9 @@ pub enum Event<'a> {
     Layer { layer: usize, layers: usize, step: &'a str },
     /// Layer finished (`resumed`: taken from a part file).
     LayerDone { layer: usize, layers: usize, resumed: bool },
-    /// The memory a job estimates it needs, in bytes, before it starts.
-    Memory { needs: u64 },
+    /// The memory a job estimates it needs, in bytes, before it starts, and the bytes of
+    /// calibration activations it keeps on disk instead ([`super::Placement`]).
+    Memory { needs: u64, on_disk: Option<u64> },
 }
 
 /// Wall time by phase, in seconds.
