@@ -512,3 +512,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod memory_probe {
+    /// Peak memory of [`super::Factor::new`] in n × n f64 buffers (measured 2.13 at n = 6000;
+    /// `pipeline::quantize_memory` counts 2.25) (`LLVQ_PROBE_N`, default
+    /// 4096): `cargo test -p llvq-quant --release --lib factor_memory -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn factor_memory() {
+        let n: usize = std::env::var("LLVQ_PROBE_N").map_or(4096, |v| v.parse().unwrap());
+        let n = n.div_ceil(24) * 24;
+        let status = |k: &str| -> f64 {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap();
+            let l = s.lines().find(|l| l.starts_with(k)).unwrap();
+            l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() * 1024.0
+        };
+        let mut h = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                h[i * n + j] = 1.0 / (1.0 + (i as f64 - j as f64).abs());
+            }
+            h[i * n + i] += 1.0;
+        }
+        let base = status("VmRSS:");
+        let f = super::Factor::new(&h, n, 24, &super::LdlqParams::default(), "probe").unwrap();
+        let buf = (n * n * 8) as f64;
+        eprintln!(
+            "n {n}: peak above the input {:.2} buffers, held after {:.2}",
+            (status("VmHWM:") - base) / buf,
+            (status("VmRSS:") - base) / buf
+        );
+        drop(f);
+    }
+}
