@@ -10,9 +10,8 @@ use llvq_model::lazy::LazyWeights;
 use llvq_model::{Config, Layer, LinearName, Model, NoHook, Rope, Tokenizer};
 
 use super::hidden::{Hidden, Placement};
-use super::jobs::{check_memory, hidden_bytes, run_memory};
 use super::layer::{quantize_layer, set_layer_weight, set_weight, tensor_f32};
-use super::memory::{available, peak_rss};
+use super::memory::{available, check_memory, hidden_bytes, peak_rss, run_memory};
 use super::params::{CalibMode, Event, QuantizeParams, Report, Timings};
 use super::resume::{check_output, has_layers, manifest, open_parts, part_path, parts_dir};
 use crate::calib::{windows, LayerHessians};

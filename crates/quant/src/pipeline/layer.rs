@@ -120,7 +120,7 @@ pub(super) fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
 ///
 /// Memory: each input's sums are freed when its mean is made, the rotated copy becomes the
 /// padded one, and the factorisation holds two more n × n buffers at a time, so the widest input
-/// peaks at four n × n f64 buffers (`jobs::quantize_memory` counts them).
+/// peaks at four n × n f64 buffers (`memory::quantize_memory` counts them).
 pub(super) fn quantize_layer(
     layer: &mut Layer,
     layers: usize,

@@ -23,7 +23,7 @@
 //!
 //! Files: [`params`] (what a run takes and reports), [`layer`] (one layer's maths), [`resume`]
 //! (manifest and part files), [`driver`] (the loop), [`hidden`] (the calibration activations
-//! between layers, in memory or on disk), [`load`] (dense loading), [`memory`],
+//! between layers, in memory or on disk), [`load`] (dense loading), [`memory`] (estimates and measured peaks),
 //! [`jobs`] (offline Hessians, layer-range jobs and their merge: models that do not fit).
 
 mod driver;
@@ -38,11 +38,11 @@ mod resume;
 pub use driver::{quantize_model, quantize_model_eager, quantize_model_with, Budget};
 pub use hidden::Placement;
 pub use jobs::{
-    calibrate, calibrate_memory, merge_parts, quantize_layers, quantize_memory, read_part_header, run_memory,
-    sharded_run, CalibrateParams, JobReport, LayerRange, PartInfo, Shard, PART_KEY,
+    calibrate, merge_parts, quantize_layers, read_part_header, sharded_run, CalibrateParams, JobReport, LayerRange,
+    PartInfo, Shard, PART_KEY,
 };
 pub use layer::quantize_linear;
 pub use load::{load_any, load_llvq};
-pub use memory::peak_rss;
+pub use memory::{calibrate_memory, peak_rss, quantize_memory, run_memory};
 pub use params::{CalibMode, Event, QuantizeParams, Report, Timings};
 pub use resume::parts_dir;
