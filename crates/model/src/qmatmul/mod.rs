@@ -38,6 +38,7 @@ pub mod packed;
 pub mod rotate;
 mod team;
 mod tile;
+pub(crate) use tile::matmul_tiles;
 
 pub use dense::F16Matrix;
 pub use int8::I8Weight;
