@@ -137,7 +137,7 @@ fn fit_group(
     vb: u32,
     p: &GlvqParams,
     sal: f64,
-) -> (GroupCode, Vec<u8>, Vec<f64>) {
+) -> (GroupCode, Vec<u8>) {
     let d = p.d;
     let hb = groups::block(h, cols, grp);
     let max = x.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -157,7 +157,7 @@ fn fit_group(
             loss: 0.0,
             iters: 0,
         };
-        return (code, vec![0; x.len()], vec![0.0; x.len()]);
+        return (code, vec![0; x.len()]);
     }
     let prob = Problem {
         x,
@@ -169,7 +169,6 @@ fn fit_group(
         scale: scale.to_f64(),
     };
     let f = learn::fit(&prob, p.compand, p.iters, p.eps, p.reg);
-    let recon = learn::reconstruct(&prob, &f.g, f.mu, &f.z);
     let code = GroupCode {
         start: grp.start,
         width: grp.width,
@@ -182,7 +181,7 @@ fn fit_group(
         loss: f.loss,
         iters: f.iters,
     };
-    (code, f.z, recon)
+    (code, f.z)
 }
 
 /// Quantizes the `rows × cols` row-major layer `w` with the `cols × cols` Hessian `h` (f64,
@@ -231,7 +230,7 @@ pub fn quantize_layer(w: &[f64], rows: usize, cols: usize, h: &[f64], params: &G
         let mut work = w.to_vec();
         for (k, &grp) in layout.iter().enumerate() {
             let x = groups::gather(&work, rows, cols, grp);
-            let (code, _, _) = fit_group(&x, rows, grp, h, cols, alloc[k], params, sal[k]);
+            let (code, _) = fit_group(&x, rows, grp, h, cols, alloc[k], params, sal[k]);
             round_with_feedback(&mut work, &mut levels, (rows, cols), grp, &code, &factor);
             codes.push(code);
         }
@@ -252,7 +251,7 @@ pub fn quantize_layer(w: &[f64], rows: usize, cols: usize, h: &[f64], params: &G
                 )
             })
             .collect();
-        for (&grp, (code, z, _)) in layout.iter().zip(fits) {
+        for (&grp, (code, z)) in layout.iter().zip(fits) {
             put(&mut levels, grp, &z);
             codes.push(code);
         }
@@ -299,7 +298,8 @@ fn round_with_feedback(
             .zip(err.par_chunks_mut(d))
             .for_each(|((lv, wr), e)| {
                 let z = &mut lv[c0..c0 + d];
-                let mut y = vec![0.0; d];
+                let mut y = [0.0; 32]; // the largest d (`params::DIMS`)
+                let y = &mut y[..d];
                 match &gi {
                     Some(gi) => {
                         let u: Vec<f64> = wr[c0..c0 + d]
@@ -307,14 +307,13 @@ fn round_with_feedback(
                             .map(|&v| mu.map_or(v / s, |m| compand::forward(v / s, m)))
                             .collect();
                         babai::round(gi, &u, &bits, z);
-                        babai::point(&g, z, &bits, &mut y);
+                        babai::point(&g, z, &bits, y);
                     }
-                    // An all-zero group (G = 0): every level decodes to 0.
+                    // An all-zero group (G = 0): every level decodes to 0 (y stays 0).
                     None => z.fill(0),
                 }
-                for i in 0..d {
-                    let yi = if gi.is_some() { y[i] } else { 0.0 };
-                    e[i] = wr[c0 + i] - s * mu.map_or(yi, |m| compand::inverse(yi, m));
+                for (ei, (&wi, &yi)) in e.iter_mut().zip(wr[c0..c0 + d].iter().zip(y.iter())) {
+                    *ei = wi - s * mu.map_or(yi, |m| compand::inverse(yi, m));
                 }
             });
         let end = c0 + d;
