@@ -30,9 +30,13 @@
 //! (`W[:, after] −= E_batch · V[batch, after]`), as in GPTQ's lazy batch updates. Rows are
 //! independent and quantized in parallel.
 
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::linalg::matmul::matmul;
-use faer::linalg::triangular_inverse::invert_lower_triangular;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::prelude::{Reborrow, ReborrowMut};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use llvq_codes::Quantizer;
 use rayon::prelude::*;
 
@@ -72,6 +76,21 @@ impl Factor {
     /// Factors the `n × n` symmetric matrix `h` (row-major) for blocks of `b` columns (`b | n`).
     /// `name` labels errors.
     pub fn new(h: &[f64], n: usize, b: usize, params: &LdlqParams, name: &str) -> Result<Factor> {
+        Factor::in_place(h.to_vec(), n, b, params, name, &mut || h.to_vec())
+    }
+
+    /// [`Factor::new`] in the buffer of `h`, which becomes V: the factorisation holds a quarter
+    /// buffer more (the triangular inverse's workspace), not three more n × n buffers (issue 14:
+    /// at Llama-2-70B's FFN width one is 6.6 GB). A failed Cholesky destroys the buffer; `again`
+    /// makes the same matrix anew for the retry with more damping.
+    pub fn in_place(
+        mut h: Vec<f64>,
+        n: usize,
+        b: usize,
+        params: &LdlqParams,
+        name: &str,
+        again: &mut dyn FnMut() -> Vec<f64>,
+    ) -> Result<Factor> {
         assert_eq!(h.len(), n * n, "Hessian of {name} must be n×n");
         assert!(b > 0 && n % b == 0, "block dimension {b} must divide {n}");
         let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
@@ -84,34 +103,41 @@ impl Factor {
         }
         let mut damp = params.damp;
         let mut last_pivot = 0;
-        for _ in 0..=params.max_retries {
-            // J (H + λ·mean·I) J, lower triangle read by the Cholesky. Each n × n buffer is freed
-            // as soon as the next exists, so at most two are held here (issue 14: at Llama-2-70B's
-            // FFN width one is 6.6 GB).
-            let llt = Mat::<f64>::from_fn(n, n, |i, j| {
-                let (ri, rj) = (n - 1 - i, n - 1 - j);
-                let mut v = h[ri * n + rj];
-                if ri == rj {
-                    if v <= 0.0 {
-                        v = mean;
-                    }
-                    v += damp * mean;
+        for attempt in 0..=params.max_retries {
+            if attempt > 0 {
+                h = again();
+                assert_eq!(h.len(), n * n, "Hessian of {name} must be n×n");
+            }
+            // J H J column-major: the reversed row-major buffer, transposed. Then the damped
+            // diagonal (a column that never fired gets the mean).
+            h.reverse();
+            transpose(&mut h, n);
+            for i in 0..n {
+                let d = &mut h[i * n + i];
+                if *d <= 0.0 {
+                    *d = mean;
                 }
-                v
-            })
-            .llt(Side::Lower);
-            match llt {
-                Ok(llt) => {
-                    let mut linv = Mat::<f64>::zeros(n, n);
-                    invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
-                    drop(llt);
-                    let mut v = vec![0.0; n * n];
-                    // U = J L'⁻¹ J, then each block row C scaled by U_CC⁻¹.
-                    for i in 0..n {
-                        for j in i..n {
-                            v[i * n + j] = linv[(n - 1 - i, n - 1 - j)];
-                        }
-                    }
+                *d += damp * mean;
+            }
+            let par = faer::get_global_parallelism();
+            let mut mem = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
+            let a = MatMut::from_column_major_slice_mut(&mut h, n, n);
+            match cholesky_in_place(a, Default::default(), par, MemStack::new(&mut mem), Default::default()) {
+                Ok(_) => {
+                    let mut tmp = Vec::new();
+                    invert_lower(
+                        MatMut::from_column_major_slice_mut(&mut h, n, n),
+                        &mut tmp,
+                        Par::rayon(0),
+                    );
+                    drop(tmp);
+                    // U = J L'⁻¹ J row-major: reversed and transposed back, zero below the
+                    // diagonal (the Cholesky's workspace).
+                    h.reverse();
+                    transpose(&mut h, n);
+                    h.par_chunks_mut(n).enumerate().for_each(|(i, row)| row[..i].fill(0.0));
+                    let mut v = h;
+                    // Then each block row C scaled by U_CC⁻¹.
                     v.par_chunks_mut(b * n).enumerate().for_each(|(k, rows)| {
                         let c0 = k * b;
                         // Back substitution on the b×b upper-triangular U_CC (copied first: the
@@ -149,6 +175,64 @@ impl Factor {
     /// Entry (i, j) of V (zero below the block diagonal, identity on it).
     pub fn v(&self, i: usize, j: usize) -> f64 {
         self.v[i * self.n + j]
+    }
+}
+
+/// Transposes the `n × n` buffer in place, in tiles (cache-friendly at n in the tens of
+/// thousands).
+fn transpose(a: &mut [f64], n: usize) {
+    const T: usize = 64;
+    for i0 in (0..n).step_by(T) {
+        for j0 in (i0..n).step_by(T) {
+            for i in i0..(i0 + T).min(n) {
+                for j in j0.max(i + 1)..(j0 + T).min(n) {
+                    a.swap(i * n + j, j * n + i);
+                }
+            }
+        }
+    }
+}
+
+/// L ← L⁻¹ on the lower triangle of `a`, in place. The same recursion as faer's
+/// `invert_lower_triangular` (halves; the lower-left block as −L₂₂⁻¹·(L₂₁·L₁₁⁻¹) by a
+/// triangular product then a solve), so the same bits, without its second n × n buffer: the
+/// product needs L₂₁ after L₁₁ is inverted, so L₂₁ is copied to `tmp` first (n²/4 at the top).
+fn invert_lower(a: MatMut<'_, f64>, tmp: &mut Vec<f64>, par: Par) {
+    let n = a.nrows();
+    let mut a = a;
+    match n {
+        0 => {}
+        1 => a[(0, 0)] = a[(0, 0)].recip(),
+        2 => {
+            let d00 = a[(0, 0)].recip();
+            let d11 = a[(1, 1)].recip();
+            let d10 = -d11 * a[(1, 0)] * d00;
+            a[(0, 0)] = d00;
+            a[(1, 1)] = d11;
+            a[(1, 0)] = d10;
+        }
+        _ => {
+            let mid = n / 2;
+            let (mut tl, _, mut bl, br) = a.split_at_mut(mid, mid);
+            invert_lower(tl.rb_mut(), tmp, par);
+            let (r, c) = (n - mid, mid);
+            tmp.resize(r * c, 0.0);
+            let mut t = MatMut::from_column_major_slice_mut(&mut tmp[..r * c], r, c);
+            t.copy_from(bl.rb());
+            triangular::matmul(
+                bl.rb_mut(),
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                t.rb(),
+                BlockStructure::Rectangular,
+                tl.rb(),
+                BlockStructure::TriangularLower,
+                -1.0,
+                par,
+            );
+            solve_lower_triangular_in_place(br.rb(), bl.rb_mut(), par);
+            invert_lower(br, tmp, par);
+        }
     }
 }
 
@@ -494,6 +578,92 @@ mod tests {
     }
 
     #[test]
+    fn in_place_inverse_has_faer_bits() {
+        // faer's allocating inverse is the oracle: same recursion, so the same bits, at sizes
+        // through the base cases, odd splits and (1200) rayon-parallel products.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for n in (1..=40).chain([97, 256, 1200]) {
+            let h = hessian(n.min(200), &mut rng);
+            let m = n.min(200);
+            let a = Mat::<f64>::from_fn(n, n, |i, j| {
+                if i >= j {
+                    h[(i % m) * m + j % m] + if i == j { 5.0 } else { 0.0 }
+                } else {
+                    0.0
+                }
+            });
+            let l = a.llt(faer::Side::Lower).unwrap();
+            let mut want = Mat::<f64>::zeros(n, n);
+            faer::linalg::triangular_inverse::invert_lower_triangular(want.as_mut(), l.L(), Par::rayon(0));
+            let mut buf = vec![f64::NAN; n * n];
+            let mut got = MatMut::from_column_major_slice_mut(&mut buf, n, n);
+            got.copy_from_triangular_lower(l.L());
+            invert_lower(got.rb_mut(), &mut Vec::new(), Par::rayon(0));
+            for j in 0..n {
+                for i in j..n {
+                    assert_eq!(got[(i, j)].to_bits(), want[(i, j)].to_bits(), "n {n} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_place_factor_has_the_bits_of_the_allocating_route() {
+        // The allocating route (faer's Llt on a copy of J H J, a separate triangular inverse,
+        // V gathered from it) as the oracle, at block dimensions 1, 8 and 24 and on a Hessian
+        // that needs the damping escalated.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let mut singular = vec![1.0; 48 * 48];
+        singular[0] = -0.5;
+        for (h, n, b) in [
+            (hessian(40, &mut rng), 40, 1),
+            (hessian(96, &mut rng), 96, 8),
+            (hessian(600, &mut rng), 600, 24),
+            (singular, 48, 8),
+        ] {
+            let p = LdlqParams::default();
+            let f = Factor::new(&h, n, b, &p, "t").unwrap();
+            let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
+            let mut damp = p.damp;
+            let llt = loop {
+                let a = Mat::<f64>::from_fn(n, n, |i, j| {
+                    let (ri, rj) = (n - 1 - i, n - 1 - j);
+                    let v = h[ri * n + rj];
+                    if ri == rj {
+                        (if v <= 0.0 { mean } else { v }) + damp * mean
+                    } else {
+                        v
+                    }
+                });
+                match a.llt(faer::Side::Lower) {
+                    Ok(l) => break l,
+                    Err(_) => damp *= 10.0,
+                }
+            };
+            assert_eq!(f.damp, damp);
+            let mut linv = Mat::<f64>::zeros(n, n);
+            faer::linalg::triangular_inverse::invert_lower_triangular(linv.as_mut(), llt.L(), Par::rayon(0));
+            for i in 0..n {
+                let c0 = i / b * b;
+                // Row i of U, then the block's back substitution as in `Factor`, here per row
+                // from the b rows of U_C.
+                let u = |r: usize, j: usize| if j >= r { linv[(n - 1 - r, n - 1 - j)] } else { 0.0 };
+                for j in 0..n {
+                    let mut s = vec![0.0; b];
+                    for k in (0..b).rev() {
+                        let mut x = u(c0 + k, j);
+                        for (t, st) in s.iter().enumerate().skip(k + 1) {
+                            x -= u(c0 + k, c0 + t) * st;
+                        }
+                        s[k] = x / u(c0 + k, c0 + k);
+                    }
+                    assert_eq!(f.v(i, j).to_bits(), s[i - c0].to_bits(), "n {n} b {b} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn v_is_block_unit_upper() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(10);
         let n = 24;
@@ -515,8 +685,9 @@ mod tests {
 
 #[cfg(test)]
 mod memory_probe {
-    /// Peak memory of [`super::Factor::new`] in n × n f64 buffers (measured 2.13 at n = 6000;
-    /// `pipeline::quantize_memory` counts 2.25) (`LLVQ_PROBE_N`, default
+    /// Peak memory of [`super::Factor::new`] in n × n f64 buffers above its input (measured 1.45
+    /// at n = 4104 with its copy of the input, so 0.45 for [`super::Factor::in_place`];
+    /// `pipeline::quantize_memory` counts 0.5) (`LLVQ_PROBE_N`, default
     /// 4096): `cargo test -p llvq-quant --release --lib factor_memory -- --ignored --nocapture`.
     #[test]
     #[ignore]

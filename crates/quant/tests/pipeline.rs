@@ -283,7 +283,15 @@ fn width_4096_tail_and_overhead() {
             ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
         })
         .collect();
-    let ql = quantize_linear("synthetic.weight", &w, m, None, code.as_ref(), &LdlqParams::default()).unwrap();
+    let ql = quantize_linear(
+        "synthetic.weight",
+        w.clone(),
+        m,
+        None,
+        code.as_ref(),
+        &LdlqParams::default(),
+    )
+    .unwrap();
     assert_eq!(ql.codes.len(), 6 * 171 * 6);
     let back = ql.decode(code.as_ref()).unwrap();
     let (e, p) = back.iter().zip(&w).fold((0.0, 0.0), |(e, p), (a, b)| {

@@ -19,7 +19,7 @@ use llvq_model::Rope;
 use super::driver::{assembled_header, embed_windows, load_layer, plain_tensor, run_header, tokenizer_tensor};
 use super::hidden::Placement;
 use super::layer::quantize_layer;
-use super::memory::{available, calibrate_memory, check_memory, hidden_bytes, peak_rss, quantize_memory};
+use super::memory::{available, block_of, calibrate_memory, check_memory, hidden_bytes, peak_rss, quantize_memory};
 use super::params::{CalibMode, Event, QuantizeParams};
 use super::resume::{check_output, content_hash};
 use crate::calib::{windows, CalibParams, LayerHessians};
@@ -314,7 +314,7 @@ pub fn quantize_layers(
         )));
     }
     let (layer_f32, outer_f32) = lazy.f32_bytes();
-    let needs = quantize_memory(&cfg, layer_f32, outer_f32, layers.start == 0, 8);
+    let needs = quantize_memory(&cfg, layer_f32, outer_f32, layers.start == 0, 8, block_of(&p.method));
     check_memory(
         needs,
         max_memory,

@@ -36,10 +36,11 @@ pub(super) fn row_scales(w: &[f64], rows: usize, cols: usize, group: usize) -> V
 }
 
 /// Quantizes one linear: rotate, scale, (block-LDLQ with `factor`), pack. `w` is `rows × cols`
-/// in the original domain; `factor` is for the rotated, padded Hessian. Returns the stored form.
+/// in the original domain, freed once its f64 copy exists; `factor` is for the rotated, padded
+/// Hessian. Returns the stored form.
 pub fn quantize_linear(
     name: &str,
-    w: &[f32],
+    w: Vec<f32>,
     meta: LinearMeta,
     factor: Option<&Factor>,
     code: &dyn llvq_codes::Quantizer,
@@ -47,14 +48,13 @@ pub fn quantize_linear(
 ) -> Result<QuantLinear> {
     let (rows, cols, pc) = (meta.rows, meta.cols, meta.padded_cols());
     let mut wr: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+    drop(w);
     format::rotate(&mut wr, &meta);
     // Scales over the real columns of each group (the padded row has the same groups: `group` is
     // a multiple of the block, and the padding is less than a block).
     let scales = row_scales(&wr, rows, cols, meta.group);
-    let mut padded = vec![0f64; rows * pc];
-    for (p, r) in padded.chunks_exact_mut(pc).zip(wr.chunks_exact(cols)) {
-        p[..cols].copy_from_slice(r);
-    }
+    let mut padded = wr;
+    pad_rows(&mut padded, rows, cols, pc);
     let s32: Vec<f32> = scales.iter().map(|&s| f16::from_bits(s).to_f32()).collect();
     let q = ldlq::quantize(&mut padded, rows, pc, factor, code, &s32, meta.group, params, name)?;
     let codes = llvq_lattice::pack::pack(&q.codes, meta.bits)?;
@@ -93,21 +93,30 @@ pub(super) fn linear_stats(
     }
 }
 
-/// Pads the `n × n` Hessian to `np × np` (identity·mean(diag) on the padding: the zero-padded
-/// tail columns are independent of the real ones and cost nothing); `h` itself when `np = n`.
-pub(super) fn pad_hessian(h: Vec<f64>, n: usize, np: usize) -> Vec<f64> {
+/// Pads the `n × n` Hessian to `np × np` in its own buffer (identity·mean(diag) on the padding:
+/// the zero-padded tail columns are independent of the real ones and cost nothing).
+pub(super) fn pad_hessian(mut h: Vec<f64>, n: usize, np: usize) -> Vec<f64> {
     if np == n {
         return h;
     }
     let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
-    let mut out = vec![0.0; np * np];
-    for i in 0..n {
-        out[i * np..i * np + n].copy_from_slice(&h[i * n..(i + 1) * n]);
-    }
+    pad_rows(&mut h, n, n, np);
+    h.resize(np * np, 0.0);
     for i in n..np {
-        out[i * np + i] = if mean > 0.0 { mean } else { 1.0 };
+        h[i * np + i] = if mean > 0.0 { mean } else { 1.0 };
     }
-    out
+    h
+}
+
+/// Widens the `rows × cols` row-major matrix in `m` to `rows × pc` in place, zeros on the right
+/// (rows move back to front; the buffer grows by realloc, so no second copy is held).
+pub(super) fn pad_rows(m: &mut Vec<f64>, rows: usize, cols: usize, pc: usize) {
+    debug_assert!(pc >= cols && m.len() == rows * cols);
+    m.resize(rows * pc, 0.0);
+    for r in (0..rows).rev() {
+        m.copy_within(r * cols..(r + 1) * cols, r * pc);
+        m[r * pc + cols..(r + 1) * pc].fill(0.0);
+    }
 }
 
 pub(super) fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
@@ -118,9 +127,10 @@ pub(super) fn tensor_f32(t: &Tensor, name: &str) -> Result<Vec<f32>> {
 /// module doc) and puts their restored weights into `model`.
 /// `layers` (the model's depth) is for progress events only.
 ///
-/// Memory: each input's sums are freed when its mean is made, the rotated copy becomes the
-/// padded one, and the factorisation holds two more n × n buffers at a time, so the widest input
-/// peaks at four n × n f64 buffers (`memory::quantize_memory` counts them).
+/// Memory: each input's sums are freed when its mean is made; the rotated, padded copy is
+/// factored in its own buffer (0.45 of a buffer more at the peak), so the widest input peaks at
+/// 2.45 n × n f64 buffers with the mean, and holds two while its linears are coded; the
+/// statistics come after the factor is freed (`memory::quantize_memory` counts the phases).
 pub(super) fn quantize_layer(
     layer: &mut Layer,
     layers: usize,
@@ -143,13 +153,17 @@ pub(super) fn quantize_layer(
             .rotate
             .input()
             .then(|| derive_seed(p.seed, &format!("{l}.in.{input:?}")));
-        let mut hr = h.clone();
-        if let Some(s) = rot_in {
-            Rotation::new(n, s).conjugate(&mut hr);
-        }
+        let rotated = || {
+            let mut hr = h.clone();
+            if let Some(s) = rot_in {
+                Rotation::new(n, s).conjugate(&mut hr);
+            }
+            hr
+        };
         let block = match &method.kind {
             Kind::Block(block) => block,
             Kind::Glvq(gp) => {
+                let hr = rotated();
                 for &lin in input.linears() {
                     progress(Event::Layer {
                         layer: l,
@@ -177,16 +191,23 @@ pub(super) fn quantize_layer(
                 layers,
                 step: "factorising",
             })?;
-            Some(Factor::new(
-                &pad_hessian(hr, n, np),
+            // Factored in the rotated, padded copy's own buffer; a retry makes it again.
+            let padded = || pad_hessian(rotated(), n, np);
+            Some(Factor::in_place(
+                padded(),
                 np,
                 b,
                 &p.ldlq,
                 &format!("model.layers.{l} input {input:?}"),
+                &mut || padded(),
             )?)
         } else {
             None
         };
+        let damp = factor.as_ref().map_or(0.0, |f| f.damp);
+        // Every linear of this input is coded while the factor is held, then the factor is freed
+        // before the statistics' working copies exist (same bits: the linears are independent).
+        let mut coded = Vec::new();
         for &lin in input.linears() {
             let name = lin.weight_name(l);
             progress(Event::Layer {
@@ -196,7 +217,6 @@ pub(super) fn quantize_layer(
             })?;
             let wt = layer.linear(lin).weight()?;
             let (rows, cols) = wt.dims2().ctx(&name)?;
-            let w = tensor_f32(&wt, &name)?;
             let meta = LinearMeta {
                 rows,
                 cols,
@@ -212,18 +232,16 @@ pub(super) fn quantize_layer(
                     .then(|| derive_seed(p.seed, &format!("{l}.out.{}", lin.module()))),
                 glvq: None,
             };
-            let ql = quantize_linear(&name, &w, meta, factor.as_ref(), code, &p.ldlq)?;
+            let w = tensor_f32(&wt, &name)?;
+            coded.push(quantize_linear(&name, w, meta, factor.as_ref(), code, &p.ldlq)?);
+        }
+        drop(factor);
+        for (ql, &lin) in coded.into_iter().zip(input.linears()) {
+            let w = tensor_f32(&layer.linear(lin).weight()?, &ql.name)?;
             let restored = ql.decode(code)?;
-            stats.push(linear_stats(
-                &name,
-                &w,
-                &restored,
-                rows,
-                cols,
-                &h,
-                factor.as_ref().map_or(0.0, |f| f.damp),
-            ));
-            set_layer_weight(layer, &name, &restored, &ql.meta)?;
+            let (rows, cols) = (ql.meta.rows, ql.meta.cols);
+            stats.push(linear_stats(&ql.name, &w, &restored, rows, cols, &h, damp));
+            set_layer_weight(layer, &ql.name, &restored, &ql.meta)?;
             qls.push(ql);
         }
     }
@@ -286,4 +304,40 @@ pub(super) fn set_layer_weight(layer: &mut Layer, name: &str, w: &[f64], meta: &
     let v: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     let t = Tensor::from_vec(v, (meta.rows, meta.cols), &Device::Cpu).ctx(name)?;
     Ok(layer.set_weight(lin, t)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_in_place_matches_a_fresh_copy() {
+        for (rows, cols, pc) in [(1, 1, 1), (3, 5, 8), (7, 24, 24), (5, 30, 48), (40, 33, 48)] {
+            let m: Vec<f64> = (0..rows * cols).map(|i| i as f64 + 0.5).collect();
+            let mut want = vec![0.0; rows * pc];
+            for r in 0..rows {
+                want[r * pc..r * pc + cols].copy_from_slice(&m[r * cols..(r + 1) * cols]);
+            }
+            let mut got = m.clone();
+            pad_rows(&mut got, rows, cols, pc);
+            assert_eq!(got, want, "{rows}×{cols} → {pc}");
+        }
+        // The Hessian: the mean of the diagonal on the padding, zero elsewhere.
+        let (n, np) = (5, 8);
+        let h: Vec<f64> = (0..n * n)
+            .map(|i| if i % (n + 1) == 0 { 2.0 + i as f64 } else { 0.25 })
+            .collect();
+        let p = pad_hessian(h.clone(), n, np);
+        let mean = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
+        for i in 0..np {
+            for j in 0..np {
+                let want = match (i < n && j < n, i == j) {
+                    (true, _) => h[i * n + j],
+                    (false, true) => mean,
+                    (false, false) => 0.0,
+                };
+                assert_eq!(p[i * np + j], want, "({i}, {j})");
+            }
+        }
+    }
 }

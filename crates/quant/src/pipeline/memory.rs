@@ -10,6 +10,7 @@ use llvq_model::Config;
 use super::params::{CalibMode, QuantizeParams};
 use crate::calib::{XTX_BLOCKED_ABOVE, XTX_ROWS};
 use crate::error::{QuantError, Result};
+use crate::method::{Kind, Method};
 
 /// Peak resident set size of this process, from /proc (Linux).
 pub fn peak_rss() -> Option<u64> {
@@ -106,23 +107,58 @@ pub fn calibrate_memory(
 }
 
 /// Memory of quantizing one layer from sums of `sum_bytes` an entry: its f32 weights; then, input
-/// by input, the sums not yet used and the working set of this input (`layer::quantize_layer`:
-/// the mean and the rotated, padded Hessian, and the factorisation's 2.13 n × n f64 buffers at
-/// its peak, counted as 2.25 (the ignored test `ldlq::memory_probe`); or two buffers beside f64 working copies of
-/// the largest linear); plus the outer tensors (f32 and stored) for the part holding layer 0.
-pub fn quantize_memory(cfg: &Config, layer_f32: u64, outer_f32: u64, with_outer: bool, sum_bytes: u64) -> u64 {
+/// by input, the sums not yet used and the largest of this input's phases
+/// (`layer::quantize_layer`), with n × n f64 buffers `n2` and `lin` entries in the largest linear
+/// reading the input:
+/// - the mean (made in place from f64 sums; beside fixed-point sums, which are then freed);
+/// - the factorisation: the mean, the rotated and padded copy factored in its own buffer, and
+///   0.45 buffer of workspace (the ignored test `ldlq::memory_probe`), counted as 2.5;
+/// - coding a linear: the mean and V, the padded f64 working copy, the f32 reconstruction and
+///   a u64 code per block of `block` entries;
+/// - its statistics, after V is freed: the mean, the weights and four f64 copies (40 bytes);
+/// - GLVQ (`block` 0): the mean and the rotated copy beside its working copies (40 bytes an
+///   entry);
+///
+/// plus the outer tensors (f32 and stored) for the part holding layer 0.
+pub fn quantize_memory(
+    cfg: &Config,
+    layer_f32: u64,
+    outer_f32: u64,
+    with_outer: bool,
+    sum_bytes: u64,
+    block: u64,
+) -> u64 {
     let widths = input_widths(cfg);
     let (h, i) = (cfg.hidden_size as u64, cfg.intermediate_size as u64);
-    let lin = (h * i).max(h * (cfg.num_heads * cfg.head_dim) as u64);
+    let att = h * (cfg.num_heads * cfg.head_dim) as u64;
+    // The largest linear reading each input: q, o, gate or up, down.
+    let lins = [att, att, h * i, h * i];
     let work = (0..widths.len())
         .map(|k| {
+            let lin = lins[k];
             let rest: u64 = widths[k + 1..].iter().map(|n| n * n * sum_bytes).sum();
-            let n2 = widths[k] * widths[k] * 8;
-            rest + (4 * n2 + n2 / 4).max(2 * n2 + 5 * lin * 8)
+            let nn = widths[k] * widths[k];
+            let n2 = nn * 8;
+            let mean = if sum_bytes > 8 { nn * (sum_bytes + 8) } else { n2 };
+            let phases = match (8 * lin).checked_div(block) {
+                None => 2 * n2 + 40 * lin,
+                Some(codes) => (2 * n2 + n2 / 2).max(2 * n2 + 12 * lin + codes).max(n2 + 40 * lin),
+            };
+            rest + mean.max(phases)
         })
         .max()
         .expect("four inputs");
     with_margin(BASE_BYTES + layer_f32 + work + if with_outer { outer_f32 * 3 / 2 } else { 0 })
+}
+
+/// The block dimension of a pipeline SPEC's code for [`quantize_memory`]: 0 for GLVQ, 1 (the
+/// largest codes array) for a SPEC that does not parse (it fails later, with its own error).
+pub(super) fn block_of(spec: &str) -> u64 {
+    match Method::parse(spec).map(|m| m.kind) {
+        Ok(Kind::Glvq(_)) => 0,
+        Ok(Kind::Block(b)) => b.code.dim() as u64,
+        Err(_) => 1,
+    }
 }
 
 /// f32 hidden states of `windows` calibration windows of `ctx` tokens.
@@ -156,6 +192,7 @@ pub fn run_memory(
         CalibMode::Sequential => (8, 1),
     };
     let xs = hidden_bytes(cfg, if spill { 1 } else { seqs }, ctx);
-    calibrate_memory(cfg, layer_f32, embed_f32, text_bytes, seqs, ctx, spill, sum_bytes)
-        .max(quantize_memory(cfg, layer_f32, outer_f32, true, sum_bytes) + with_margin(carried * xs))
+    calibrate_memory(cfg, layer_f32, embed_f32, text_bytes, seqs, ctx, spill, sum_bytes).max(
+        quantize_memory(cfg, layer_f32, outer_f32, true, sum_bytes, block_of(&p.method)) + with_margin(carried * xs),
+    )
 }
