@@ -47,13 +47,16 @@ run e8p12-output  e8p12               output
 # GLVQ (issue 12), same calibration, rotation and seed as sg1-both. The paper's ablation
 # around two settings: the pipeline's block-LDLQ feedback (ldlq=1, the better mode here), for
 # 8-D and 24-D: µ-law and SDBA on (the paper's method), µ-law off, µ-law and SDBA off; and the
-# paper's own optimisation (ldlq=0).
+# paper's own optimisation (ldlq=0). With both rotations SDBA moves no group (`llvq inspect`:
+# "0 at N−1"), so SDBA off gives the same weights (the d = 8 pair checks it end to end); the
+# pair without rotation is where SDBA moves bits.
 run glvq8-ldlq-mu0         glvq:d=8,ldlq=1,mu=0                     both
 run glvq24-ldlq-mu0        glvq:d=24,group=576,ldlq=1,mu=0          both
 run glvq8-ldlq-mu0-nosdba  glvq:d=8,ldlq=1,mu=0,sdba=0              both
-run glvq24-ldlq-mu0-nosdba glvq:d=24,group=576,ldlq=1,mu=0,sdba=0   both
 run glvq8-ldlq             glvq:d=8,ldlq=1                          both
 run glvq24-ldlq            glvq:d=24,group=576,ldlq=1               both
 run glvq8                  glvq:d=8                                 both
+run glvq8-ldlq-mu0-none    glvq:d=8,ldlq=1,mu=0                     none
+run glvq8-ldlq-mu0-nosdba-none glvq:d=8,ldlq=1,mu=0,sdba=0          none
 run glvq8-mu0              glvq:d=8,mu=0                            both
 run glvq24                 glvq:d=24,group=576                      both

@@ -36,17 +36,20 @@ MAIN = [
     ("sg2-both", "LLVQ shape-gain Λ24(11) + 2 gain bits"),
 ]
 ABLATION = ["none", "input", "output", "both"]
-# GLVQ rows (issue 12): name, lattice dimension, LDLQ feedback, µ-law, SDBA.
+# GLVQ rows (issue 12): name, rotation, lattice dimension, LDLQ feedback, µ-law, SDBA. With both
+# rotations SDBA moves no group, so SDBA off gives the same weights (d = 8 checks it end to end);
+# the pair without rotation is where it moves bits.
 GLVQ = [
-    ("glvq8-ldlq", 8, True, True, True),
-    ("glvq8-ldlq-mu0", 8, True, False, True),
-    ("glvq8-ldlq-mu0-nosdba", 8, True, False, False),
-    ("glvq24-ldlq", 24, True, True, True),
-    ("glvq24-ldlq-mu0", 24, True, False, True),
-    ("glvq24-ldlq-mu0-nosdba", 24, True, False, False),
-    ("glvq8", 8, False, True, True),
-    ("glvq8-mu0", 8, False, False, True),
-    ("glvq24", 24, False, True, True),
+    ("glvq8-ldlq", "both", 8, True, True, True),
+    ("glvq8-ldlq-mu0", "both", 8, True, False, True),
+    ("glvq8-ldlq-mu0-nosdba", "both", 8, True, False, False),
+    ("glvq24-ldlq", "both", 24, True, True, True),
+    ("glvq24-ldlq-mu0", "both", 24, True, False, True),
+    ("glvq8", "both", 8, False, True, True),
+    ("glvq8-mu0", "both", 8, False, False, True),
+    ("glvq24", "both", 24, False, True, True),
+    ("glvq8-ldlq-mu0-none", "none", 8, True, False, True),
+    ("glvq8-ldlq-mu0-nosdba-none", "none", 8, True, False, False),
 ]
 
 
@@ -164,12 +167,12 @@ def main():
                 f"{t['total'] / 60:.1f} min |\n"
             )
     out.write(
-        "\n| GLVQ (both rotations) | d | LDLQ | µ-law | SDBA | all-in bpw | ppl | GLVQ fitting "
+        "\n| GLVQ | rotation | d | LDLQ | µ-law | SDBA | all-in bpw | ppl | GLVQ fitting "
         "| quantization wall |\n"
     )
-    out.write("| --- | ---: | :---: | :---: | :---: | ---: | ---: | ---: | ---: |\n")
+    out.write("| --- | --- | ---: | :---: | :---: | :---: | ---: | ---: | ---: | ---: |\n")
     yes = lambda v: "yes" if v else "no"
-    for name, d, ldlq, mu, sdba in GLVQ:
+    for name, rot, d, ldlq, mu, sdba in GLVQ:
         r = row(name)
         if r is None:
             continue
@@ -177,17 +180,18 @@ def main():
         t = q["timings"]
         part = f" ({q['layers_resumed']} layers resumed)" if q["layers_resumed"] else ""
         out.write(
-            f"| `{q['method']}` | {d} | {yes(ldlq)} | {yes(mu)} | {yes(sdba)} | {q['bpw']:.4f} | "
+            f"| `{q['method']}` | {rot} | {d} | {yes(ldlq)} | {yes(mu)} | {yes(sdba)} | {q['bpw']:.4f} | "
             f"{fmt_ppl(p['ppl'])} | {t['quantization'] / 60:.1f} min{part} | {t['total'] / 60:.1f} min{part} |\n"
         )
-    r = row("sg1-both")
-    if r:
-        q, p = r
-        t = q["timings"]
-        out.write(
-            f"| LLVQ shape-gain `{q['method']}` | 24 | yes | - | - | {q['bpw']:.4f} | {fmt_ppl(p['ppl'])} | "
-            f"{t['quantization'] / 60:.1f} min (search + LDLQ) | {t['total'] / 60:.1f} min |\n"
-        )
+    for ref, rot in [("sg1-both", "both"), ("sg1-none", "none")]:
+        r = row(ref)
+        if r:
+            q, p = r
+            t = q["timings"]
+            out.write(
+                f"| LLVQ shape-gain `{q['method']}` | {rot} | 24 | yes | - | - | {q['bpw']:.4f} | {fmt_ppl(p['ppl'])} | "
+                f"{t['quantization'] / 60:.1f} min (search + LDLQ) | {t['total'] / 60:.1f} min |\n"
+            )
     out.write(
         "\n| Tuned input scales (16,384 tokens, KL) | all-in bpw | ppl | ppl tuned | change "
         "| held-out KL before → after | tuning wall | training tokens/s |\n"

@@ -235,6 +235,17 @@ impl View for Source<'_> {
 /// `plain`, atomically. The header is `header` with the parts' linears; the bytes are those
 /// [`write`] gives for the same contents read whole (test). A tensor name twice is an error.
 pub fn write_assembled(path: &Path, header: Header, parts: &[PartFile], plain: &[Plain]) -> Result<()> {
+    write_assembled_with(path, header, parts, plain, &[])
+}
+
+/// [`write_assembled`] with extra safetensors metadata entries, as [`write_with`].
+pub fn write_assembled_with(
+    path: &Path,
+    header: Header,
+    parts: &[PartFile],
+    plain: &[Plain],
+    extra: &[(&str, String)],
+) -> Result<()> {
     let mut header = header;
     header.format = FORMAT.into();
     header.format_version = FORMAT_VERSION;
@@ -280,7 +291,8 @@ pub fn write_assembled(path: &Path, header: Header, parts: &[PartFile], plain: &
             Source::Plain(tv(&p.name, p.dtype, p.shape.clone(), &p.data)?),
         ));
     }
-    let info = std::collections::HashMap::from([(FORMAT.to_string(), meta.to_string())]);
+    let mut info = std::collections::HashMap::from([(FORMAT.to_string(), meta.to_string())]);
+    info.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let tmp = with_suffix(path, ".tmp");
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| QuantError::io(dir, e))?;

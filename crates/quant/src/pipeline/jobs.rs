@@ -24,7 +24,7 @@ use super::params::{CalibMode, Event, QuantizeParams};
 use super::resume::{check_output, content_hash};
 use crate::calib::{windows, CalibParams, LayerHessians};
 use crate::error::{QuantError, Result};
-use crate::format::{self, FileContents, Header, LinearStats, PartFile, QuantLinear};
+use crate::format::{self, FileContents, Header, LinearStats, PartFile};
 use crate::hessians::{self, HessianManifest, HESSIANS_FORMAT, HESSIANS_VERSION};
 use crate::method::Method;
 
@@ -329,52 +329,80 @@ pub fn quantize_layers(
             ControlFlow::Continue(()) => Ok(()),
         }
     };
-    let mut linears: Vec<QuantLinear> = Vec::new();
-    let mut stats: Vec<LinearStats> = Vec::new();
+    // Each layer's codes go to a scratch file as soon as they exist, and the part is assembled
+    // from those files one tensor at a time: a job's memory does not grow with its layer count.
+    let scratch = format::with_suffix(out, ".layers");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(|e| QuantError::io(&scratch, e))?;
+    }
+    std::fs::create_dir_all(&scratch).map_err(|e| QuantError::io(&scratch, e))?;
+    let layer_file = |l: usize| scratch.join(format!("layer-{l:04}.safetensors"));
     let mut plain = Vec::new();
     let mut secs = Vec::new();
-    for l in layers.clone() {
-        let t = Instant::now();
-        progress(Event::Layer {
-            layer: l,
-            layers: cfg.num_layers,
-            step: "loading",
-        })?;
-        let hook = hessians::read_layer(&hessians::layer_path(hdir, l), l, man.tokens, true)?;
-        let mut layer_plain = std::collections::BTreeMap::new();
-        let mut layer = load_layer(&mut lazy, l, p.embed_f16, &mut layer_plain)?;
-        plain.extend(layer_plain.into_values());
-        let (mut q, mut s) = quantize_layer(&mut layer, cfg.num_layers, hook, &method, p, &mut progress)?;
-        linears.append(&mut q);
-        stats.append(&mut s);
-        secs.push(t.elapsed().as_secs_f64());
-        progress(Event::LayerDone {
-            layer: l,
-            layers: cfg.num_layers,
-            resumed: false,
-        })?;
-    }
-    if layers.start == 0 {
-        for (name, t) in &lazy.outer_weights()?.tensors {
-            plain.push(plain_tensor(name, t, p.embed_f16)?);
+    let run_layers = || -> Result<()> {
+        for l in layers.clone() {
+            let t = Instant::now();
+            progress(Event::Layer {
+                layer: l,
+                layers: cfg.num_layers,
+                step: "loading",
+            })?;
+            let hook = hessians::read_layer(&hessians::layer_path(hdir, l), l, man.tokens, true)?;
+            let mut layer_plain = std::collections::BTreeMap::new();
+            let mut layer = load_layer(&mut lazy, l, p.embed_f16, &mut layer_plain)?;
+            plain.extend(layer_plain.into_values());
+            let (linears, stats) = quantize_layer(&mut layer, cfg.num_layers, hook, &method, p, &mut progress)?;
+            let header = Header {
+                layer: Some(l),
+                stats: Some(stats),
+                ..Header::default()
+            };
+            let contents = FileContents {
+                header,
+                linears,
+                plain: vec![],
+            };
+            format::write(&layer_file(l), &contents)?;
+            secs.push(t.elapsed().as_secs_f64());
+            progress(Event::LayerDone {
+                layer: l,
+                layers: cfg.num_layers,
+                resumed: false,
+            })?;
         }
-        plain.push(tokenizer_tensor(&tok));
-    }
-    progress(Event::Phase("writing"))?;
-    let info = PartInfo {
-        first: layers.start,
-        end: layers.end,
-        num_layers: cfg.num_layers,
-        model_fnv1a,
-        hessians: man.id(),
-        embed_f16: p.embed_f16,
+        if layers.start == 0 {
+            for (name, t) in &lazy.outer_weights()?.tensors {
+                plain.push(plain_tensor(name, t, p.embed_f16)?);
+            }
+            plain.push(tokenizer_tensor(&tok));
+        }
+        progress(Event::Phase("writing"))?;
+        let info = PartInfo {
+            first: layers.start,
+            end: layers.end,
+            num_layers: cfg.num_layers,
+            model_fnv1a,
+            hessians: man.id(),
+            embed_f16: p.embed_f16,
+        };
+        let part_files: Vec<PartFile> = layers
+            .clone()
+            .map(|l| PartFile::open(&layer_file(l)))
+            .collect::<Result<_>>()?;
+        let mut stats: Vec<LinearStats> = Vec::new();
+        for f in &part_files {
+            stats.extend_from_slice(f.header.stats.as_deref().unwrap_or_default());
+        }
+        let header = Header {
+            stats: Some(stats),
+            ..run_header(&cfg, &method, p)
+        };
+        let extra = [(PART_KEY, serde_json::to_string(&info).expect("plain struct"))];
+        format::write_assembled_with(out, header, &part_files, &plain, &extra)
     };
-    let header = Header {
-        stats: Some(stats),
-        ..run_header(&cfg, &method, p)
-    };
-    let extra = [(PART_KEY, serde_json::to_string(&info).expect("plain struct"))];
-    format::write_with(out, &FileContents { header, linears, plain }, &extra)?;
+    let done = run_layers();
+    let _ = std::fs::remove_dir_all(&scratch);
+    done?;
     Ok(JobReport {
         out: out.to_path_buf(),
         layers,
