@@ -133,6 +133,8 @@ fn sharded_hessians_and_layer_jobs_give_the_full_mode_file_byte_for_byte() {
                         &mut go,
                     )
                     .unwrap();
+                    // The per-layer scratch files are gone once the part exists.
+                    assert!(!llvq_quant::format::with_suffix(&part, ".layers").exists());
                     part
                 })
                 .collect();
