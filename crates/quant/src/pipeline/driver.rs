@@ -16,7 +16,7 @@ use super::params::{CalibMode, Event, QuantizeParams, Report, Timings};
 use super::resume::{check_output, has_layers, manifest, open_parts, part_path, parts_dir};
 use crate::calib::{windows, LayerHessians};
 use crate::error::{QuantError, Result};
-use crate::format::{self, Bits, CodeCache, FileContents, Header, LinearStats, PartFile, Plain};
+use crate::format::{self, Bits, CodeCache, FileContents, Header, LinearStats, PartFile, Plain, QuantLinear};
 use crate::method::Method;
 
 /// The tensors stored as they are: everything but the decoder's linear weights, plus the
@@ -397,19 +397,7 @@ fn run(
 
         let t = Instant::now();
         let (linears, stats) = quantize_layer(src.layer(l), layers, hook, method, p, progress)?;
-        let header = Header {
-            layer: Some(l),
-            stats: Some(stats),
-            ..Header::default()
-        };
-        format::write(
-            &part,
-            &FileContents {
-                header,
-                linears,
-                plain: vec![],
-            },
-        )?;
+        write_layer_part(&part, l, linears, stats)?;
         tm.quantization += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
@@ -497,6 +485,29 @@ pub(super) fn run_header(cfg: &Config, method: &Method, p: &QuantizeParams) -> H
         damp: Some(p.ldlq.damp),
         ..Header::default()
     }
+}
+
+/// Writes layer `l`'s codes and statistics to its part file (`llvq quantize`'s `OUT.parts/`, a
+/// layer job's scratch files), from which [`format::write_assembled`] builds the output.
+pub(super) fn write_layer_part(
+    path: &Path,
+    l: usize,
+    linears: Vec<QuantLinear>,
+    stats: Vec<LinearStats>,
+) -> Result<()> {
+    let header = Header {
+        layer: Some(l),
+        stats: Some(stats),
+        ..Header::default()
+    };
+    format::write(
+        path,
+        &FileContents {
+            header,
+            linears,
+            plain: vec![],
+        },
+    )
 }
 
 /// Completes a run header with the all-in bits of the linears of `parts` and the statistics of

@@ -16,15 +16,17 @@ use serde::{Deserialize, Serialize};
 
 use llvq_model::Rope;
 
-use super::driver::{assembled_header, embed_windows, load_layer, plain_tensor, run_header, tokenizer_tensor};
+use super::driver::{
+    assembled_header, embed_windows, load_layer, plain_tensor, run_header, tokenizer_tensor, write_layer_part,
+};
 use super::hidden::Placement;
 use super::layer::quantize_layer;
 use super::memory::{available, block_of, calibrate_memory, check_memory, hidden_bytes, peak_rss, quantize_memory};
 use super::params::{CalibMode, Event, QuantizeParams};
-use super::resume::{check_output, content_hash};
+use super::resume::{check_output, content_hash, part_path};
 use crate::calib::{windows, CalibParams, LayerHessians};
 use crate::error::{QuantError, Result};
-use crate::format::{self, FileContents, Header, LinearStats, PartFile};
+use crate::format::{self, Header, PartFile};
 use crate::hessians::{self, HessianManifest, HESSIANS_FORMAT, HESSIANS_VERSION};
 use crate::method::Method;
 
@@ -336,7 +338,6 @@ pub fn quantize_layers(
         std::fs::remove_dir_all(&scratch).map_err(|e| QuantError::io(&scratch, e))?;
     }
     std::fs::create_dir_all(&scratch).map_err(|e| QuantError::io(&scratch, e))?;
-    let layer_file = |l: usize| scratch.join(format!("layer-{l:04}.safetensors"));
     let mut plain = Vec::new();
     let mut secs = Vec::new();
     let run_layers = || -> Result<()> {
@@ -352,17 +353,7 @@ pub fn quantize_layers(
             let mut layer = load_layer(&mut lazy, l, p.embed_f16, &mut layer_plain)?;
             plain.extend(layer_plain.into_values());
             let (linears, stats) = quantize_layer(&mut layer, cfg.num_layers, hook, &method, p, &mut progress)?;
-            let header = Header {
-                layer: Some(l),
-                stats: Some(stats),
-                ..Header::default()
-            };
-            let contents = FileContents {
-                header,
-                linears,
-                plain: vec![],
-            };
-            format::write(&layer_file(l), &contents)?;
+            write_layer_part(&part_path(&scratch, l), l, linears, stats)?;
             secs.push(t.elapsed().as_secs_f64());
             progress(Event::LayerDone {
                 layer: l,
@@ -387,12 +378,11 @@ pub fn quantize_layers(
         };
         let part_files: Vec<PartFile> = layers
             .clone()
-            .map(|l| PartFile::open(&layer_file(l)))
+            .map(|l| PartFile::open(&part_path(&scratch, l)))
             .collect::<Result<_>>()?;
-        let mut stats: Vec<LinearStats> = Vec::new();
-        for f in &part_files {
-            stats.extend_from_slice(f.header.stats.as_deref().unwrap_or_default());
-        }
+        // The part keeps the run's header and its layers' statistics (its bits are counted by
+        // `llvq merge`, over the whole model).
+        let (_, stats) = assembled_header(Header::default(), &part_files)?;
         let header = Header {
             stats: Some(stats),
             ..run_header(&cfg, &method, p)

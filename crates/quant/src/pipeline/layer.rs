@@ -192,14 +192,14 @@ pub(super) fn quantize_layer(
                 step: "factorising",
             })?;
             // Factored in the rotated, padded copy's own buffer; a retry makes it again.
-            let padded = || pad_hessian(rotated(), n, np);
+            let mut padded = || pad_hessian(rotated(), n, np);
             Some(Factor::in_place(
                 padded(),
                 np,
                 b,
                 &p.ldlq,
                 &format!("model.layers.{l} input {input:?}"),
-                &mut || padded(),
+                &mut padded,
             )?)
         } else {
             None
