@@ -4,7 +4,7 @@
 # Writes docs/pipeline/<name>.quant.json (the `llvq quantize --json` report) and
 # <name>.ppl.json (`llvq eval ppl --json`); a run whose ppl file exists is skipped.
 # Takes about five hours on 2 cores (each evaluation of the 589 windows is 10-18 minutes), plus
-# the GLVQ ablation (issue 12): about 25 minutes a row without µ-law.
+# the GLVQ ablation (issue 12): 20-35 minutes a row.
 # ONLY=REGEX runs only the rows whose name matches (e.g. ONLY='^glvq').
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,9 +47,11 @@ run e8p12-output  e8p12               output
 # GLVQ (issue 12), same calibration, rotation and seed as sg1-both. The paper's ablation
 # around two settings: the pipeline's block-LDLQ feedback (ldlq=1, the better mode here), for
 # 8-D and 24-D: µ-law and SDBA on (the paper's method), µ-law off, µ-law and SDBA off; and the
-# paper's own optimisation (ldlq=0). With both rotations SDBA moves no group (`llvq inspect`:
-# "0 at N−1"), so SDBA off gives the same weights (the d = 8 pair checks it end to end); the
-# pair without rotation is where SDBA moves bits.
+# paper's own optimisation (ldlq=0), at d = 8 with and without µ-law and at d = 24 without (the
+# d = 24 µ-law row, last, takes about 55 minutes and is not in the README). With both rotations
+# SDBA moves no group (`llvq inspect`: "0 at N−1"), so SDBA off gives the same weights (the
+# d = 8 pair checks it end to end); the pair without rotation is where SDBA moves bits
+# (scripts/glvq-sdba.sh compares SDBA on and off linear by linear on the same Hessians).
 run glvq8-ldlq-mu0         glvq:d=8,ldlq=1,mu=0                     both
 run glvq24-ldlq-mu0        glvq:d=24,group=576,ldlq=1,mu=0          both
 run glvq8-ldlq-mu0-nosdba  glvq:d=8,ldlq=1,mu=0,sdba=0              both
@@ -59,4 +61,5 @@ run glvq8                  glvq:d=8                                 both
 run glvq8-ldlq-mu0-none    glvq:d=8,ldlq=1,mu=0                     none
 run glvq8-ldlq-mu0-nosdba-none glvq:d=8,ldlq=1,mu=0,sdba=0          none
 run glvq8-mu0              glvq:d=8,mu=0                            both
+run glvq24-mu0             glvq:d=24,group=576,mu=0                 both
 run glvq24                 glvq:d=24,group=576                      both

@@ -6,6 +6,7 @@ and the task reports in docs/tasks/ (`llvq eval tasks --json`: CSR six at 500 do
 0- and 5-shot at 4 questions per subject). Rows whose reports are missing are skipped; missing
 cells are "-"."""
 import json
+import math
 import os
 import sys
 
@@ -47,6 +48,7 @@ GLVQ = [
     ("glvq24-ldlq-mu0", "both", 24, True, False, True),
     ("glvq8", "both", 8, False, True, True),
     ("glvq8-mu0", "both", 8, False, False, True),
+    ("glvq24-mu0", "both", 24, False, False, True),
     ("glvq24", "both", 24, False, True, True),
     ("glvq8-ldlq-mu0-none", "none", 8, True, False, True),
     ("glvq8-ldlq-mu0-nosdba-none", "none", 8, True, False, False),
@@ -105,11 +107,44 @@ def tuned(name):
     return p["ppl"], f["bpw"], f["seconds"] / 60, f["tokens"]
 
 
+def per_layer(q):
+    """Seconds of code fitting (`timings.quantization`) per layer this run quantized: comparable
+    between a whole run and one resumed from its finished layers."""
+    layers = {s["name"].split(".layers.")[1].split(".")[0] for s in q["stats"]}
+    return q["timings"]["quantization"] / (len(layers) - q["layers_resumed"])
+
+
 def row(name):
     q, p = load(name, "quant"), load(name, "ppl")
     if q is None or p is None:
         return None
     return q, p
+
+
+KINDS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def glvq_proxy(out):
+    """The GLVQ rows' relative proxy loss tr(ΔW H ΔWᵀ)/tr(W H Wᵀ) (the files' `stats`, each on
+    its own run's Hessians): geometric mean over all linears and per kind of linear, and the
+    worst linear. Shows where a row's perplexity comes from (a tail, or every linear)."""
+    out.write("\n| file | all linears | " + " | ".join(KINDS) + " | worst linear |\n")
+    out.write("| --- |" + " ---: |" * (len(KINDS) + 1) + " --- |\n")
+    geo = lambda v: math.exp(sum(map(math.log, v)) / len(v))
+    for name in [g[0] for g in GLVQ] + ["sg1-both", "sg1-none"]:
+        q = load(name, "quant")
+        if q is None or load(name, "ppl") is None:
+            continue
+        by = {}
+        for st in q["stats"]:
+            by.setdefault(st["name"].split(".")[-2], []).append(st["proxy_rel"])
+        worst = max(q["stats"], key=lambda st: st["proxy_rel"])
+        where = worst["name"].removeprefix("model.").removesuffix(".weight")
+        cells = " | ".join(f"{geo(by[k]):.4f}" for k in KINDS)
+        out.write(
+            f"| {name} | {geo([st['proxy_rel'] for st in q['stats']]):.4f} | {cells} | "
+            f"{where}: {worst['proxy_rel']:.3f} |\n"
+        )
 
 
 def main():
@@ -167,10 +202,10 @@ def main():
                 f"{t['total'] / 60:.1f} min |\n"
             )
     out.write(
-        "\n| GLVQ | rotation | d | LDLQ | µ-law | SDBA | all-in bpw | ppl | GLVQ fitting "
-        "| quantization wall |\n"
+        "\n| GLVQ | rotation | d | LDLQ | µ-law | SDBA | all-in bpw | ppl | fitting per layer "
+        "| fitting | quantization wall |\n"
     )
-    out.write("| --- | --- | ---: | :---: | :---: | :---: | ---: | ---: | ---: | ---: |\n")
+    out.write("| --- | --- | ---: | :---: | :---: | :---: | ---: | ---: | ---: | ---: | ---: |\n")
     yes = lambda v: "yes" if v else "no"
     for name, rot, d, ldlq, mu, sdba in GLVQ:
         r = row(name)
@@ -181,7 +216,8 @@ def main():
         part = f" ({q['layers_resumed']} layers resumed)" if q["layers_resumed"] else ""
         out.write(
             f"| `{q['method']}` | {rot} | {d} | {yes(ldlq)} | {yes(mu)} | {yes(sdba)} | {q['bpw']:.4f} | "
-            f"{fmt_ppl(p['ppl'])} | {t['quantization'] / 60:.1f} min{part} | {t['total'] / 60:.1f} min{part} |\n"
+            f"{fmt_ppl(p['ppl'])} | {per_layer(q):.0f} s | {t['quantization'] / 60:.1f} min{part} | "
+            f"{t['total'] / 60:.1f} min{part} |\n"
         )
     for ref, rot in [("sg1-both", "both"), ("sg1-none", "none")]:
         r = row(ref)
@@ -189,9 +225,10 @@ def main():
             q, p = r
             t = q["timings"]
             out.write(
-                f"| LLVQ shape-gain `{q['method']}` | {rot} | 24 | yes | - | - | {q['bpw']:.4f} | {fmt_ppl(p['ppl'])} | "
-                f"{t['quantization'] / 60:.1f} min (search + LDLQ) | {t['total'] / 60:.1f} min |\n"
+                f"| LLVQ shape-gain `{q['method']}` | {rot} | 24 | yes | - | - | {q['bpw']:.4f} | {fmt_ppl(p['ppl'], ref)} | "
+                f"{per_layer(q):.0f} s | {t['quantization'] / 60:.1f} min (search + LDLQ) | {t['total'] / 60:.1f} min |\n"
             )
+    glvq_proxy(out)
     out.write(
         "\n| Tuned input scales (16,384 tokens, KL) | all-in bpw | ppl | ppl tuned | change "
         "| held-out KL before → after | tuning wall | training tokens/s |\n"
