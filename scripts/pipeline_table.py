@@ -37,22 +37,24 @@ MAIN = [
     ("sg2-both", "LLVQ shape-gain Λ24(11) + 2 gain bits"),
 ]
 ABLATION = ["none", "input", "output", "both"]
-# GLVQ rows (issue 12): name, rotation, lattice dimension, LDLQ feedback, µ-law, SDBA. With both
+# GLVQ rows (issue 12), in table order; their settings are read from the reports. With both
 # rotations SDBA moves no group, so SDBA off gives the same weights (d = 8 checks it end to end);
 # the pair without rotation is where it moves bits.
 GLVQ = [
-    ("glvq8-ldlq", "both", 8, True, True, True),
-    ("glvq8-ldlq-mu0", "both", 8, True, False, True),
-    ("glvq8-ldlq-mu0-nosdba", "both", 8, True, False, False),
-    ("glvq24-ldlq", "both", 24, True, True, True),
-    ("glvq24-ldlq-mu0", "both", 24, True, False, True),
-    ("glvq8", "both", 8, False, True, True),
-    ("glvq8-mu0", "both", 8, False, False, True),
-    ("glvq24-mu0", "both", 24, False, False, True),
-    ("glvq24", "both", 24, False, True, True),
-    ("glvq8-ldlq-mu0-none", "none", 8, True, False, True),
-    ("glvq8-ldlq-mu0-nosdba-none", "none", 8, True, False, False),
+    "glvq8-ldlq",
+    "glvq8-ldlq-mu0",
+    "glvq8-ldlq-mu0-nosdba",
+    "glvq24-ldlq",
+    "glvq24-ldlq-mu0",
+    "glvq8",
+    "glvq8-mu0",
+    "glvq24-mu0",
+    "glvq24",
+    "glvq8-ldlq-mu0-none",
+    "glvq8-ldlq-mu0-nosdba-none",
 ]
+# The LLVQ shape-gain rows the GLVQ tables are compared with (same calibration and seed).
+GLVQ_REFS = ["sg1-both", "sg1-none"]
 
 
 def fmt_ppl(ppl, name=None):
@@ -107,6 +109,11 @@ def tuned(name):
     return p["ppl"], f["bpw"], f["seconds"] / 60, f["tokens"]
 
 
+def code_fields(q):
+    """The `key=value` fields of a report's expanded code string (`glvq:d=8,bits=2,...`)."""
+    return dict(kv.split("=") for kv in q["code"].split(":", 1)[1].split(","))
+
+
 def per_layer(q):
     """Seconds of code fitting (`timings.quantization`) per layer this run quantized: comparable
     between a whole run and one resumed from its finished layers."""
@@ -131,7 +138,7 @@ def glvq_proxy(out):
     out.write("\n| file | all linears | " + " | ".join(KINDS) + " | worst linear |\n")
     out.write("| --- |" + " ---: |" * (len(KINDS) + 1) + " --- |\n")
     geo = lambda v: math.exp(sum(map(math.log, v)) / len(v))
-    for name in [g[0] for g in GLVQ] + ["sg1-both", "sg1-none"]:
+    for name in GLVQ + GLVQ_REFS:
         q = load(name, "quant")
         if q is None or load(name, "ppl") is None:
             continue
@@ -206,26 +213,28 @@ def main():
         "| fitting | quantization wall |\n"
     )
     out.write("| --- | --- | ---: | :---: | :---: | :---: | ---: | ---: | ---: | ---: | ---: |\n")
-    yes = lambda v: "yes" if v else "no"
-    for name, rot, d, ldlq, mu, sdba in GLVQ:
+    yes = lambda v: "yes" if v == "1" else "no"
+    for name in GLVQ:
         r = row(name)
         if r is None:
             continue
         q, p = r
         t = q["timings"]
+        c = code_fields(q)
         part = f" ({q['layers_resumed']} layers resumed)" if q["layers_resumed"] else ""
         out.write(
-            f"| `{q['method']}` | {rot} | {d} | {yes(ldlq)} | {yes(mu)} | {yes(sdba)} | {q['bpw']:.4f} | "
+            f"| `{q['method']}` | {q['rotate']} | {c['d']} | {yes(c['ldlq'])} | {yes(c['mu'])} | "
+            f"{yes(c['sdba'])} | {q['bpw']:.4f} | "
             f"{fmt_ppl(p['ppl'])} | {per_layer(q):.0f} s | {t['quantization'] / 60:.1f} min{part} | "
             f"{t['total'] / 60:.1f} min{part} |\n"
         )
-    for ref, rot in [("sg1-both", "both"), ("sg1-none", "none")]:
+    for ref in GLVQ_REFS:
         r = row(ref)
         if r:
             q, p = r
             t = q["timings"]
             out.write(
-                f"| LLVQ shape-gain `{q['method']}` | {rot} | 24 | yes | - | - | {q['bpw']:.4f} | {fmt_ppl(p['ppl'], ref)} | "
+                f"| LLVQ shape-gain `{q['method']}` | {q['rotate']} | 24 | yes | - | - | {q['bpw']:.4f} | {fmt_ppl(p['ppl'], ref)} | "
                 f"{per_layer(q):.0f} s | {t['quantization'] / 60:.1f} min (search + LDLQ) | {t['total'] / 60:.1f} min |\n"
             )
     glvq_proxy(out)
